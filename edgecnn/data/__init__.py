@@ -1,0 +1,151 @@
+"""Real images in, model-ready arrays out.
+
+Preprocessing is the classic ImageNet evaluation transform, driven by the model's spec:
+resize the shorter side to ``resolution / crop_pct``, centre-crop ``resolution``, scale to
+[0, 1], normalise with the spec's mean/std, NCHW float32. Calibration uses random crops of
+real photos (a fixed seed), so int8 ranges see the statistics of real images, not noise.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import CalibrationDataError
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "images"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# Held out: int8 fidelity is judged on photos the calibration never saw.
+CALIBRATION_PHOTOS = ("astronaut", "rocket", "china", "flower")
+EVALUATION_PHOTOS = ("chelsea", "coffee", "grace_hopper")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    resolution: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float = 0.875
+    channels: int = 3
+
+    @classmethod
+    def for_spec(cls, spec, resolution: int | None = None) -> "Preprocessing":
+        return cls(spec.check_resolution(resolution), tuple(spec.mean), tuple(spec.std), spec.crop_pct, spec.in_chans)
+
+    def to_dict(self) -> dict:
+        return {"resolution": self.resolution, "mean": list(self.mean), "std": list(self.std),
+                "crop_pct": self.crop_pct, "channels": self.channels, "resize": "bilinear, shorter side",
+                "crop": "centre"}
+
+    def _normalise(self, img: Image.Image) -> np.ndarray:
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        """One PIL image -> (C, H, W) float32, the evaluation transform."""
+        img = to_model_mode(img, self.channels)
+        r = self.resolution
+        short = max(r, int(round(r / self.crop_pct)))
+        w, h = img.size
+        scale = short / min(w, h)
+        img = img.resize((max(r, round(w * scale)), max(r, round(h * scale))), Image.Resampling.BILINEAR)
+        w, h = img.size
+        left, top = (w - r) // 2, (h - r) // 2
+        return self._normalise(img.crop((left, top, left + r, top + r)))
+
+    def random_crops(self, img: Image.Image, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """``n`` random crops covering 25-100% of the image (aspect 3/4..4/3), resized to the input size."""
+        img = to_model_mode(img, self.channels)
+        w, h = img.size
+        out = []
+        for _ in range(n):
+            area = w * h * rng.uniform(0.25, 1.0)
+            aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+            cw = int(min(w, round(np.sqrt(area * aspect))))
+            ch = int(min(h, round(np.sqrt(area / aspect))))
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            crop = img.crop((x, y, x + cw, y + ch)).resize((self.resolution,) * 2, Image.Resampling.BILINEAR)
+            out.append(self._normalise(crop))
+        return out
+
+
+def to_model_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Grayscale, palette, RGBA and 16-bit images -> 8-bit RGB (or L for 1-channel models)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() or 1.0
+        img = Image.fromarray(np.clip(arr * (255.0 / hi), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = arr.min(), arr.max()
+        img = Image.fromarray(((arr - lo) / ((hi - lo) or 1.0) * 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files in a flat folder or an ImageFolder tree (class sub-folders), sorted."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise CalibrationDataError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise CalibrationDataError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CalibrationDataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def load_images(paths: Iterable[str | Path]) -> list[Image.Image]:
+    """Open and fully decode images; unreadable or truncated ones are skipped with a warning."""
+    images, bad = [], []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            bad.append(f"{Path(p).name} ({type(e).__name__})")
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}", stacklevel=2)
+    if not images:
+        raise CalibrationDataError("none of the images could be read" + (f": {', '.join(bad[:5])}" if bad else ""))
+    return images
+
+
+def bundled_images(names: Sequence[str] | None = None) -> list[Image.Image]:
+    names = names or CALIBRATION_PHOTOS + EVALUATION_PHOTOS
+    return load_images(BUNDLED_DIR / f"{n}.jpg" for n in names)
+
+
+def calibration_batch(prep: Preprocessing, n: int, *, folder: str | Path | None = None, seed: int = 0) -> np.ndarray:
+    """``n`` inputs for calibration: random crops spread evenly over the photos."""
+    if n < 1:
+        raise CalibrationDataError(f"calibration size must be at least 1, got {n}")
+    images = load_images(find_images(folder)) if folder is not None else bundled_images(CALIBRATION_PHOTOS)
+    return _crops(prep, images, n, seed)
+
+
+def evaluation_batch(prep: Preprocessing, n: int, *, folder: str | Path | None = None, seed: int = 1) -> np.ndarray:
+    """``n`` held-out inputs: the centre crop of each photo first, then random crops."""
+    images = load_images(find_images(folder)) if folder is not None else bundled_images(EVALUATION_PHOTOS)
+    centre = [prep(im) for im in images[:n]]
+    rest = _crops(prep, images, n - len(centre), seed) if n > len(centre) else np.empty((0,) + centre[0].shape, np.float32)
+    return np.concatenate([np.stack(centre), rest]).astype(np.float32)
+
+
+def _crops(prep: Preprocessing, images: list[Image.Image], n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    per = [n // len(images) + (i < n % len(images)) for i in range(len(images))]
+    crops = [c for im, k in zip(images, per) for c in prep.random_crops(im, k, rng)]
+    return np.stack(crops).astype(np.float32)

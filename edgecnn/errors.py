@@ -1,0 +1,64 @@
+"""Typed errors. The CLI prints ``str(error)`` as one line and exits non-zero.
+
+Every error a user can cause by what they typed or what they pointed us at derives from
+:class:`EdgecnnError`; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class EdgecnnError(Exception):
+    """Base class for errors a user can act on."""
+
+    exit_code = 2
+
+
+class UnknownNameError(EdgecnnError, LookupError):
+    """A name that is not in a registry (model, exporter, runtime)."""
+
+
+class UnknownModelError(UnknownNameError):
+    pass
+
+
+class ConfigError(EdgecnnError, ValueError):
+    """An option value that cannot work (resolution, num_classes, batch, opset...)."""
+
+
+class WeightsError(EdgecnnError):
+    """A checkpoint that is missing, unreadable, unsafe or for another architecture."""
+
+
+class DownloadError(WeightsError):
+    """A download that failed, timed out or did not match its hash."""
+
+
+class MissingBackendError(EdgecnnError, ImportError):
+    """An optional backend (openvino, tensorrt, CUDA...) that is not installed."""
+
+    def __init__(self, backend: str, extra: str | None = None, reason: str | None = None):
+        self.backend = backend
+        self.extra = extra
+        hint = f"; install it with: pip install 'edgecnn[{extra}]'" if extra else ""
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{backend} is not available{why}{hint}")
+
+
+class CalibrationDataError(EdgecnnError):
+    """Calibration / evaluation images that are missing, empty or unreadable."""
+
+
+class ExportError(EdgecnnError):
+    """A conversion step that failed."""
+
+
+class ArtifactError(EdgecnnError):
+    """An artifact (ONNX, IR, engine, manifest) that is missing, truncated or corrupt."""
+
+
+class ParityError(EdgecnnError):
+    """An artifact whose outputs differ from the original beyond the tolerance."""
+
+    def __init__(self, message: str, *, max_abs_diff: float | None = None, tolerance: float | None = None):
+        self.max_abs_diff = max_abs_diff
+        self.tolerance = tolerance
+        super().__init__(message)

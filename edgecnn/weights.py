@@ -1,0 +1,154 @@
+"""Checkpoints: local files, downloads into a cache (hash-checked), installed weight packages.
+
+Every load goes through ``torch.load(..., weights_only=True)``: a checkpoint that tries to run
+code is refused, not executed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from .errors import DownloadError, WeightsError
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def cache_dir() -> Path:
+    """``$EDGECNN_CACHE`` or ``$XDG_CACHE_HOME/edgecnn`` (``~/.cache/edgecnn``)."""
+    env = os.environ.get("EDGECNN_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecnn"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, *, sha256: str | None, dest_dir: str | Path | None = None,
+             timeout: float = DEFAULT_TIMEOUT_S, progress: bool = True) -> Path:
+    """Fetch ``url`` into the cache, unless a verified copy is already there.
+
+    The file streams into a temporary file beside its destination and is renamed into place only
+    after its SHA-256 matches ``sha256`` (a full digest or a prefix, as torchvision names its
+    files), so a partial or corrupt download is never used.
+    """
+    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir() / "checkpoints"
+    name = Path(urllib.parse.urlparse(url).path).name or "checkpoint.pth"
+    dest = dest_dir / name
+    if dest.exists() and _hash_ok(dest, sha256):
+        return dest
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"cannot create the weights cache {dest_dir}: {e.strerror}") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _stream(url, out, timeout=timeout, progress=progress)
+        if not _hash_ok(Path(tmp), sha256):
+            raise DownloadError(f"{url}: SHA-256 {sha256_file(tmp)[:16]}... does not match the expected {sha256}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _hash_ok(path: Path, sha256: str | None) -> bool:
+    return sha256 is None or sha256_file(path).startswith(sha256.lower())
+
+
+def _stream(url: str, out, *, timeout: float, progress: bool) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            bar = _progress_bar(total, Path(url).name) if progress else None
+            try:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(block)
+                    if bar is not None:
+                        bar.update(len(block))
+            finally:
+                if bar is not None:
+                    bar.close()
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(
+            f"could not download {url} ({reason}); if this machine is offline, download the file elsewhere "
+            "and pass it with --weights PATH (or weights=PATH)"
+        ) from None
+
+
+def _progress_bar(total: int | None, desc: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress is a nicety, not a dependency
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state_dict (or a dict wrapping one under 'state_dict' / 'model') safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        raise WeightsError(f"{path} was refused: it is not a plain tensor checkpoint ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    # DataParallel / DDP checkpoints prefix every key with 'module.'
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str,
+              classes: tuple[int, int] | None = None) -> list[str]:
+    """Strict load that names the first problem.
+
+    ``classes=(in_checkpoint, in_model)``: tensors whose only difference is that leading
+    dimension form the classifier head, which is left freshly initialised (transfer learning).
+    Returns the keys of the skipped head.
+    """
+    own = model.state_dict()
+    skipped = []
+    for key, value in own.items():
+        if key not in state_dict:
+            raise WeightsError(f"{source} does not fit {type(model).__name__}: missing key '{key}'")
+        theirs, ours = tuple(state_dict[key].shape), tuple(value.shape)
+        if theirs != ours:
+            if classes and theirs[1:] == ours[1:] and (theirs[:1], ours[:1]) == ((classes[0],), (classes[1],)):
+                skipped.append(key)
+                continue
+            raise WeightsError(
+                f"{source} does not fit this model: first mismatching key '{key}' has shape "
+                f"{theirs} in the checkpoint, {ours} in the model"
+            )
+    extra = [k for k in state_dict if k not in own]
+    if extra:
+        raise WeightsError(f"{source} does not fit {type(model).__name__}: unexpected key '{extra[0]}'")
+    model.load_state_dict({k: v for k, v in state_dict.items() if k not in skipped}, strict=not skipped)
+    return skipped
