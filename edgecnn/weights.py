@@ -112,7 +112,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
         raise WeightsError(f"{path} was refused: it is not a plain tensor checkpoint ({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError, TypeError) as e:
         raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):

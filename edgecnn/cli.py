@@ -1,0 +1,213 @@
+"""The ``edgecnn`` command: a thin layer over the Python API.
+
+Errors a user can act on (:class:`edgecnn.errors.EdgecnnError`) become one line on stderr and
+exit code 2; Ctrl-C exits 130. Heavy imports happen inside the subcommand that needs them, so
+``edgecnn --help`` and ``edgecnn list`` start fast and work without optional backends.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from .errors import ConfigError, EdgecnnError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
+    return fn
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped / CI logs: do not squeeze tables into 80 columns
+        console = Console(width=140)
+    return console
+
+
+def _human(n: float, unit: str = "") -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+@command
+def cmd_list(args: argparse.Namespace) -> int:
+    from .accounting import model_stats
+    from .models import get_spec, list_models
+
+    rows = []
+    for name in list_models(args.family):
+        spec = get_spec(name)
+        stats = model_stats(name)
+        rows.append({"name": name, "family": spec.family, "params": stats.params, "macs": stats.macs,
+                     "resolution": spec.resolution, "in_chans": spec.in_chans,
+                     "imagenet_weights": spec.weights is not None, "top1": spec.published.top1})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"edgecnn models ({len(rows)})")
+    for col in ("name", "family", "params", "MACs", "input", "top-1", "weights"):
+        table.add_column(col, justify="right" if col in ("params", "MACs", "top-1") else "left")
+    for r in rows:
+        table.add_row(r["name"], r["family"], _human(r["params"]), _human(r["macs"]),
+                      f"{r['in_chans']}x{r['resolution']}x{r['resolution']}",
+                      f"{r['top1']:.1f}" if r["top1"] else "-", "imagenet" if r["imagenet_weights"] else "-")
+    _console().print(table)
+    return 0
+
+
+@command
+def cmd_info(args: argparse.Namespace) -> int:
+    from .accounting import model_stats
+    from .models import get_spec
+
+    spec = get_spec(args.model)
+    stats = model_stats(args.model, args.resolution, **({"num_classes": args.num_classes} if args.num_classes else {}))
+    pub = spec.published
+    if args.json:
+        out = stats.to_dict(layers=args.layers)
+        out.update(family=spec.family, paper=spec.paper, mean=list(spec.mean), std=list(spec.std),
+                   published={"params": pub.params, "macs": pub.macs, "top1": pub.top1, "source": pub.source})
+        print(json.dumps(out, indent=2))
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    if args.layers:
+        table = Table(title=f"{args.model} @ {stats.resolution}x{stats.resolution}, per layer (batch 1)")
+        for col in ("layer", "type", "output", "activations", "params", "MACs"):
+            table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
+        for layer in stats.layers:
+            table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape[1:])),
+                          f"{layer.activations:,}", f"{layer.params:,}", f"{layer.macs:,}")
+        console.print(table)
+    summary = Table(title=f"{args.model} ({spec.family}) @ {stats.resolution}x{stats.resolution}", show_header=True)
+    summary.add_column("")
+    summary.add_column("measured", justify="right")
+    summary.add_column("published", justify="right")
+    summary.add_row("params", f"{stats.params:,}", f"{pub.params:,}" if pub.params else "-")
+    summary.add_row("multiply-adds", _human(stats.macs), _human(pub.macs) if pub.macs else "-")
+    summary.add_row("activations (batch 1)", f"{stats.activations:,}  ({stats.activation_bytes / 2**20:.1f} MiB fp32)", "-")
+    summary.add_row("ImageNet top-1", "-", f"{pub.top1:.2f}%" if pub.top1 else "-")
+    console.print(summary)
+    if pub.source:
+        console.print(f"published: {pub.source}; paper: {spec.paper}")
+    if pub.options or (stats.resolution != spec.resolution):
+        console.print("note: published figures hold at the default resolution" +
+                      (f" with {dict(pub.options)}" if pub.options else ""))
+    return 0
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+@command
+def cmd_export(args: argparse.Namespace) -> int:
+    from .exporters import ExportConfig, run_export
+    from .harness.report import export_table
+
+    cfg = ExportConfig(
+        model=args.model, weights=args.weights, num_classes=args.num_classes, resolution=args.resolution,
+        batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset, fp16=args.fp16, int8=args.int8,
+        calib_dir=args.calib_dir, calib_size=args.calib_size, eval_dir=args.images, targets=args.targets,
+        out=args.out, force=args.force, int8_preset=args.int8_preset, calib_method=args.calib_method,
+        per_channel=not args.per_tensor, threads=args.threads, progress=not args.quiet,
+    )
+    console = _console()
+    console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
+    result = run_export(cfg, log=console.print if not args.quiet else (lambda _m: None))
+    console.print(export_table(result.manifest))
+    for target, why in result.missing_targets.items():
+        console.print(f"[yellow]{target}: not built: {why}[/]")
+    console.print(f"manifest: {result.out_dir / 'manifest.json'}")
+    if not result.passed:
+        console.print("[red]parity FAILED for at least one artifact (see the table)[/]")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="edgecnn", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="all models with family, params, MACs, input size")
+    p.add_argument("--family", help="only this family")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("info", help="params, multiply-adds and activation memory of one model")
+    p.add_argument("model")
+    p.add_argument("--resolution", type=positive_int, help="input size (default: the model's)")
+    p.add_argument("--num-classes", type=positive_int)
+    p.add_argument("--layers", action="store_true", help="per-layer table")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("export", help="torch -> ONNX -> simplify -> fp16/int8 -> OpenVINO/TensorRT, with parity")
+    p.add_argument("model")
+    p.add_argument("--weights", help="'imagenet' or a local checkpoint (default: seeded random init)")
+    p.add_argument("--num-classes", type=positive_int)
+    p.add_argument("--resolution", type=positive_int)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--batch", type=positive_int, default=1, help="fixed batch size (default 1)")
+    g.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
+    p.add_argument("--fp16", action="store_true", help="also build fp16 artifacts")
+    p.add_argument("--int8", action="store_true", help="also build int8 artifacts (static PTQ on real images)")
+    p.add_argument("--calib-dir", help="calibration images: a flat folder or an ImageFolder (default: bundled photos)")
+    p.add_argument("--calib-size", type=positive_int, default=128, help="calibration inputs (default 128)")
+    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    p.add_argument("--int8-preset", choices=("u8s8", "u8s8-reduce-range", "s8s8"),
+                   help="int8 layout for ONNX Runtime (default: chosen from this CPU's ISA)")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel int8 weights")
+    p.add_argument("--images", help="held-out images for the parity table (default: bundled photos)")
+    p.add_argument("--targets", type=_csv, help="comma list of onnxruntime,openvino,tensorrt (default: installed ones)")
+    p.add_argument("--threads", type=positive_int, help="threads for the parity/latency runs")
+    p.add_argument("--out", help="output folder (default edgecnn_out/MODEL)")
+    p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist")
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except EdgecnnError as e:
+        print(f"edgecnn {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"edgecnn {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"edgecnn {args.command}: error: out of memory", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""manifest.json: what was built, from what, with which tools, on which host, and how it did.
+
+Written atomically (temp file + rename) under an exclusive lock on the output folder, so two
+exports into one folder cannot interleave and a crash never leaves a half-written manifest.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ArtifactError, ExportError
+from .artifact import Artifact, atomic_path
+
+MANIFEST = "manifest.json"
+SCHEMA = 1
+
+
+@dataclass
+class Manifest:
+    model: str
+    weights: dict
+    input_shape: list[int]
+    dynamic_batch: int | None
+    preprocessing: dict
+    config: dict
+    versions: dict
+    host: dict
+    artifacts: list[Artifact] = field(default_factory=list)
+    results: dict = field(default_factory=dict)  # artifact key -> {"parity": ..., "latency": ...}
+    selected: dict = field(default_factory=dict)  # "openvino:int8" -> the route kept as the default
+    notes: list[str] = field(default_factory=list)
+
+    def artifact(self, key: str) -> Artifact | None:
+        return next((a for a in self.artifacts if a.key == key), None)
+
+    def save(self, root: Path) -> Path:
+        data = {"schema": SCHEMA, **{k: v for k, v in self.__dict__.items() if k != "artifacts"},
+                "artifacts": [a.to_json(root) for a in self.artifacts]}
+        with atomic_path(root / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(data, indent=2, default=str))
+        return root / MANIFEST
+
+    @classmethod
+    def load(cls, root: str | Path) -> "Manifest":
+        root = Path(root)
+        path = root / MANIFEST if root.is_dir() else root
+        if not path.is_file():
+            raise ArtifactError(f"no {MANIFEST} in {root}: run `edgecnn export MODEL --out {root}` first")
+        try:
+            data = json.loads(path.read_text())
+            data.pop("schema", None)
+            arts = [Artifact.from_json(a, path.parent) for a in data.pop("artifacts")]
+            return cls(**data, artifacts=arts)
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{path} is corrupt or from another edgecnn version ({type(e).__name__})") from None
+
+
+def try_load(root: Path) -> Manifest | None:
+    """The previous manifest, or None when there is none or it cannot be trusted."""
+    try:
+        return Manifest.load(root) if (root / MANIFEST).is_file() else None
+    except ArtifactError:
+        return None
+
+
+def build_key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def reusable(previous: Manifest | None, key: str, build: str) -> Artifact | None:
+    """The previous artifact for ``key`` if it was built from the same inputs and is intact on disk."""
+    from ..exporters.torch_onnx import describe
+
+    old = previous.artifact(key) if previous else None
+    if old is None or old.build_key != build or not old.path.is_file():
+        return None
+    try:
+        now = describe(old.path, stage=old.stage, precision=old.precision, parent=old.parent, fmt=old.format)
+    except OSError:
+        return None
+    return old if now.sha256 == old.sha256 else None
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Exclusive lock on the output folder for the whole export (POSIX; elsewhere atomic renames only)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ExportError(f"output folder {root} is not writable ({e.strerror or e})") from None
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(root / ".edgecnn.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another edgecnn export into {root} to finish...", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,72 @@
+"""OpenVINO IR (.xml + .bin) for fp32, fp16 and int8.
+
+int8 has two routes, both built and measured by the pipeline, which keeps the better one:
+- ``qdq``: OpenVINO reads the QDQ ONNX directly (same scales as the ONNX Runtime model);
+- ``nncf``: NNCF post-training quantization of the fp32 IR on the same calibration images.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingBackendError
+from .artifact import Artifact
+from .torch_onnx import describe
+
+
+def _ov():
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MissingBackendError("openvino", extra="openvino", reason="not installed") from None
+    return ov
+
+
+def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool) -> None:
+    """Write the .xml/.bin pair into a temporary folder, then move both into place (.bin first)."""
+    ov = _ov()
+    dest_xml = Path(dest_xml)
+    dest_xml.parent.mkdir(parents=True, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".ir-", dir=dest_xml.parent)
+    try:
+        tmp_xml = Path(work) / dest_xml.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        os.replace(tmp_xml.with_suffix(".bin"), dest_xml.with_suffix(".bin"))
+        os.replace(tmp_xml, dest_xml)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str) -> Artifact:
+    """ONNX (fp32 or QDQ int8) -> IR. ``precision="fp16"`` stores fp16 weights (compress_to_fp16)."""
+    ov = _ov()
+    model = ov.convert_model(str(src.path))
+    save_ir(model, Path(dest_xml), compress_to_fp16=precision == "fp16")
+    route = {"fp16": "fp16-compressed weights", "int8": "from the QDQ ONNX"}.get(precision, "")
+    return describe(dest_xml, stage=f"openvino-{precision}" + ("-qdq" if precision == "int8" else ""),
+                    precision=precision, parent=src.stage, fmt="openvino", runtime="openvino", notes=route)
+
+
+def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarray, *,
+                  fast_bias_correction: bool = True, overflow_fix: str | None = None) -> Artifact:
+    """NNCF post-training quantization of the fp32 IR."""
+    ov = _ov()
+    import nncf
+
+    model = ov.Core().read_model(str(fp32_ir.path))
+    dataset = nncf.Dataset([calibration[i: i + 1] for i in range(len(calibration))])
+    advanced = None
+    if overflow_fix is not None:
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+        advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
+    quantized = nncf.quantize(model, dataset, subset_size=len(calibration), fast_bias_correction=fast_bias_correction,
+                              advanced_parameters=advanced)
+    save_ir(quantized, Path(dest_xml), compress_to_fp16=False)
+    note = f"NNCF PTQ on {len(calibration)} images" + (f", overflow fix {overflow_fix}" if overflow_fix else "")
+    return describe(dest_xml, stage="openvino-int8-nncf", precision="int8", parent=fp32_ir.stage, fmt="openvino",
+                    runtime="openvino", notes=note)

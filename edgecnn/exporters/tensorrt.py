@@ -1,0 +1,221 @@
+"""ONNX -> TensorRT engine, built as a strongly typed network.
+
+Why strongly typed: TensorRT 11 removed the FP16/INT8 builder flags and implicit int8
+calibration, so precision must live in the ONNX graph itself (an fp16 ONNX gives an fp16 engine,
+a QDQ ONNX with zero-point-0 Q/DQ gives int8). TensorRT 10 supports the same mode, so one code
+path serves both and the engine computes exactly what the parity-checked ONNX computes. TF32 is
+switched off for the same reason: an fp32 artifact promises fp32 math.
+
+An engine only runs on the TensorRT version and GPU architecture that built it, so a sidecar
+``model.<precision>.engine.json`` records both; the runtime refuses a mismatch with a clear
+message instead of TensorRT's deserialization error. ``tensorrt`` is imported inside functions:
+this module imports (and explains what is missing) on machines without it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError, ConfigError, ExportError, MissingBackendError
+from .artifact import Artifact, atomic_path
+from .torch_onnx import describe
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".json"
+
+
+# --- shared with edgecnn.runtimes.tensorrt ------------------------------------------------------
+def tensorrt_unavailable() -> str | None:
+    """``None`` when TensorRT can build and run here, else the reason it cannot."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "the tensorrt package is not installed (it needs an NVIDIA GPU; on Jetson it comes with JetPack)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "CUDA is not available to torch (no NVIDIA GPU, driver, or a CPU-only torch build)"
+    return None
+
+
+def require_tensorrt() -> Any:
+    """The ``tensorrt`` module, or :class:`MissingBackendError` naming the pip extra."""
+    reason = tensorrt_unavailable()
+    if reason:
+        raise MissingBackendError("tensorrt", extra="tensorrt", reason=reason)
+    import tensorrt as trt
+
+    return trt
+
+
+def gpu_info(device: int | None = None) -> dict[str, str]:
+    """TensorRT version, GPU name and compute capability (``sm_86``) of ``device``."""
+    import tensorrt as trt
+    import torch
+
+    index = torch.cuda.current_device() if device is None else device
+    major, minor = torch.cuda.get_device_capability(index)
+    return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_properties(index).name,
+            "compute_capability": f"sm_{major}{minor}"}
+
+
+def make_logger(trt: Any) -> Any:
+    """A TensorRT logger that forwards to :mod:`logging` and keeps errors for our exceptions."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            sev = trt.ILogger.Severity
+            if severity in (sev.INTERNAL_ERROR, sev.ERROR):
+                self.errors.append(msg)
+                log.error("TensorRT: %s", msg)
+            elif severity == sev.WARNING:
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+    return _Logger()
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + SIDECAR_SUFFIX)
+
+
+# --- building -------------------------------------------------------------------------------
+def build_engine(onnx: Artifact, out_dir: Path, *, input_shape: tuple[int, int, int, int],
+                 dynamic_batch: int | None = None, workspace_mib: int = 1024,
+                 timing_cache: Path | None = None, device: int = 0) -> Artifact:
+    """Build ``out_dir/model.<precision>.engine`` from an ONNX artifact; returns its Artifact.
+
+    ``dynamic_batch=N`` builds one profile for batch 1..N (optimised for ``input_shape[0]``);
+    the ONNX must then have a dynamic batch axis. ``timing_cache`` is read if it exists and
+    written back after the build, so rebuilding on the same GPU skips most kernel timing.
+    """
+    trt = require_tensorrt()
+    import torch
+
+    profile = _profile_shapes(input_shape, dynamic_batch)
+    if onnx.format != "onnx":
+        raise ConfigError(f"TensorRT builds from an ONNX artifact, got format '{onnx.format}'")
+    if not Path(onnx.path).is_file():
+        raise ArtifactError(f"ONNX file not found: {onnx.path}")
+    if workspace_mib < 1:
+        raise ConfigError(f"workspace_mib must be >= 1, got {workspace_mib}")
+    dest = Path(out_dir) / f"model.{onnx.precision}.engine"
+    with torch.cuda.device(device):  # TensorRT builds for the current CUDA device
+        logger = make_logger(trt)
+        builder = trt.Builder(logger)
+        network, _parser = _parse(trt, builder, logger, Path(onnx.path))
+        io = _check_io(network, profile)
+        config = _builder_config(trt, builder, network, profile, workspace_mib)
+        cache = _attach_timing_cache(config, timing_cache)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            detail = logger.errors[-1] if logger.errors else "see the TensorRT log"
+            raise ExportError(f"TensorRT could not build {Path(onnx.path).name}: {detail}")
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(memoryview(serialized))
+        if cache is not None:
+            with atomic_path(timing_cache) as tmp:
+                tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+        _write_sidecar(dest, onnx, io, profile, gpu_info(device))
+    return describe(dest, stage="tensorrt", precision=onnx.precision, parent=onnx.stage,
+                    fmt="tensorrt", runtime="tensorrt", notes="strongly typed; TF32 off")
+
+
+def _profile_shapes(shape: tuple[int, ...], dynamic_batch: int | None) -> tuple[tuple[int, ...], ...]:
+    """(min, opt, max) input shapes: all ``shape``, or batch 1..``dynamic_batch``."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 4 or any(d < 1 for d in shape):
+        raise ConfigError(f"input_shape must be 4 positive ints (N, C, H, W), got {shape}")
+    if dynamic_batch is None:
+        return shape, shape, shape
+    if dynamic_batch < shape[0]:
+        raise ConfigError(f"dynamic_batch ({dynamic_batch}) must be >= the batch of input_shape ({shape[0]})")
+    return (1, *shape[1:]), shape, (int(dynamic_batch), *shape[1:])
+
+
+def _parse(trt: Any, builder: Any, logger: Any, path: Path) -> tuple[Any, Any]:
+    """A strongly typed network from the ONNX file; parser errors -> ExportError (first one)."""
+    # TensorRT 11 always builds strongly typed and ignores (may one day drop) this flag.
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
+    parser = trt.OnnxParser(network, logger)
+    # ``path`` lets the parser find weights stored beside the model (ONNX external data).
+    if not parser.parse(path.read_bytes(), str(path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        first = errors[0] if errors else (logger.errors[-1] if logger.errors else "unknown parser error")
+        raise ExportError(f"TensorRT could not parse {path.name} ({len(errors)} error(s)); first: {first}")
+    return network, parser  # the parser owns weights the network points at: keep it until the build
+
+
+def _check_io(network: Any, profile: tuple[tuple[int, ...], ...]) -> dict[str, str]:
+    """One input and one output; the input's fixed dimensions must agree with the profile."""
+    if network.num_inputs != 1 or network.num_outputs != 1:
+        raise ExportError(f"expected one input and one output, the ONNX has {network.num_inputs} and "
+                          f"{network.num_outputs}")
+    inp = network.get_input(0)
+    dims = tuple(inp.shape)
+    lo, _, hi = profile
+    for axis, d in enumerate(dims):
+        if d != -1 and not lo[axis] == hi[axis] == d:
+            want = "a dynamic batch axis (export with dynamic_batch)" if axis == 0 else f"{lo[axis]} on axis {axis}"
+            raise ConfigError(f"the ONNX input '{inp.name}' has shape {dims}; the engine needs {want}")
+    return {"input": inp.name, "output": network.get_output(0).name}
+
+
+def _builder_config(trt: Any, builder: Any, network: Any, profile: tuple[tuple[int, ...], ...],
+                    workspace_mib: int) -> Any:
+    """Workspace limit, TF32 off and, for a dynamic input, the one optimisation profile."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32 is not None:
+        config.clear_flag(tf32)  # keep fp32 layers in full fp32: the precision is the ONNX's
+    inp = network.get_input(0)
+    if any(d == -1 for d in inp.shape):  # a static input needs (and gets) no profile
+        opt_profile = builder.create_optimization_profile()
+        opt_profile.set_shape(inp.name, *profile)
+        config.add_optimization_profile(opt_profile)
+    return config
+
+
+def _attach_timing_cache(config: Any, path: Path | None) -> Any:
+    """Load the persistent timing cache (or start an empty one) and attach it to ``config``."""
+    if path is None:
+        return None
+    blob = Path(path).read_bytes() if Path(path).is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is None or not config.set_timing_cache(cache, False):
+        log.warning("timing cache %s is unusable here (other TensorRT or GPU?); starting a new one", path)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    return cache
+
+
+def _write_sidecar(engine: Path, onnx: Artifact, io: dict[str, str],
+                   profile: tuple[tuple[int, ...], ...], host: dict[str, str]) -> None:
+    meta = {**host, "precision": onnx.precision, "onnx": Path(onnx.path).name, "onnx_sha256": onnx.sha256,
+            "input": io["input"], "output": io["output"],
+            "profile": {"min": list(profile[0]), "opt": list(profile[1]), "max": list(profile[2])},
+            "strongly_typed": True, "tf32": False}
+    with atomic_path(sidecar_path(engine)) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
+    """The build record beside ``engine``; ``None`` when there is none."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"unreadable engine record {path}: {e}") from None

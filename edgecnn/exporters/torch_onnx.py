@@ -1,0 +1,86 @@
+"""PyTorch -> ONNX (fp32), checked by onnx.checker.
+
+Exporter choice: the TorchScript-based exporter (``dynamo=False``) by default. For these
+feed-forward CNNs it produces the same graph as the torch.export-based one, is ~10x faster
+(0.6 s vs 11 s on MobileNetV2, 2 cores) and honours any opset >= 13; the dynamo exporter is
+available with ``exporter="dynamo"`` (needs onnxscript, opset >= 18).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError, ExportError
+from .artifact import Artifact, atomic_path
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute) needs 13
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+PROTOBUF_LIMIT = 2**31  # a single ONNX protobuf file cannot exceed 2 GiB
+
+
+def check_opset(opset: int | None, *, exporter: str = "torchscript") -> int:
+    opset = DEFAULT_OPSET if opset is None else opset
+    lowest = 18 if exporter == "dynamo" else MIN_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, int) or not lowest <= opset <= 23:
+        raise ConfigError(f"opset must be an integer from {lowest} to 23 for the {exporter} exporter "
+                          f"(per-channel int8 needs >= {MIN_OPSET}), got {opset!r}")
+    return opset
+
+
+def export_onnx(model: nn.Module, dest: str | Path, *, input_shape: tuple[int, int, int, int],
+                opset: int | None = None, dynamic_batch: bool = False, exporter: str = "torchscript") -> Artifact:
+    """Export ``model`` (eval mode) to ``dest``; input ``input``, output ``logits``."""
+    import onnx
+
+    opset = check_opset(opset, exporter=exporter)
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if param_bytes >= PROTOBUF_LIMIT:
+        raise ExportError(f"the model has {param_bytes / 2**30:.1f} GiB of weights, over ONNX's 2 GiB single-file limit")
+    x = torch.zeros(input_shape)
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    with atomic_path(dest) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                if exporter == "dynamo":
+                    torch.onnx.export(model.eval(), (x,), str(tmp), dynamo=True, opset_version=opset,
+                                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic_batch else None)
+                else:
+                    torch.onnx.export(model.eval(), (x,), str(tmp), dynamo=False, opset_version=opset,
+                                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
+                                      do_constant_folding=True)
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError, onnx.checker.ValidationError) as e:
+            raise ExportError(f"torch.onnx export failed at opset {opset}: {str(e).strip().splitlines()[0][:300]}") from None
+    return describe(dest, stage="export", precision="fp32", parent=None, notes=f"torch.onnx ({exporter}), opset {opset}")
+
+
+def describe(path: str | Path, *, stage: str, precision: str, parent: str | None, notes: str = "",
+             fmt: str = "onnx", runtime: str | None = "onnxruntime") -> Artifact:
+    """An Artifact for a finished file (hash and size read from disk)."""
+    from ..weights import sha256_file
+
+    path = Path(path).resolve()
+    files = [path] + ([path.with_suffix(".bin")] if fmt == "openvino" else [])
+    digest = sha256_file(path) if fmt != "openvino" else _combined_sha(files)
+    return Artifact(stage=stage, format=fmt, precision=precision, path=path, sha256=digest,
+                    bytes=sum(f.stat().st_size for f in files), parent=parent, runtime=runtime, notes=notes)
+
+
+def _combined_sha(files: list[Path]) -> str:
+    import hashlib
+
+    from ..weights import sha256_file
+
+    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+
+
+def node_count(path: str | Path) -> int:
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)

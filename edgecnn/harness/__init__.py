@@ -1,0 +1,1 @@
+"""The harness: parity (check), latency (bench) and merged reports."""

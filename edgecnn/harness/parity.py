@@ -1,0 +1,125 @@
+"""Numerical parity of an artifact's logits against the original's.
+
+Metrics (per artifact, over a batch of real images): max abs error, relative L2 error, mean
+logit cosine, SQNR in dB, top-1 agreement (all inputs, and inputs where the original is
+confident), top-5 overlap.
+
+Default pass rules, by precision (override with ``Tolerance``):
+- fp32: the same computation reordered: max abs error <= 1e-3 x max |logit| (+1e-4) and cosine >= 0.9999.
+- fp16: 10-bit mantissa: relative L2 <= 2e-2, cosine >= 0.999, top-1 agreement 100% on confident inputs.
+- int8: logits move by design, so int8 is judged by what users see: cosine >= 0.98 and top-1
+  agreement >= 97% on inputs where the original's top probability > 0.4 (an unconfident
+  original flips its own top-1 under 1% input noise, so disagreement there says nothing).
+A result is truthy when it passes; ``str(result)`` says what failed and what would have passed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+CONFIDENT = 0.4
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs_rel: float | None = None  # max abs error / max |reference logit|
+    rel_l2: float | None = None
+    cosine: float | None = None
+    top1_confident: float | None = None  # fraction of confident inputs with the same top-1
+
+    @classmethod
+    def for_precision(cls, precision: str) -> "Tolerance":
+        return {
+            "fp32": cls(max_abs_rel=1e-3, cosine=0.9999),
+            "fp16": cls(rel_l2=2e-2, cosine=0.999, top1_confident=1.0),
+            "int8": cls(cosine=0.98, top1_confident=0.97),
+        }[precision]
+
+
+@dataclass
+class ParityResult:
+    name: str
+    precision: str
+    n: int
+    max_abs: float
+    max_abs_rel: float
+    rel_l2: float
+    cosine: float
+    sqnr_db: float
+    top1: float
+    top1_confident: float
+    n_confident: int
+    top5_overlap: float
+    tolerance: Tolerance
+    failures: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return not self.failures
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __str__(self) -> str:
+        head = (f"{self.name} [{self.precision}]: cosine {self.cosine:.5f}, max abs {self.max_abs:.3g}, "
+                f"rel L2 {self.rel_l2:.3g}, SQNR {self.sqnr_db:.1f} dB, top-1 {self.top1:.1%} "
+                f"({self.top1_confident:.1%} of {self.n_confident} confident)")
+        return head + ("" if self.passed else "; FAILED: " + "; ".join(self.failures))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        d["failures"] = list(self.failures)
+        return d
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, *, name: str = "artifact", precision: str = "fp32",
+            tolerance: Tolerance | None = None) -> ParityResult:
+    ref = np.asarray(reference, np.float64)
+    out = np.asarray(candidate, np.float64)
+    if ref.shape != out.shape:
+        tol = tolerance or Tolerance.for_precision(precision)
+        nan = float("nan")
+        return ParityResult(name, precision, len(ref), nan, nan, nan, nan, nan, 0.0, 0.0, 0, 0.0, tol,
+                            (f"output shape {out.shape} != reference {ref.shape}",))
+    tol = tolerance or Tolerance.for_precision(precision)
+    err = out - ref
+    max_abs = float(np.abs(err).max())
+    scale = float(np.abs(ref).max()) or 1.0
+    rel_l2 = float(np.linalg.norm(err) / (np.linalg.norm(ref) or 1.0))
+    cos = np.sum(ref * out, 1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1), 1e-30)
+    sqnr = float(10 * np.log10(np.sum(ref**2) / max(float(np.sum(err**2)), 1e-30)))
+    same = ref.argmax(1) == out.argmax(1)
+    confident = softmax(ref).max(1) > CONFIDENT
+    k = min(5, ref.shape[1])
+    top5_ref, top5_out = np.argsort(-ref, 1)[:, :k], np.argsort(-out, 1)[:, :k]
+    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top5_ref, top5_out)])
+    result = ParityResult(
+        name=name, precision=precision, n=len(ref), max_abs=max_abs, max_abs_rel=max_abs / scale, rel_l2=rel_l2,
+        cosine=float(cos.mean()), sqnr_db=sqnr, top1=float(same.mean()),
+        top1_confident=float(same[confident].mean()) if confident.any() else float("nan"),
+        n_confident=int(confident.sum()), top5_overlap=float(overlap), tolerance=tol,
+    )
+    result.failures = tuple(_failures(result, tol, finite=bool(np.isfinite(out).all())))
+    return result
+
+
+def _failures(r: ParityResult, tol: Tolerance, *, finite: bool) -> list[str]:
+    if not finite:
+        return ["non-finite outputs (NaN or Inf)"]
+    fails = []
+    if tol.max_abs_rel is not None and r.max_abs_rel > tol.max_abs_rel + 1e-4:
+        fails.append(f"max abs error {r.max_abs_rel:.3g} x max|logit| > {tol.max_abs_rel:g} (would pass at {r.max_abs_rel:.2g})")
+    if tol.rel_l2 is not None and r.rel_l2 > tol.rel_l2:
+        fails.append(f"relative L2 {r.rel_l2:.3g} > {tol.rel_l2:g}")
+    if tol.cosine is not None and r.cosine < tol.cosine:
+        fails.append(f"cosine {r.cosine:.5f} < {tol.cosine:g}")
+    if tol.top1_confident is not None and r.n_confident and r.top1_confident < tol.top1_confident:
+        fails.append(f"top-1 agreement on confident inputs {r.top1_confident:.1%} < {tol.top1_confident:.0%}")
+    return fails

@@ -1,0 +1,60 @@
+"""One interface over torch, ONNX Runtime, OpenVINO and TensorRT.
+
+    rt = edgecnn.runtimes.load("edgecnn_out/mobilenet_v2/model.int8.onnx", threads=2)
+    logits = rt.run(batch)            # float32 NCHW in, float32 logits out
+
+A missing backend is reported by :func:`availability` as ``unavailable: <reason>``; loading it
+raises :class:`~edgecnn.errors.MissingBackendError` naming the pip extra.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError, ConfigError, UnknownNameError
+from ..registry import Registry
+from .base import Runtime, RuntimeInfo
+from .onnxruntime import OnnxRuntime
+from .openvino import OpenVINORuntime
+from .tensorrt import TensorRTRuntime
+from .torch import TorchRuntime
+
+RUNTIMES: Registry[type[Runtime]] = Registry("runtime", UnknownNameError)
+for _cls in (TorchRuntime, OnnxRuntime, OpenVINORuntime, TensorRTRuntime):
+    RUNTIMES.register(_cls.name, _cls)
+
+SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+
+def availability() -> dict[str, str | None]:
+    """runtime name -> None when usable here, else why not."""
+    return {name: RUNTIMES.get(name).available() for name in RUNTIMES}
+
+
+def runtime_for(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIX_RUNTIME:
+        raise ConfigError(f"cannot tell which runtime runs '{path}' (known: {', '.join(SUFFIX_RUNTIME)})")
+    return SUFFIX_RUNTIME[suffix]
+
+
+def load(artifact: Any, *, runtime: str | None = None, device: str = "cpu", threads: int | None = None,
+         precision: str | None = None, input_shape: tuple[int, ...] | None = None) -> Runtime:
+    """Load an Artifact, a path or an nn.Module with the runtime that fits (or the one named)."""
+    from ..exporters.artifact import Artifact
+
+    if isinstance(artifact, Artifact):
+        path, runtime, precision = artifact.path, runtime or artifact.runtime, precision or artifact.precision
+    else:
+        path = artifact
+    if runtime is None:
+        runtime = "torch" if not isinstance(path, (str, Path)) else runtime_for(path)
+    cls = RUNTIMES.get(runtime)
+    if device not in cls.devices:
+        raise ConfigError(f"runtime {runtime} cannot run on '{device}' (it runs on: {', '.join(cls.devices)})")
+    if isinstance(path, (str, Path)) and not Path(path).exists():
+        raise ArtifactError(f"artifact not found: {path}")
+    return cls(path, precision=precision or "fp32", device=device, threads=threads, input_shape=input_shape)
+
+
+__all__ = ["RUNTIMES", "Runtime", "RuntimeInfo", "availability", "load", "runtime_for"]
