@@ -146,10 +146,108 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_json(data: dict, path: str) -> None:
+    from .exporters.artifact import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+
+
+@command
+def cmd_check(args: argparse.Namespace) -> int:
+    from .harness.check import check_dir
+    from .harness.parity import Tolerance
+    from .harness.report import check_table, layers_table
+
+    tolerances = {}
+    if args.int8_cosine is not None or args.int8_top1 is not None:
+        base = Tolerance.for_precision("int8")
+        tolerances["int8"] = Tolerance(cosine=args.int8_cosine if args.int8_cosine is not None else base.cosine,
+                                       top1_confident=args.int8_top1 if args.int8_top1 is not None else base.top1_confident)
+    if args.fp32_atol is not None:
+        tolerances["fp32"] = Tolerance(max_abs_rel=args.fp32_atol, cosine=Tolerance.for_precision("fp32").cosine)
+    result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
+                       threads=args.threads, tolerances=tolerances, layers=args.layers)
+    console = _console()
+    console.print(check_table(result))
+    for line in result["skipped"]:
+        console.print(f"[yellow]skipped {line}[/]")
+    if args.layers:
+        for t in layers_table(result["layers"]):
+            console.print(t)
+        if "note" in result["layers"]:
+            console.print(result["layers"]["note"])
+    if args.json:
+        _write_json(result, args.json)
+        console.print(f"results: {args.json}")
+    console.print("[green]all artifacts pass[/]" if result["passed"] else "[red]parity FAILED[/]")
+    return 0 if result["passed"] else 1
+
+
+@command
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .harness.bench import bench_dir
+    from .harness.report import bench_table, plot, write_csv
+
+    result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
+                       warmup=args.warmup, iterations=None if args.duration else args.iterations,
+                       duration_s=args.duration, progress=not args.quiet)
+    if args.label:
+        result["label"] = args.label
+    console = _console()
+    cpu = result["host"]["cpu"]
+    console.print(f"host: {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or '-'}; "
+                  f"threads {args.threads or 'runtime default'}; GPU {result['host']['gpu'] or 'none'}")
+    console.print(bench_table([result]))
+    for line in result["skipped"]:
+        console.print(f"[yellow]skipped {line}[/]")
+    if result["noisy"]:
+        console.print(f"[yellow]warning: high variation (cv > 15%) for {', '.join(result['noisy'])}: "
+                      "close other programs, pin --threads, or use --duration for longer runs[/]")
+    if args.json:
+        _write_json(result, args.json)
+    if args.csv:
+        write_csv([result], args.csv)
+    if args.plot:
+        plot([result], args.plot)
+    return 0 if not any("error" in r for r in result["results"]) else 1
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    from .harness.report import bench_table, markdown, plot
+
+    benches, fidelity = [], {}
+    for path in args.results:
+        try:
+            data = json.loads(open(path).read())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read results file {path}: {e}") from None
+        rows = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ConfigError(f"{path} is not an edgecnn bench or check result")
+        if rows and "parity" in rows[0]:  # a check result: fidelity per artifact
+            fidelity.update({r["artifact"]: r["parity"].get("cosine") for r in rows})
+        else:
+            benches.append(data)
+    if not benches:
+        raise ConfigError("no bench results among the files (pass the JSON written by `edgecnn bench --json`)")
+    _console().print(bench_table(benches))
+    if args.markdown:
+        from .exporters.artifact import atomic_path
+
+        with atomic_path(args.markdown) as tmp:
+            tmp.write_text(markdown(benches))
+    if args.plot:
+        plot(benches, args.plot, fidelity or None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="edgecnn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="edgecnn", description="Export classic CNNs to ONNX / OpenVINO / TensorRT, quantize them, prove parity.")
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -187,6 +285,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default edgecnn_out/MODEL)")
     p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist")
     p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("check", help="parity of every artifact against the PyTorch original")
+    p.add_argument("out_dir")
+    p.add_argument("--images", help="image folder (default: the bundled held-out photos)")
+    p.add_argument("--num-images", type=positive_int, default=32)
+    p.add_argument("--runtimes", type=_csv, help="comma list (default: every runtime that reads each artifact)")
+    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--layers", action="store_true", help="localise int8 error: worst layers by SQNR")
+    p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
+    p.add_argument("--int8-top1", type=float, help="override the int8 confident top-1 agreement (default 0.97)")
+    p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
+    p.add_argument("--json", metavar="FILE")
+
+    p = sub.add_parser("bench", help="latency of every artifact and of PyTorch eager, in one run")
+    p.add_argument("out_dir")
+    p.add_argument("--runtimes", type=_csv)
+    p.add_argument("--batch", type=lambda t: tuple(positive_int(v) for v in _csv(t)), default=(1,),
+                   help="comma list of batch sizes (dynamic-batch exports only)")
+    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--warmup", type=int, default=10)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--iterations", type=positive_int, default=100)
+    g.add_argument("--duration", type=float, help="seconds per measurement instead of a count")
+    p.add_argument("--label", help="name of this machine in merged reports")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--csv", metavar="FILE")
+    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("report", help="merge bench (and check) results from several machines")
+    p.add_argument("results", nargs="+", metavar="RESULTS.json")
+    p.add_argument("--markdown", metavar="FILE")
+    p.add_argument("--plot", metavar="FILE.png")
     return parser
 
 

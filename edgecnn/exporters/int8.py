@@ -82,10 +82,10 @@ def get_preset(name: str) -> Int8Recipe:
     return PRESETS[name]
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over an array of preprocessed inputs, with progress."""
+class BatchReader:
+    """onnxruntime CalibrationDataReader over an array of preprocessed inputs (batch 1), with progress."""
 
-    def __init__(self, data: np.ndarray, progress: bool) -> None:
+    def __init__(self, data: np.ndarray, progress: bool = False) -> None:
         self.data = data
         self.progress = progress
         self.rewind()
@@ -104,6 +104,9 @@ class _Reader:
 
     def rewind(self) -> None:
         self._it = self._iter()
+
+    def __iter__(self) -> Iterator[dict]:
+        return self._iter()
 
 
 def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, recipe: Int8Recipe | None = None,
@@ -129,7 +132,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-", dir=Path(dest).parent) as work, atomic_path(dest) as tmp:
         prepped = os.path.join(work, "prepped.onnx")
         quant_pre_process(str(src.path), prepped, skip_symbolic_shape=True)
-        quantize_static(prepped, str(tmp), _Reader(calibration, progress), quant_format=QuantFormat.QDQ,
+        quantize_static(prepped, str(tmp), BatchReader(calibration, progress), quant_format=QuantFormat.QDQ,
                         per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
                         activation_type=qtype[recipe.activation_type], weight_type=qtype[recipe.weight_type],
                         calibrate_method=method, nodes_to_exclude=list(recipe.exclude_nodes), extra_options=extra)

@@ -48,3 +48,64 @@ def evaluate_artifact(art, x: np.ndarray, reference: np.ndarray, *, batch: int =
         return {"parity": {"passed": False, "failures": [str(e)], "cosine": float("nan"),
                            "top1_confident": float("nan")}, "latency": None, "error": str(e)}
     return {"parity": parity.to_dict(), "latency": lat.to_dict() if lat else None, "runtime": info}
+
+
+def original_model(manifest):
+    """Rebuild the PyTorch original an export was made from (same weights, classes and seed)."""
+    from ..models import create_model
+
+    cfg = manifest.config
+    return create_model(manifest.model, weights=cfg.get("weights"), num_classes=cfg.get("num_classes"),
+                        seed=cfg.get("seed", 0))
+
+
+def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple[str, ...] | None = None,
+              n_images: int = 32, threads: int | None = None, tolerances: dict[str, Tolerance] | None = None,
+              layers: bool = False) -> dict:
+    """Parity of every artifact in ``out_dir`` against the original, and against its parent stage.
+
+    Every ONNX artifact runs on each requested runtime that reads ONNX (ONNX Runtime, OpenVINO);
+    IR and engines run on their own runtime. Returns a JSON-ready dict with ``passed``.
+    """
+    from ..data import Preprocessing, evaluation_batch
+    from ..exporters.manifest import Manifest
+    from ..runtimes import RUNTIMES, availability
+
+    manifest = Manifest.load(out_dir)
+    prep = Preprocessing(**{k: manifest.preprocessing[k] for k in ("resolution", "crop_pct", "channels")},
+                         mean=tuple(manifest.preprocessing["mean"]), std=tuple(manifest.preprocessing["std"]))
+    x = evaluation_batch(prep, n_images, folder=images)
+    reference = reference_logits(original_model(manifest), x)
+    batch = manifest.input_shape[0]
+    avail = availability()
+    rows, outputs, skipped = [], {}, []
+    for art in manifest.artifacts:
+        for rt_name in _runtimes_for(art, runtimes, RUNTIMES):
+            if avail.get(rt_name):
+                skipped.append(f"{art.key}@{rt_name}: unavailable: {avail[rt_name]}")
+                continue
+            tol = (tolerances or {}).get(art.precision)
+            res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name,
+                                    latency=False, tolerance=tol)
+            res.update(artifact=art.key, stage=art.stage, runtime=rt_name, precision=art.precision, parent=art.parent)
+            if manifest.config.get("weights") is None and art.precision == "int8":
+                from ..exporters.pipeline import RANDOM_INT8_ADVISORY
+
+                res["advisory"] = RANDOM_INT8_ADVISORY
+            rows.append(res)
+    passed = all(r["parity"].get("passed") or r.get("advisory") for r in rows)
+    out = {"model": manifest.model, "out_dir": str(Path(out_dir).resolve()), "n_images": len(x),
+           "images": images or "bundled held-out photos", "results": rows, "skipped": skipped, "passed": passed}
+    if layers:
+        from .layers import localise
+
+        out["layers"] = localise(manifest, x[: min(len(x), 8)])
+    return out
+
+
+def _runtimes_for(art, wanted: tuple[str, ...] | None, registry) -> list[str]:
+    names = [n for n in registry.names() if art.format in registry.get(n).formats]
+    if art.runtime in names:  # the artifact's own runtime first
+        names.remove(art.runtime)
+        names.insert(0, art.runtime)
+    return [n for n in names if wanted is None or n in wanted]

@@ -10,7 +10,7 @@ import torch.nn as nn
 from ..errors import ConfigError, WeightsError
 from ._spec import MODELS, ModelSpec
 
-BN_CALIBRATION_IMAGES = 16
+BN_CALIBRATION_IMAGES = 8
 TARGET_LOGIT_STD = 3.0  # roughly what ImageNet-trained classifiers produce on real photos
 
 
@@ -98,7 +98,8 @@ def calibrate_random_init(model: nn.Module, spec: ModelSpec, *, n_images: int = 
     """
     from ..data import Preprocessing, calibration_batch
 
-    resolution = spec.resolution if spec.fixed_resolution else max(spec.min_resolution, min(spec.resolution, 128))
+    # Random nets are resolution-sensitive: calibrate where the model is used (capped: B7 at 600 px costs 10x).
+    resolution = spec.resolution if spec.fixed_resolution else max(spec.min_resolution, min(spec.resolution, 224))
     prep = Preprocessing(resolution, spec.mean, spec.std, spec.crop_pct, spec.in_chans)
     x = torch.from_numpy(calibration_batch(prep, n_images, seed=1234))
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

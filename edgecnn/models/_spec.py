@@ -25,6 +25,7 @@ class Published:
     top1: float | None = None  # ImageNet-1k top-1 (%), single crop
     source: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)  # builder options the figures hold for
+    macs_tolerance: float = 0.01  # relative; wider only where the source counts differently (say why there)
 
 
 @dataclass(frozen=True)

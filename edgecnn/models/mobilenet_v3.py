@@ -1,0 +1,172 @@
+"""MobileNetV3 Large and Small.
+
+Paper: "Searching for MobileNetV3", Howard et al., 2019, https://arxiv.org/abs/1905.02244.
+
+State-dict keys and forward are identical to torchvision's ``mobilenet_v3_large`` / ``mobilenet_v3_small``.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple, Sequence
+
+import torch
+import torch.nn as nn
+
+from ._layers import ConvNormAct, SqueezeExcitation, init_conv_bn_linear, make_divisible
+from ._spec import Published, WeightsSource, register_model
+
+PAPER = "https://arxiv.org/abs/1905.02244"
+# The TF reference trains with these; the checkpoints' running statistics assume them.
+_NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
+
+
+class BlockCfg(NamedTuple):
+    in_channels: int
+    kernel: int
+    expanded: int
+    out_channels: int
+    use_se: bool
+    use_hs: bool  # hard-swish, else ReLU
+    stride: int
+
+    def scaled(self, width_mult: float) -> "BlockCfg":
+        c = partial(_adjust, width_mult=width_mult)
+        return self._replace(
+            in_channels=c(self.in_channels), expanded=c(self.expanded), out_channels=c(self.out_channels)
+        )
+
+
+def _adjust(channels: int, width_mult: float) -> int:
+    return make_divisible(channels * width_mult, 8)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 bottleneck with optional squeeze-excitation (hard-sigmoid gate) and hard-swish."""
+
+    def __init__(self, cfg: BlockCfg) -> None:
+        super().__init__()
+        if cfg.stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {cfg.stride}")
+        self.use_res_connect = cfg.stride == 1 and cfg.in_channels == cfg.out_channels
+        act = nn.Hardswish if cfg.use_hs else nn.ReLU
+        conv = partial(ConvNormAct, norm_layer=_NORM)
+        layers: list[nn.Module] = []
+        if cfg.expanded != cfg.in_channels:
+            layers.append(conv(cfg.in_channels, cfg.expanded, kernel_size=1, activation_layer=act))
+        layers.append(
+            conv(cfg.expanded, cfg.expanded, kernel_size=cfg.kernel, stride=cfg.stride, groups=cfg.expanded,
+                 activation_layer=act)
+        )
+        if cfg.use_se:
+            squeeze = make_divisible(cfg.expanded // 4, 8)
+            layers.append(SqueezeExcitation(cfg.expanded, squeeze, scale_activation=nn.Hardsigmoid))
+        layers.append(conv(cfg.expanded, cfg.out_channels, kernel_size=1, activation_layer=None))
+        self.block = nn.Sequential(*layers)
+        self.out_channels = cfg.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return out + x if self.use_res_connect else out
+
+
+# Paper Tables 1 and 2. NL: HS = hard-swish, RE = ReLU.
+_LARGE: Sequence[BlockCfg] = [
+    BlockCfg(*row) for row in [
+        # in, k, exp, out, SE, HS, s
+        (16, 3, 16, 16, False, False, 1),
+        (16, 3, 64, 24, False, False, 2),
+        (24, 3, 72, 24, False, False, 1),
+        (24, 5, 72, 40, True, False, 2),
+        (40, 5, 120, 40, True, False, 1),
+        (40, 5, 120, 40, True, False, 1),
+        (40, 3, 240, 80, False, True, 2),
+        (80, 3, 200, 80, False, True, 1),
+        (80, 3, 184, 80, False, True, 1),
+        (80, 3, 184, 80, False, True, 1),
+        (80, 3, 480, 112, True, True, 1),
+        (112, 3, 672, 112, True, True, 1),
+        (112, 5, 672, 160, True, True, 2),
+        (160, 5, 960, 160, True, True, 1),
+        (160, 5, 960, 160, True, True, 1),
+    ]
+]
+_SMALL: Sequence[BlockCfg] = [
+    BlockCfg(*row) for row in [
+        # in, k, exp, out, SE, HS, s
+        (16, 3, 16, 16, True, False, 2),
+        (16, 3, 72, 24, False, False, 2),
+        (24, 3, 88, 24, False, False, 1),
+        (24, 5, 96, 40, True, True, 2),
+        (40, 5, 240, 40, True, True, 1),
+        (40, 5, 240, 40, True, True, 1),
+        (40, 5, 120, 48, True, True, 1),
+        (48, 5, 144, 48, True, True, 1),
+        (48, 5, 288, 96, True, True, 2),
+        (96, 5, 576, 96, True, True, 1),
+        (96, 5, 576, 96, True, True, 1),
+    ]
+]
+
+
+class MobileNetV3(nn.Module):
+    def __init__(
+        self, setting: Sequence[BlockCfg], last_channel: int, *, num_classes: int = 1000, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            ConvNormAct(3, setting[0].in_channels, stride=2, norm_layer=_NORM, activation_layer=nn.Hardswish)
+        ]
+        layers += [InvertedResidual(cfg) for cfg in setting]
+        last_in = setting[-1].out_channels
+        last_conv = 6 * last_in
+        layers.append(ConvNormAct(last_in, last_conv, kernel_size=1, norm_layer=_NORM, activation_layer=nn.Hardswish))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        # The head runs after pooling, where a wide 1x1 layer costs almost nothing (paper Sec. 5.1).
+        self.classifier = nn.Sequential(
+            nn.Linear(last_conv, last_channel),
+            nn.Hardswish(inplace=True),
+            nn.Dropout(p=dropout, inplace=True),
+            nn.Linear(last_channel, num_classes),
+        )
+        init_conv_bn_linear(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier(x)
+
+
+def _mobilenet_v3(arch: str, *, width_mult: float = 1.0, **kwargs: Any) -> MobileNetV3:
+    setting, last_channel = {"large": (_LARGE, 1280), "small": (_SMALL, 1024)}[arch]
+    return MobileNetV3([cfg.scaled(width_mult) for cfg in setting], _adjust(last_channel, width_mult), **kwargs)
+
+
+_URL = "https://download.pytorch.org/models/"
+
+
+@register_model(
+    family="mobilenet_v3",
+    paper=PAPER,
+    min_resolution=1,
+    published=Published(
+        params=5483032, macs=0.217e9, top1=74.042,
+        source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
+)
+def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
+    return _mobilenet_v3("large", **kwargs)
+
+
+@register_model(
+    family="mobilenet_v3",
+    paper=PAPER,
+    min_resolution=1,
+    published=Published(
+        params=2542856, macs=0.057e9, top1=67.668,
+        source="torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
+)
+def mobilenet_v3_small(**kwargs: Any) -> MobileNetV3:
+    return _mobilenet_v3("small", **kwargs)

@@ -1,0 +1,125 @@
+"""The export pipeline end to end on a small model, plus its error paths."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgecnn.errors import CalibrationDataError, ConfigError, ExportError, MissingBackendError
+from edgecnn.exporters import ExportConfig, Manifest, run_export
+from edgecnn.runtimes import availability
+from edgecnn.weights import sha256_file
+
+HAS_OV = availability()["openvino"] is None
+
+
+def _cfg(out, **kw):
+    base = dict(model="squeezenet1_1", resolution=64, fp16=True, int8=True, calib_size=16, eval_size=8,
+                targets=("onnxruntime", "openvino") if HAS_OV else ("onnxruntime",), out=str(out), progress=False)
+    base.update(kw)
+    return ExportConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "squeezenet1_1"
+    return out, run_export(_cfg(out), log=lambda _m: None)
+
+
+def test_every_stage_built_and_checked(exported):
+    out, result = exported
+    m = Manifest.load(out)
+    stages = {a.stage for a in m.artifacts}
+    assert {"export", "simplify", "fp16", "int8"} <= stages
+    if HAS_OV:
+        assert {"openvino-fp32", "openvino-fp16", "openvino-int8-qdq", "openvino-int8-nncf"} <= stages
+        assert m.selected["openvino:int8"] in stages
+    for a in m.artifacts:
+        assert a.path.is_file() and a.bytes > 0
+        if a.format == "onnx":
+            assert sha256_file(a.path) == a.sha256
+        res = m.results[a.key]
+        if a.precision == "int8":
+            assert res["advisory"]  # random weights: shown, not judged
+        else:
+            assert res["parity"]["passed"], res["parity"]["failures"]
+            assert res["parity"]["cosine"] > 0.999
+        assert res["latency"]["p50_ms"] > 0
+    assert result.passed
+    assert m.host["cpu"]["isa"] is not None and m.versions["onnxruntime"]
+    assert m.config["int8_preset"] in ("u8s8", "u8s8-reduce-range", "s8s8")
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".ir-*"))
+
+
+def test_second_run_reuses_and_force_rebuilds(exported):
+    out, first = exported
+    logs = []
+    again = run_export(_cfg(out), log=logs.append)
+    assert not [line for line in logs if "building" in line]
+    assert sum("reused" in line for line in logs) == len(again.manifest.artifacts)
+    assert [a.sha256 for a in again.manifest.artifacts] == [a.sha256 for a in first.manifest.artifacts]
+    logs.clear()
+    run_export(_cfg(out, force=True, fp16=False, int8=False, targets=("onnxruntime",)), log=logs.append)
+    assert any("export: building" in line for line in logs)
+    stale = out / "model.int8.onnx"
+    assert not stale.exists()  # files a run no longer lists are removed, not left to be trusted
+
+
+def test_bad_calibration_folder_fails_before_work(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationDataError, match="no images"):
+        run_export(_cfg(tmp_path / "o", calib_dir=str(tmp_path / "empty")))
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="opset"):
+        run_export(_cfg(tmp_path / "o", opset=11))
+    with pytest.raises(ConfigError, match="too small"):
+        run_export(_cfg(tmp_path / "o", resolution=8))
+    with pytest.raises(ConfigError, match="unknown target"):
+        run_export(_cfg(tmp_path / "o", targets=("coreml",)))
+    with pytest.raises(ConfigError, match="batch"):
+        run_export(_cfg(tmp_path / "o", batch=0))
+    if availability()["tensorrt"]:
+        with pytest.raises(MissingBackendError, match=r"edgecnn\[tensorrt\]"):
+            run_export(_cfg(tmp_path / "o", targets=("tensorrt",)))
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="not writable"):
+        run_export(_cfg(blocker / "sub", int8=False, fp16=False))
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_cli_unknown_model_is_one_line():
+    r = _cli("export", "mobilenet_v9")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "did you mean" in r.stderr and "mobilenet_v" in r.stderr
+
+
+def test_cli_check_bench_report(exported, tmp_path):
+    out, _ = exported
+    r = _cli("check", str(out), "--num-images", "6", "--json", str(tmp_path / "check.json"), "--layers")
+    assert r.returncode == 0, r.stdout + r.stderr
+    check = json.loads((tmp_path / "check.json").read_text())
+    assert check["passed"] and check["n_images"] == 6 and check["layers"]
+    r = _cli("bench", str(out), "--iterations", "5", "--warmup", "1", "--threads", "1", "--quiet",
+             "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    bench = json.loads((tmp_path / "b.json").read_text())
+    eager = [x for x in bench["results"] if x["artifact"] == "torch-eager"]
+    assert eager and all(x["p50_ms"] > 0 and x["n"] == 5 for x in bench["results"])
+    assert abs(eager[0]["speedup_vs_torch"] - 1.0) < 1e-9
+    r = _cli("report", str(tmp_path / "b.json"), str(tmp_path / "check.json"), "--markdown", str(tmp_path / "r.md"),
+             "--plot", str(tmp_path / "r.png"))
+    assert r.returncode == 0, r.stderr
+    assert "torch-eager" in (tmp_path / "r.md").read_text() and (tmp_path / "r.png").stat().st_size > 1000
+    r = _cli("check", str(tmp_path / "nothing-here"))
+    assert r.returncode == 2 and "no manifest.json" in r.stderr and "Traceback" not in r.stderr
