@@ -1,0 +1,290 @@
+"""ResNet, ResNeXt and Wide ResNet, laid out as torchvision's (checkpoints load with ``strict=True``).
+
+Papers: ResNet https://arxiv.org/abs/1512.03385, ResNeXt https://arxiv.org/abs/1611.05431,
+Wide ResNet https://arxiv.org/abs/1605.07146.
+
+The three families are one network: a bottleneck's inner width is ``planes * width_per_group / 64
+* groups``, so ResNeXt is "more groups" and Wide ResNet is "wider groups" of the same builder.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ._layers import init_conv_bn_linear
+from ._spec import Published, WeightsSource, register_model
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, downsample: nn.Module | None, groups: int, base_width: int
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock only supports groups=1 and width_per_group=64")
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand.
+
+    The stride sits on the 3x3 convolution, not the first 1x1 as in the paper ("ResNet v1.5"):
+    torchvision's checkpoints were trained that way and it is ~0.5% more accurate.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, downsample: nn.Module | None, groups: int, base_width: int
+    ) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+# The four stages after the stem; the block count of each stage is the variant's data.
+#   planes, stride
+_STAGES = (
+    (64, 1),
+    (128, 2),
+    (256, 2),
+    (512, 2),
+)
+
+
+class ResNet(nn.Module):
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        depths: tuple[int, int, int, int],
+        *,
+        num_classes: int = 1000,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        channels = 64
+        for i, ((planes, stride), depth) in enumerate(zip(_STAGES, depths), start=1):
+            out_channels = planes * block.expansion
+            downsample = None
+            if stride != 1 or channels != out_channels:
+                downsample = nn.Sequential(
+                    nn.Conv2d(channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+                )
+            blocks = [block(channels, planes, stride, downsample, groups, width_per_group)]
+            blocks += [block(out_channels, planes, 1, None, groups, width_per_group) for _ in range(depth - 1)]
+            self.add_module(f"layer{i}", nn.Sequential(*blocks))
+            channels = out_channels
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _resnet(
+    block: type[BasicBlock | Bottleneck],
+    depths: tuple[int, int, int, int],
+    *,
+    num_classes: int,
+    groups: int = 1,
+    width_per_group: int = 64,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    model = ResNet(block, depths, num_classes=num_classes, groups=groups, width_per_group=width_per_group)
+    init_conv_bn_linear(model)
+    # torchvision leaves the classifier at PyTorch's default init.
+    model.fc.reset_parameters()
+    if zero_init_residual:
+        # Each residual branch starts as zero, so each block starts as the identity
+        # (Goyal et al. 2017, https://arxiv.org/abs/1706.02677): +0.2-0.3% top-1.
+        for m in model.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
+            elif isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+    return model
+
+
+_RESNET = "https://arxiv.org/abs/1512.03385"
+_RESNEXT = "https://arxiv.org/abs/1611.05431"
+_WIDE = "https://arxiv.org/abs/1605.07146"
+_URL = "https://download.pytorch.org/models/"
+
+
+@register_model(
+    family="resnet",
+    paper=_RESNET,
+    min_resolution=1,
+    published=Published(
+        params=11689512, macs=1.814e9, top1=69.758,
+        source="torchvision ResNet18_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnet18-f37072fd.pth", sha256="f37072fd"),
+)
+def resnet18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnet",
+    paper=_RESNET,
+    min_resolution=1,
+    published=Published(
+        params=21797672, macs=3.664e9, top1=73.314,
+        source="torchvision ResNet34_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnet34-b627a593.pth", sha256="b627a593"),
+)
+def resnet34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnet",
+    paper=_RESNET,
+    min_resolution=1,
+    published=Published(
+        params=25557032, macs=4.089e9, top1=76.13,
+        source="torchvision ResNet50_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnet50-0676ba61.pth", sha256="0676ba61"),
+)
+def resnet50(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnet",
+    paper=_RESNET,
+    min_resolution=1,
+    published=Published(
+        params=44549160, macs=7.801e9, top1=77.374,
+        source="torchvision ResNet101_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnet101-63fe2227.pth", sha256="63fe2227"),
+)
+def resnet101(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 23, 3), num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnet",
+    paper=_RESNET,
+    min_resolution=1,
+    published=Published(
+        params=60192808, macs=11.514e9, top1=78.312,
+        source="torchvision ResNet152_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnet152-394f9c45.pth", sha256="394f9c45"),
+)
+def resnet152(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 8, 36, 3), num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnext",
+    paper=_RESNEXT,
+    min_resolution=1,
+    published=Published(
+        params=25028904, macs=4.23e9, top1=77.618,
+        source="torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnext50_32x4d-7cdf4587.pth", sha256="7cdf4587"),
+)
+def resnext50_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnext",
+    paper=_RESNEXT,
+    min_resolution=1,
+    published=Published(
+        params=88791336, macs=16.414e9, top1=79.312,
+        source="torchvision ResNeXt101_32X8D_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnext101_32x8d-8ba56ff5.pth", sha256="8ba56ff5"),
+)
+def resnext101_32x8d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=8, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnext",
+    paper=_RESNEXT,
+    min_resolution=1,
+    crop_pct=224 / 232,  # trained with torchvision's newer recipe: resize 232, crop 224
+    published=Published(
+        params=83455272, macs=15.46e9, top1=83.246,
+        source="torchvision ResNeXt101_64X4D_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "resnext101_64x4d-173b62eb.pth", sha256="173b62eb"),
+)
+def resnext101_64x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 23, 3), groups=64, width_per_group=4, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="wide_resnet",
+    paper=_WIDE,
+    min_resolution=1,
+    published=Published(
+        params=68883240, macs=11.398e9, top1=78.468,
+        source="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "wide_resnet50_2-95faca4d.pth", sha256="95faca4d"),
+)
+def wide_resnet50_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 6, 3), width_per_group=128, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="wide_resnet",
+    paper=_WIDE,
+    min_resolution=1,
+    published=Published(
+        params=126886696, macs=22.753e9, top1=78.848,
+        source="torchvision Wide_ResNet101_2_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "wide_resnet101_2-32ee1156.pth", sha256="32ee1156"),
+)
+def wide_resnet101_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 23, 3), width_per_group=128, num_classes=num_classes, **options)

@@ -1,0 +1,174 @@
+"""VGG-11/13/16/19 (configurations A, B, D, E), with and without BatchNorm, laid out as torchvision's.
+
+Paper: https://arxiv.org/abs/1409.1556 (Simonyan & Zisserman, 2014). The ``_bn`` variants add
+BatchNorm after every convolution (not in the paper; torchvision trained them from scratch).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ._layers import init_conv_bn_linear
+from ._spec import Published, WeightsSource, register_model
+
+# Five stages of 3x3 convolutions, each closed by a 2x2/2 max-pool; the variants (paper, Table 1)
+# differ only in how many convolutions each stage has.
+#   channels per stage
+_WIDTHS = (64, 128, 256, 512, 512)
+
+
+class VGG(nn.Module):
+    def __init__(
+        self, depths: tuple[int, ...], *, batch_norm: bool, num_classes: int = 1000, dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for width, depth in zip(_WIDTHS, depths):
+            for _ in range(depth):
+                layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(width))
+                layers.append(nn.ReLU(inplace=True))
+                channels = width
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        # One flat Sequential: the checkpoint's keys are features.<index>.
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def _vgg(depths: tuple[int, ...], *, batch_norm: bool, num_classes: int, dropout: float = 0.5) -> VGG:
+    model = VGG(depths, batch_norm=batch_norm, num_classes=num_classes, dropout=dropout)
+    init_conv_bn_linear(model)
+    return model
+
+
+_PAPER = "https://arxiv.org/abs/1409.1556"
+_URL = "https://download.pytorch.org/models/"
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=132863336, macs=7.609e9, top1=69.02,
+        source="torchvision VGG11_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg11-8a719046.pth", sha256="8a719046"),
+)
+def vgg11(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((1, 1, 2, 2, 2), batch_norm=False, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=133047848, macs=11.308e9, top1=69.928,
+        source="torchvision VGG13_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg13-19584684.pth", sha256="19584684"),
+)
+def vgg13(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((2, 2, 2, 2, 2), batch_norm=False, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=138357544, macs=15.47e9, top1=71.592,
+        source="torchvision VGG16_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg16-397923af.pth", sha256="397923af"),
+)
+def vgg16(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((2, 2, 3, 3, 3), batch_norm=False, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=143667240, macs=19.632e9, top1=72.376,
+        source="torchvision VGG19_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
+)
+def vgg19(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((2, 2, 4, 4, 4), batch_norm=False, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=132868840, macs=7.609e9, top1=70.37,
+        source="torchvision VGG11_BN_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg11_bn-6002323d.pth", sha256="6002323d"),
+)
+def vgg11_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((1, 1, 2, 2, 2), batch_norm=True, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=133053736, macs=11.308e9, top1=71.586,
+        source="torchvision VGG13_BN_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg13_bn-abd245e5.pth", sha256="abd245e5"),
+)
+def vgg13_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((2, 2, 2, 2, 2), batch_norm=True, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=138365992, macs=15.47e9, top1=73.36,
+        source="torchvision VGG16_BN_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg16_bn-6c64b313.pth", sha256="6c64b313"),
+)
+def vgg16_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((2, 2, 3, 3, 3), batch_norm=True, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="vgg",
+    paper=_PAPER,
+    min_resolution=32,
+    published=Published(
+        params=143678248, macs=19.632e9, top1=74.218,
+        source="torchvision VGG19_BN_Weights.IMAGENET1K_V1 model card",
+    ),
+    weights=WeightsSource(url=_URL + "vgg19_bn-c79401a0.pth", sha256="c79401a0"),
+)
+def vgg19_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _vgg((2, 2, 4, 4, 4), batch_norm=True, num_classes=num_classes, **options)
