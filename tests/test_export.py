@@ -33,7 +33,7 @@ def test_every_stage_built_and_checked(exported):
     assert {"export", "simplify", "fp16", "int8"} <= stages
     if HAS_OV:
         assert {"openvino-fp32", "openvino-fp16", "openvino-int8-qdq", "openvino-int8-nncf"} <= stages
-        assert m.selected["openvino:int8"] in stages
+        assert m.selected["openvino:int8"]["default"] in stages
     for a in m.artifacts:
         assert a.path.is_file() and a.bytes > 0
         if a.format == "onnx":

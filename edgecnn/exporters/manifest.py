@@ -32,11 +32,24 @@ class Manifest:
     host: dict
     artifacts: list[Artifact] = field(default_factory=list)
     results: dict = field(default_factory=dict)  # artifact key -> {"parity": ..., "latency": ...}
-    selected: dict = field(default_factory=dict)  # "openvino:int8" -> the route kept as the default
+    # "openvino:int8" -> {"default": stage, "candidates": [stages]}: routes built and measured, best kept
+    selected: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def artifact(self, key: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.key == key), None)
+
+    def alternatives(self) -> set[str]:
+        """Stages that lost a selection: shown and kept (reusable), but not what a user deploys."""
+        return {c for sel in self.selected.values() for c in sel["candidates"] if c != sel["default"]}
+
+    def defaults(self) -> set[str]:
+        return {sel["default"] for sel in self.selected.values()}
+
+    def passed(self) -> bool:
+        """Every deployable artifact passes (or is advisory); losing alternatives do not count."""
+        alt = self.alternatives()
+        return all(r["parity"].get("passed") or r.get("advisory") for k, r in self.results.items() if k not in alt)
 
     def save(self, root: Path) -> Path:
         data = {"schema": SCHEMA, **{k: v for k, v in self.__dict__.items() if k != "artifacts"},

@@ -74,7 +74,7 @@ class ExportResult:
 
     @property
     def passed(self) -> bool:
-        return all(r["parity"].get("passed") or r.get("advisory") for r in self.manifest.results.values())
+        return self.manifest.passed()
 
 
 def resolve_targets(targets: tuple[str, ...] | None) -> tuple[list[str], dict[str, str]]:
@@ -138,12 +138,13 @@ class _Builder:
         self.cfg, self.spec, self.opset, self.out, self.prep, self.log = cfg, spec, opset, out, prep, log
         self.calib, self.eval_x, self.targets = calib, eval_x, targets
         self.input_shape = (cfg.batch, spec.in_chans, resolution, resolution)
-        self.previous = None if cfg.force else try_load(out)
+        self.earlier = try_load(out)  # what this folder held: its stale files are pruned even with --force
+        self.previous = None if cfg.force else self.earlier  # what may be reused
         self.calib_hash = build_key(calib.shape, _array_digest(calib)) if calib is not None else None
         self.artifacts: list[Artifact] = []
         self.results: dict[str, dict] = {}
         self.messages: list[str] = []
-        self.selected: dict[str, str] = {}
+        self.selected: dict[str, dict] = {}
         self.built = 0
 
     # ---- bookkeeping -------------------------------------------------------------------
@@ -270,7 +271,7 @@ class _Builder:
         ]
         scored = [(self._score(self.evaluate(a)), a) for a in routes]
         best = max(scored, key=lambda t: t[0])[1]
-        self.selected["openvino:int8"] = best.stage
+        self.selected["openvino:int8"] = {"default": best.stage, "candidates": [a.stage for a in routes]}
         for _, art in scored:
             res = self.results[art.key]
             lat = (res.get("latency") or {}).get("p50_ms")
@@ -298,7 +299,7 @@ class _Builder:
     def prune(self) -> None:
         """Remove files that an earlier run in this folder listed and this run does not."""
         keep = {a.path for a in self.artifacts}
-        for old in (self.previous.artifacts if self.previous else []):
+        for old in (self.earlier.artifacts if self.earlier else []):
             if old.path not in keep and self.out in old.path.parents:
                 old.path.unlink(missing_ok=True)
                 if old.format == "openvino":

@@ -14,30 +14,32 @@ def export_table(manifest):
                         f"({manifest.results and next(iter(manifest.results.values()))['parity'].get('n', '?')} held-out images)")
     for col in ("artifact", "runtime", "precision", "size", "cosine", "max abs err", "top-1 (confident)", "p50 ms", "parity"):
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision", "parity") else "right")
-    defaults = set(manifest.selected.values())
+    defaults, alternatives = manifest.defaults(), manifest.alternatives()
     for art in manifest.artifacts:
         res = manifest.results.get(art.key, {})
         p, lat = res.get("parity", {}), res.get("latency") or {}
         ok = p.get("passed")
-        name = art.stage + (" (default)" if art.stage in defaults else "")
+        name = art.stage + (" (default)" if art.stage in defaults else " (alternative)" if art.stage in alternatives else "")
         table.add_row(
             name, art.runtime or "-", art.precision, _fmt_bytes(art.bytes),
             f"{p['cosine']:.5f}" if "max_abs" in p else "-",
             f"{p['max_abs']:.2e}" if "max_abs" in p else "-",
             f"{p['top1_confident']:.0%} of {p['n_confident']}" if p.get("n_confident") else "-",
             f"{lat['p50_ms']:.2f}" if lat else "-",
-            _verdict(ok, res.get("advisory"), p.get("failures", [])),
+            _verdict(ok, res.get("advisory"), p.get("failures", []), art.stage in alternatives),
         )
     if any(r.get("advisory") for r in manifest.results.values()):
         table.caption = "advisory: " + next(r["advisory"] for r in manifest.results.values() if r.get("advisory"))
     return table
 
 
-def _verdict(ok: bool | None, advisory: str | None, failures: list[str]) -> str:
+def _verdict(ok: bool | None, advisory: str | None, failures: list[str], alternative: bool = False) -> str:
     if ok:
         return "[green]pass[/]"
     if advisory:
         return "[yellow]advisory[/] (random weights)"
+    if alternative:
+        return f"[yellow]fail, not the default[/] {'; '.join(failures)[:60]}"
     return f"[red]FAIL[/] {'; '.join(failures)[:70]}"
 
 
@@ -55,7 +57,8 @@ def check_table(result: dict):
         table.add_row(r["artifact"], r["runtime"], r["precision"], f"{p['cosine']:.5f}", f"{p['max_abs']:.2e}",
                       f"{p['rel_l2']:.2e}", f"{p['sqnr_db']:.1f}", f"{p['top1']:.1%}",
                       f"{p['top1_confident']:.1%} /{p['n_confident']}" if p["n_confident"] else "-",
-                      f"{p['top5_overlap']:.2f}", _verdict(p["passed"], r.get("advisory"), p["failures"]))
+                      f"{p['top5_overlap']:.2f}", _verdict(p["passed"], r.get("advisory"), p["failures"],
+                                                            r.get("alternative", False)))
     return table
 
 
