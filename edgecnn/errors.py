@@ -62,3 +62,9 @@ class ParityError(EdgecnnError):
         self.max_abs_diff = max_abs_diff
         self.tolerance = tolerance
         super().__init__(message)
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (libraries raise multi-page C++ messages)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__

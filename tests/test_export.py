@@ -123,3 +123,20 @@ def test_cli_check_bench_report(exported, tmp_path):
     assert "torch-eager" in (tmp_path / "r.md").read_text() and (tmp_path / "r.png").stat().st_size > 1000
     r = _cli("check", str(tmp_path / "nothing-here"))
     assert r.returncode == 2 and "no manifest.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_torchscript_failure_falls_back_to_dynamo(tmp_path):
+    """AlexNet below 224 px: adaptive pooling to 6x6 from 2x2 cannot be exported by the TorchScript exporter."""
+    import edgecnn
+    from edgecnn.exporters.torch_onnx import export_onnx
+    from edgecnn.harness.check import reference_logits, run_batched
+    from edgecnn.harness.parity import compare
+    from edgecnn import runtimes
+    import numpy as np
+
+    model = edgecnn.create_model("alexnet")
+    art = export_onnx(model, tmp_path / "a.onnx", input_shape=(1, 3, 96, 96))
+    assert "dynamo" in art.notes and "TorchScript exporter failed" in art.notes
+    x = np.random.default_rng(0).standard_normal((2, 3, 96, 96)).astype(np.float32)
+    with runtimes.load(art) as rt:
+        assert compare(reference_logits(model, x), run_batched(rt, x, 1), precision="fp32")

@@ -9,6 +9,7 @@ import contextlib
 import io
 from pathlib import Path
 
+from ..errors import first_line
 from .artifact import Artifact, atomic_path
 from .torch_onnx import describe
 
@@ -26,7 +27,7 @@ def simplify_onnx(src: Artifact, dest: str | Path) -> tuple[Artifact | None, str
         with contextlib.redirect_stdout(io.StringIO()):  # onnxsim prints its own progress
             simplified, ok = onnxsim.simplify(model, check_n=1)
     except Exception as e:  # onnxsim raises plain RuntimeErrors from C++ on unsupported graphs
-        return None, f"onnxsim failed: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
+        return None, f"onnxsim failed: {first_line(e, 200)}"
     if not ok:
         return None, "onnxsim's own check found changed outputs"
     with atomic_path(dest) as tmp:

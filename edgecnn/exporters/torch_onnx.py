@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError, ExportError, first_line
 from .artifact import Artifact, atomic_path
 
 DEFAULT_OPSET = 17
@@ -40,24 +40,43 @@ def export_onnx(model: nn.Module, dest: str | Path, *, input_shape: tuple[int, i
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     if param_bytes >= PROTOBUF_LIMIT:
         raise ExportError(f"the model has {param_bytes / 2**30:.1f} GiB of weights, over ONNX's 2 GiB single-file limit")
-    x = torch.zeros(input_shape)
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    notes = f"torch.onnx ({exporter}), opset {opset}"
     with atomic_path(dest) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         try:
-            with torch.inference_mode(False), torch.no_grad():
-                if exporter == "dynamo":
-                    torch.onnx.export(model.eval(), (x,), str(tmp), dynamo=True, opset_version=opset,
-                                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                      dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic_batch else None)
-                else:
-                    torch.onnx.export(model.eval(), (x,), str(tmp), dynamo=False, opset_version=opset,
-                                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
-                                      do_constant_folding=True)
+            _export(model, tmp, input_shape, opset, dynamic_batch, exporter)
+        except Exception as e:  # noqa: BLE001 - the exporters raise anything; re-raised as ExportError below
+            if exporter != "torchscript":
+                raise ExportError(f"torch.onnx export failed at opset {opset}: {first_line(e)}") from None
+            # e.g. adaptive pooling to a size that does not divide the input (VGG/AlexNet below 224 px):
+            # the torch.export-based exporter decomposes it; it needs opset >= 18.
+            first = first_line(e)
+            try:
+                _export(model, tmp, input_shape, max(opset, 18), dynamic_batch, "dynamo")
+            except Exception as e2:  # noqa: BLE001
+                raise ExportError(f"torch.onnx export failed at opset {opset}: {first}; the dynamo exporter "
+                                  f"failed too: {first_line(e2)}") from None
+            notes = f"torch.onnx (dynamo, opset {max(opset, 18)}): the TorchScript exporter failed ({first[:120]})"
+        try:
             onnx.checker.check_model(str(tmp), full_check=True)
-        except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError, onnx.checker.ValidationError) as e:
-            raise ExportError(f"torch.onnx export failed at opset {opset}: {str(e).strip().splitlines()[0][:300]}") from None
-    return describe(dest, stage="export", precision="fp32", parent=None, notes=f"torch.onnx ({exporter}), opset {opset}")
+        except onnx.checker.ValidationError as e:
+            raise ExportError(f"the exported ONNX does not pass onnx.checker: {first_line(e)}") from None
+    return describe(dest, stage="export", precision="fp32", parent=None, notes=notes)
+
+
+def _export(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int, dynamic_batch: bool,
+            exporter: str) -> None:
+    x = torch.zeros(input_shape)
+    with torch.inference_mode(False), torch.no_grad():
+        if exporter == "dynamo":
+            batch = {0: torch.export.Dim("batch")} if dynamic_batch else None
+            torch.onnx.export(model.eval(), (x,), str(path), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], dynamic_shapes=(batch,) if batch else None, verbose=False)
+        else:
+            axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+            torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
+                              do_constant_folding=True)
 
 
 def describe(path: str | Path, *, stage: str, precision: str, parent: str | None, notes: str = "",
