@@ -5,8 +5,9 @@ Counted the CS231n way from one forward pass with hooks on leaf modules:
   (output elements x in_features); BatchNorm, activations and pooling are not counted (BN folds
   into the convolution on export). These are the "FLOPs" of the torchvision and paper tables.
 - params: every parameter of the model (what ``sum(p.numel())`` gives; aux heads included).
-- activations: elements produced by each leaf module, in-place activations excluded (they
-  reuse their input's memory), for batch 1, and their fp32 bytes.
+- activations: elements produced by each leaf module, for batch 1, and their fp32 bytes; in-place
+  activations and modules that return a view or their input in eval mode (Dropout, Identity,
+  Flatten) are excluded: they allocate nothing.
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ class ModelStats:
         return d
 
 
+_ALIASING = (nn.Dropout, nn.Identity, nn.Flatten)
+
+
 def _macs(module: nn.Module, out: torch.Tensor) -> int:
     if isinstance(module, nn.modules.conv._ConvNd):
         w = module.weight
@@ -66,7 +70,7 @@ def profile(model: nn.Module, resolution: int, *, in_chans: int = 3, name: str |
     def hook(module: nn.Module, _inp, out) -> None:
         if not isinstance(out, torch.Tensor):
             return
-        inplace = getattr(module, "inplace", False)
+        inplace = getattr(module, "inplace", False) or isinstance(module, _ALIASING)
         params = 0 if module in seen else sum(p.numel() for p in module.parameters(recurse=False))
         seen.add(module)
         layers.append(LayerStats(names[module], type(module).__name__, tuple(out.shape),
