@@ -145,7 +145,6 @@ class _Builder:
         self.results: dict[str, dict] = {}
         self.messages: list[str] = []
         self.selected: dict[str, dict] = {}
-        self.built = 0
 
     # ---- bookkeeping -------------------------------------------------------------------
     def stage(self, key: str, parts: tuple, make: Callable[[], Artifact | None]) -> Artifact | None:
@@ -160,7 +159,6 @@ class _Builder:
             art = make()
             if art is None:
                 return None
-            self.built += 1
             art = _with(art, build_key=bkey)
         self.artifacts.append(art)
         return art
@@ -183,7 +181,6 @@ class _Builder:
 
         cfg = self.cfg
         model = create_model(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes, seed=cfg.seed)
-        self.model = model
         self.reference = reference_logits(model, self.eval_x)
         weights_id = _weights_identity(cfg, self.spec)
         base_parts = (cfg.model, weights_id, cfg.num_classes, self.input_shape, cfg.dynamic_batch,
