@@ -21,6 +21,7 @@ TARGETS = ("onnxruntime", "openvino", "tensorrt")
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 32
 DYNAMIC_MAX_BATCH = 32
+SENSITIVITY_IMAGES = 64
 # Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
 # percentile, entropy, 128 or 400 images): near-tied random logits flip. Its int8 figures are shown, not judged.
 RANDOM_INT8_ADVISORY = "random weights: int8 fidelity is judged only with trained weights (--weights imagenet|PATH)"
@@ -48,6 +49,7 @@ class ExportConfig:
     int8_preset: str | None = None  # None: chosen from this CPU's ISA (see exporters.int8)
     calib_method: str = "minmax"
     per_channel: bool = True
+    max_drop: float | None = None  # int8 budget, 1 - logit cosine: keep the fewest layers in float to meet it
     seed: int = 0
     threads: int | None = None
     latency: bool = True
@@ -107,6 +109,8 @@ def validate(cfg: ExportConfig):
     opset = check_opset(cfg.opset, exporter=cfg.exporter)
     if cfg.int8:
         cfg.recipe()  # an unknown preset or calibration method fails here, before any work
+    if cfg.max_drop is not None and not 0 < cfg.max_drop < 1:
+        raise ConfigError(f"--max-drop is a fraction of logit cosine, between 0 and 1 (e.g. 0.01), got {cfg.max_drop}")
     return spec, spec.check_resolution(cfg.resolution), opset
 
 
@@ -180,7 +184,7 @@ class _Builder:
         from .torch_onnx import export_onnx
 
         cfg = self.cfg
-        model = create_model(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes, seed=cfg.seed)
+        model = self.model = create_model(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes, seed=cfg.seed)
         self.reference = reference_logits(model, self.eval_x)
         weights_id = _weights_identity(cfg, self.spec)
         base_parts = (cfg.model, weights_id, cfg.num_classes, self.input_shape, cfg.dynamic_batch,
@@ -239,10 +243,35 @@ class _Builder:
 
         recipe = self.cfg.recipe(preset)
         dest = self.out / ("model.int8.onnx" if stage == "int8" else f"model.{stage}.onnx")
-        parts = (base.sha256, recipe.to_dict(), self.calib_hash, _versions("onnxruntime"))
-        return self.stage(stage, parts, lambda: _with(
-            quantize_int8(base, dest, self.calib, recipe=recipe, opset=self.opset, progress=self.cfg.progress),
-            stage=stage, notes=f"preset {preset}"))
+        parts = (base.sha256, recipe.to_dict(), self.cfg.max_drop, self.calib_hash, _versions("onnxruntime"))
+
+        def make() -> Artifact:
+            r, note = recipe, f"preset {preset}"
+            if self.cfg.max_drop is not None:
+                r, note = self.sensitivity_fallback(base, stage, recipe, note)
+            art = quantize_int8(base, dest, self.calib, recipe=r, opset=self.opset, progress=self.cfg.progress)
+            return _with(art, stage=stage, notes=f"{art.notes}; {note}")
+
+        return self.stage(stage, parts, make)
+
+    def sensitivity_fallback(self, base: Artifact, stage: str, recipe: Int8Recipe, note: str) -> tuple[Int8Recipe, str]:
+        """Keep the fewest layers in float that bring the int8 model within ``max_drop``.
+
+        Judged on crops of the *calibration* photos (another seed), never on the held-out photos
+        the parity table uses: the budget search must not tune itself to the check that reports it.
+        """
+        from ..data import calibration_batch
+        from ..harness.check import reference_logits
+        from .sensitivity import fallback_for_budget
+
+        x = calibration_batch(self.prep, SENSITIVITY_IMAGES, folder=self.cfg.calib_dir, seed=7)
+        chosen, meas = fallback_for_budget(base.path, self.calib, x, reference_logits(self.model, x), recipe=recipe,
+                                           max_drop=self.cfg.max_drop, opset=self.opset, threads=self.cfg.threads)
+        summary = (f"sensitivity fallback: {len(chosen)} layer(s) kept in float, cosine drop "
+                   f"{meas['baseline_drop']:.4f} -> {meas['final_drop']:.4f} (budget {self.cfg.max_drop:g}"
+                   f"{'' if meas['met'] else ', NOT met'})")
+        self.say(f"{stage}: {summary}")
+        return replace(recipe, exclude_nodes=tuple(chosen)), f"{note}; {summary}"
 
     def openvino(self, onnx_artifacts: list[Artifact]) -> None:
         from .openvino import convert_ir, quantize_nncf
