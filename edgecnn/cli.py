@@ -1,7 +1,8 @@
 """The ``edgecnn`` command: a thin layer over the Python API.
 
-Errors a user can act on (:class:`edgecnn.errors.EdgecnnError`) become one line on stderr and
-exit code 2; Ctrl-C exits 130. Heavy imports happen inside the subcommand that needs them, so
+Errors a user can act on (:class:`edgecnn.errors.EdgecnnError`, a bad option, a full disk) become
+one line on stderr and exit code 2; Ctrl-C exits 130; warnings are one line each. Progress bars
+are drawn only on a terminal. Heavy imports happen inside the subcommand that needs them, so
 ``edgecnn --help`` and ``edgecnn list`` start fast and work without optional backends.
 """
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Callable, Sequence
 
-from .errors import ConfigError, EdgecnnError
+from .errors import ConfigError, EdgecnnError, MissingBackendError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -19,6 +21,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
     return fn
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (what is wrong + where to look), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -29,6 +38,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal: in logs and pipes they are noise (and carriage returns)."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _say(console, text: str, style: str | None = None) -> None:
+    """Print text that may hold file names or tool output: '[...]' in it is not rich markup."""
+    from rich.markup import escape
+
+    console.print(escape(text), style=style)
 
 
 def _console():
@@ -131,19 +152,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset, fp16=args.fp16, int8=args.int8,
         calib_dir=args.calib_dir, calib_size=args.calib_size, eval_dir=args.images, targets=args.targets,
         out=args.out, force=args.force, int8_preset=args.int8_preset, calib_method=args.calib_method,
-        per_channel=not args.per_tensor, threads=args.threads, progress=not args.quiet,
+        per_channel=not args.per_tensor, max_drop=args.max_drop, threads=args.threads, progress=_progress(args),
     )
     console = _console()
     console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
-    result = run_export(cfg, log=console.print if not args.quiet else (lambda _m: None))
+    result = run_export(cfg, log=(lambda m: _say(console, m)) if not args.quiet else (lambda _m: None))
     console.print(export_table(result.manifest))
     for target, why in result.missing_targets.items():
-        console.print(f"[yellow]{target}: not built: {why}[/]")
+        _say(console, f"{target}: not built: {MissingBackendError(target, extra=target, reason=why)}", "yellow")
     console.print(f"manifest: {result.out_dir / 'manifest.json'}")
     if not result.passed:
         console.print("[red]parity FAILED for at least one artifact (see the table)[/]")
         return 1
     return 0
+
+
+def _check_outputs(*paths: str | None) -> None:
+    """Result files must be writable before minutes of work, not after."""
+    from pathlib import Path
+
+    from .exporters.artifact import writable_dir
+
+    for path in paths:
+        if path:
+            writable_dir(Path(path).resolve().parent)
 
 
 def _write_json(data: dict, path: str) -> None:
@@ -159,6 +191,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .harness.parity import Tolerance
     from .harness.report import check_table, layers_table
 
+    _check_outputs(args.json)
     tolerances = {}
     if args.int8_cosine is not None or args.int8_top1 is not None:
         base = Tolerance.for_precision("int8")
@@ -171,7 +204,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     console = _console()
     console.print(check_table(result))
     for line in result["skipped"]:
-        console.print(f"[yellow]skipped {line}[/]")
+        _say(console, f"skipped {line}", "yellow")
     if args.layers:
         for t in layers_table(result["layers"]):
             console.print(t)
@@ -189,9 +222,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .harness.bench import bench_dir
     from .harness.report import bench_table, plot, write_csv
 
+    _check_outputs(args.json, args.csv, args.plot)
     result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
                        warmup=args.warmup, iterations=None if args.duration else args.iterations,
-                       duration_s=args.duration, progress=not args.quiet)
+                       duration_s=args.duration, progress=_progress(args))
     if args.label:
         result["label"] = args.label
     console = _console()
@@ -200,7 +234,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   f"threads {args.threads or 'runtime default'}; GPU {result['host']['gpu'] or 'none'}")
     console.print(bench_table([result]))
     for line in result["skipped"]:
-        console.print(f"[yellow]skipped {line}[/]")
+        _say(console, f"skipped {line}", "yellow")
     if result["noisy"]:
         console.print(f"[yellow]warning: high variation (cv > 15%) for {', '.join(result['noisy'])}: "
                       "close other programs, pin --threads, or use --duration for longer runs[/]")
@@ -217,6 +251,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .harness.report import bench_table, markdown, plot
 
+    _check_outputs(args.markdown, args.plot)
     benches, fidelity = [], {}
     for path in args.results:
         try:
@@ -246,7 +281,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgecnn", description="Export classic CNNs to ONNX / OpenVINO / TensorRT, quantize them, prove parity.")
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -276,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-dir", help="calibration images: a flat folder or an ImageFolder (default: bundled photos)")
     p.add_argument("--calib-size", type=positive_int, default=128, help="calibration inputs (default 128)")
     p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
-    p.add_argument("--int8-preset", choices=("u8s8", "u8s8-reduce-range", "s8s8"),
+    p.add_argument("--int8-preset", choices=("u8s8", "u8s8-saturation-aware", "u8s8-reduce-range", "s8s8"),
                    help="int8 layout for ONNX Runtime (default: chosen from this CPU's ISA)")
+    p.add_argument("--max-drop", type=float, metavar="FRACTION",
+                   help="int8 accuracy budget (1 - logit cosine, e.g. 0.01): keep the fewest layers in float to meet it")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel int8 weights")
     p.add_argument("--images", help="held-out images for the parity table (default: bundled photos)")
     p.add_argument("--targets", type=_csv, help="comma list of onnxruntime,openvino,tensorrt (default: installed ones)")
@@ -327,17 +364,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    try:
-        return COMMANDS[args.command](args)
-    except EdgecnnError as e:
-        print(f"edgecnn {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(f"edgecnn {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
-    except MemoryError:
-        print(f"edgecnn {args.command}: error: out of memory", file=sys.stderr)
-        return 2
+    prog = f"edgecnn {args.command}"
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_a, **_k: print(f"{prog}: warning: {' '.join(str(message).split())}",
+                                                                 file=sys.stderr)
+        try:
+            return COMMANDS[args.command](args)
+        except EdgecnnError as e:
+            print(f"{prog}: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; nothing half-written was kept", file=sys.stderr)
+            return 130
+        except MemoryError:
+            print(f"{prog}: error: out of memory", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # `edgecnn list | head`: the reader left; say nothing more, like any Unix tool
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except OSError as e:  # a full disk or read-only folder met outside the artifact writers
+            from .exporters.artifact import write_failure
+
+            error = write_failure(e, e.filename or "output")
+            if error is None:
+                raise
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return error.exit_code
+        finally:
+            if argv is None:  # run as the program: a Ctrl-C from here on would only hit the interpreter's teardown
+                import signal
+
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

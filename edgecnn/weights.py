@@ -12,6 +12,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -108,12 +109,15 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unpickler's notes on pickle protocols: we say what matters
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise WeightsError(f"{path} was refused: it is not a plain tensor checkpoint ({first[:160]})") from None
+        raise WeightsError(f"{path} was refused: it is not a plain tensor checkpoint ({_refusal(e)[:160]}); "
+                           "if you trust its source, re-save just its state_dict with torch.save") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError, TypeError) as e:
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__})") from None
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}); "
+                           "expected a file written by torch.save(model.state_dict(), PATH)") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -123,6 +127,16 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return dict(obj)
+
+
+def _refusal(e: Exception) -> str:
+    """What the weights-only unpickler refused (e.g. 'Unsupported global: GLOBAL posix.system ...')."""
+    text = str(e)
+    _, _, detail = text.partition("WeightsUnpickler error:")
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in (detail or text).splitlines()
+             if line.strip() and not line.strip().startswith(boilerplate)]
+    return lines[0] if lines else "unsupported content"
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str,

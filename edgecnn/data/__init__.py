@@ -77,11 +77,15 @@ class Preprocessing:
 
 
 def to_model_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Grayscale, palette, RGBA and 16-bit images -> 8-bit RGB (or L for 1-channel models)."""
+    """Grayscale, palette, RGBA and 16-bit images -> 8-bit RGB (or L for 1-channel models).
+
+    16-bit values map by the bit depth (65535 -> 255), not by the image's own maximum: a dark
+    16-bit photo stays as dark as its 8-bit twin. Float images have no fixed range: min-max.
+    """
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() or 1.0
-        img = Image.fromarray(np.clip(arr * (255.0 / hi), 0, 255).astype(np.uint8), "L")
+        full = 65535.0 if arr.max() <= 65535 else arr.max()  # mode I holds 16-bit PNG/PGM data
+        img = Image.fromarray(np.clip(np.rint(np.maximum(arr, 0) * (255.0 / full)), 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = arr.min(), arr.max()
@@ -116,10 +120,10 @@ def load_images(paths: Iterable[str | Path]) -> list[Image.Image]:
                 images.append(im.copy())
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             bad.append(f"{Path(p).name} ({type(e).__name__})")
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}", stacklevel=2)
     if not images:
         raise CalibrationDataError("none of the images could be read" + (f": {', '.join(bad[:5])}" if bad else ""))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}", stacklevel=2)
     return images
 
 

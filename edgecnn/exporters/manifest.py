@@ -8,13 +8,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ArtifactError, ExportError
-from .artifact import Artifact, atomic_path
+from ..errors import ArtifactError
+from .artifact import Artifact, atomic_path, writable_dir
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
@@ -47,9 +46,22 @@ class Manifest:
         return {sel["default"] for sel in self.selected.values()}
 
     def passed(self) -> bool:
-        """Every deployable artifact passes (or is advisory); losing alternatives do not count."""
+        """Every deployable artifact passes (or is advisory); losing alternatives do not count.
+
+        An artifact that could not even be run fails, advisory or not: there is nothing to advise on.
+        """
         alt = self.alternatives()
-        return all(r["parity"].get("passed") or r.get("advisory") for k, r in self.results.items() if k not in alt)
+        return all("error" not in r and (r["parity"].get("passed") or r.get("advisory"))
+                   for k, r in self.results.items() if k not in alt)
+
+    def verify(self) -> None:
+        """Raise :class:`ArtifactError` naming the first artifact that is missing or differs from its record."""
+        for art in self.artifacts:
+            if not intact(art):
+                state = ("is missing" if not art.path.is_file()
+                         else "is truncated or modified (sha256 differs from manifest.json)")
+                raise ArtifactError(f"artifact {art.key} ({art.path}) {state}; run the same `edgecnn export "
+                                    f"{self.model} ...` into this folder again to rebuild it")
 
     def save(self, root: Path) -> Path:
         data = {"schema": SCHEMA, **{k: v for k, v in self.__dict__.items() if k != "artifacts"},
@@ -69,8 +81,9 @@ class Manifest:
             data.pop("schema", None)
             arts = [Artifact.from_json(a, path.parent) for a in data.pop("artifacts")]
             return cls(**data, artifacts=arts)
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-            raise ArtifactError(f"{path} is corrupt or from another edgecnn version ({type(e).__name__})") from None
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{path} is corrupt or from another edgecnn version ({type(e).__name__}); "
+                                "export again into this folder to rebuild it") from None
 
 
 def try_load(root: Path) -> Manifest | None:
@@ -87,28 +100,29 @@ def build_key(*parts: object) -> str:
 
 def reusable(previous: Manifest | None, key: str, build: str) -> Artifact | None:
     """The previous artifact for ``key`` if it was built from the same inputs and is intact on disk."""
+    old = previous.artifact(key) if previous else None
+    if old is None or old.build_key != build:
+        return None
+    return old if intact(old) else None
+
+
+def intact(art: Artifact) -> bool:
+    """The artifact's file(s) are on disk with the sha256 recorded when it was built."""
     from ..exporters.torch_onnx import describe
 
-    old = previous.artifact(key) if previous else None
-    if old is None or old.build_key != build or not old.path.is_file():
-        return None
+    if not art.path.is_file():
+        return False
     try:
-        now = describe(old.path, stage=old.stage, precision=old.precision, parent=old.parent, fmt=old.format)
+        now = describe(art.path, stage=art.stage, precision=art.precision, parent=art.parent, fmt=art.format)
     except OSError:
-        return None
-    return old if now.sha256 == old.sha256 else None
+        return False
+    return now.sha256 == art.sha256
 
 
 @contextlib.contextmanager
 def locked(root: Path) -> Iterator[None]:
     """Exclusive lock on the output folder for the whole export (POSIX; elsewhere atomic renames only)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ExportError(f"output folder {root} is not writable ({e.strerror or e})") from None
+    writable_dir(root)
     try:
         import fcntl
     except ImportError:

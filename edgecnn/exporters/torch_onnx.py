@@ -7,6 +7,7 @@ available with ``exporter="dynamo"`` (needs onnxscript, opset >= 18).
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def export_onnx(model: nn.Module, dest: str | Path, *, input_shape: tuple[int, i
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         try:
             _export(model, tmp, input_shape, opset, dynamic_batch, exporter)
+        except OSError:  # writing failed (a full disk...): any exporter would fail alike; atomic_path says why
+            raise
         except Exception as e:  # noqa: BLE001 - the exporters raise anything; re-raised as ExportError below
             if exporter != "torchscript":
                 raise ExportError(f"torch.onnx export failed at opset {opset}: {first_line(e)}") from None
@@ -70,8 +73,15 @@ def _export(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: i
     with torch.inference_mode(False), torch.no_grad():
         if exporter == "dynamo":
             batch = {0: torch.export.Dim("batch")} if dynamic_batch else None
-            torch.onnx.export(model.eval(), (x,), str(path), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                              output_names=[OUTPUT_NAME], dynamic_shapes=(batch,) if batch else None, verbose=False)
+            chatty = logging.getLogger("torch.onnx")  # "torchvision is not installed. Skipping torchvision::nms" x4
+            level = chatty.level
+            chatty.setLevel(logging.ERROR)
+            try:
+                torch.onnx.export(model.eval(), (x,), str(path), dynamo=True, opset_version=opset,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_shapes=(batch,) if batch else None, verbose=False)
+            finally:
+                chatty.setLevel(level)
         else:
             axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
             torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, opset_version=opset,

@@ -75,6 +75,7 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
     from .check import _runtimes_for, original_model
 
     manifest = Manifest.load(out_dir)
+    manifest.verify()  # time only what the manifest describes
     fixed = manifest.dynamic_batch is None
     if fixed:
         batches = (manifest.input_shape[0],)

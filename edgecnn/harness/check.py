@@ -72,6 +72,7 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
     from ..runtimes import RUNTIMES, availability
 
     manifest = Manifest.load(out_dir)
+    manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     prep = Preprocessing(**{k: manifest.preprocessing[k] for k in ("resolution", "crop_pct", "channels")},
                          mean=tuple(manifest.preprocessing["mean"]), std=tuple(manifest.preprocessing["std"]))
     x = evaluation_batch(prep, n_images, folder=images)
@@ -97,7 +98,8 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
     for r in rows:
         if r["artifact"] in alternatives:
             r["alternative"] = True
-    passed = all(r["parity"].get("passed") or r.get("advisory") or r.get("alternative") for r in rows)
+    passed = all("error" not in r and (r["parity"].get("passed") or r.get("advisory") or r.get("alternative"))
+                 for r in rows)
     out = {"model": manifest.model, "out_dir": str(Path(out_dir).resolve()), "n_images": len(x),
            "images": images or "bundled held-out photos", "results": rows, "skipped": skipped, "passed": passed}
     if layers:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, ConfigError, UnknownNameError
+from ..errors import ArtifactError, ConfigError, MissingBackendError, UnknownNameError
 from ..registry import Registry
 from .base import Runtime, RuntimeInfo
 from .onnxruntime import OnnxRuntime
@@ -27,8 +27,13 @@ SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensor
 
 
 def availability() -> dict[str, str | None]:
-    """runtime name -> None when usable here, else why not."""
-    return {name: RUNTIMES.get(name).available() for name in RUNTIMES}
+    """runtime name -> None when usable here, else why not and the pip extra that fixes it."""
+    out: dict[str, str | None] = {}
+    for name in RUNTIMES:
+        cls = RUNTIMES.get(name)
+        reason = cls.available()
+        out[name] = None if reason is None else str(MissingBackendError(name, extra=cls.extra, reason=reason))
+    return out
 
 
 def runtime_for(path: str | Path) -> str:

@@ -8,6 +8,7 @@ against every available backend.
 """
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ArtifactError, ConfigError, EdgecnnError
+from ..errors import ArtifactError, ConfigError, EdgecnnError, first_line
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Runtime(ABC):
         except EdgecnnError:
             raise
         except Exception as e:  # backends raise anything on a corrupt file
-            raise ArtifactError(f"{self.name} could not load {path}: {_first_line(e)}") from None
+            raise ArtifactError(f"{self.name} could not load {path}: {backend_message(e)}") from None
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod
@@ -110,6 +111,11 @@ class Runtime(ABC):
         return f"{type(self).__name__}({self.path!s}, precision={self.precision}, device={self.device})"
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
+# OpenVINO prefixes its messages with the C++ call chain ("Exception from src/...", "Check '...' failed at ...").
+_TRACE_LINE = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$")
+
+
+def backend_message(e: BaseException) -> str:
+    """:func:`first_line` of the backend's own words, without the C++ call chain before them."""
+    said = [line.strip() for line in str(e).splitlines() if line.strip() and not _TRACE_LINE.match(line.strip())]
+    return first_line(RuntimeError(" ".join(said))) if said else first_line(e)

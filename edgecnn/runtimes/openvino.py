@@ -18,13 +18,13 @@ class OpenVINORuntime(Runtime):
         try:
             import openvino  # noqa: F401
         except ImportError:
-            return "openvino is not installed (pip install 'edgecnn[openvino]')"
+            return "the openvino package is not installed"
         return None
 
     def _load(self) -> None:
         reason = self.available()
         if reason:
-            raise MissingBackendError("openvino", extra="openvino", reason="not installed")
+            raise MissingBackendError("openvino", extra=self.extra, reason=reason)
         import openvino as ov
 
         core = ov.Core()
