@@ -36,6 +36,11 @@ class Preprocessing:
     def for_spec(cls, spec, resolution: int | None = None) -> "Preprocessing":
         return cls(spec.check_resolution(resolution), tuple(spec.mean), tuple(spec.std), spec.crop_pct, spec.in_chans)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        """Inverse of :meth:`to_dict` (a manifest's ``preprocessing``)."""
+        return cls(d["resolution"], tuple(d["mean"]), tuple(d["std"]), d["crop_pct"], d["channels"])
+
     def to_dict(self) -> dict:
         return {"resolution": self.resolution, "mean": list(self.mean), "std": list(self.std),
                 "crop_pct": self.crop_pct, "channels": self.channels, "resize": "bilinear, shorter side",

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtimes.onnxruntime import session_options
+
 INT16_MIN, INT16_MAX = -32768, 32767
 U8_MAX = 255
 
@@ -151,25 +153,13 @@ def _layer_inputs(model, layers: list[QLayer], x: np.ndarray, threads: int | Non
     for name in names:
         if name not in have:
             m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, None))
-    sess = ort.InferenceSession(m.SerializeToString(), _session_options(threads), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(m.SerializeToString(), session_options(threads, optimize=False),
+                                providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0].name
     outs = [sess.run(names, {inp: x[i: i + 1]}) for i in range(len(x))]
     return {name: np.concatenate([o[j] for o in outs]) for j, name in enumerate(names)}
 
 
-def _session_options(threads: int | None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # exact Q/DQ arithmetic
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return opts
-
-
-# ---- per-layer analysis on calibration activations ---------------------------------------
 def _columns(layer: QLayer, codes: np.ndarray) -> np.ndarray:
     """im2col of uint8 codes: (N, group, K, L) int32, K ordered (kh, kw, c), padding = zero-point code."""
     if codes.ndim == 2:
@@ -377,7 +367,7 @@ def emulated_logits(qdq_onnx: str | Path, x: np.ndarray, *, saturate: bool = Tru
             build_emulation(qdq_onnx, path)
         else:
             path = Path(qdq_onnx)
-        sess = ort.InferenceSession(str(path), _session_options(threads), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), session_options(threads, optimize=False), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x[i: i + 1]})[0] for i in range(len(x))])
 

@@ -44,15 +44,10 @@ def drop_of(reference: np.ndarray, candidate: np.ndarray, metric: str = "cosine"
 def _session(model_or_path, threads: int | None, optimize: bool = True):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from ..runtimes.onnxruntime import session_options
+
     src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(src, session_options(threads, optimize=optimize), providers=["CPUExecutionProvider"])
 
 
 def _logits(model_or_path, x: np.ndarray, threads: int | None) -> np.ndarray:

@@ -79,8 +79,7 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
     fixed = manifest.dynamic_batch is None
     if fixed:
         batches = (manifest.input_shape[0],)
-    prep = Preprocessing(**{k: manifest.preprocessing[k] for k in ("resolution", "crop_pct", "channels")},
-                         mean=tuple(manifest.preprocessing["mean"]), std=tuple(manifest.preprocessing["std"]))
+    prep = Preprocessing.from_dict(manifest.preprocessing)
     x_all = evaluation_batch(prep, max(batches))
     avail = availability()
     jobs = [("torch-eager", "torch", "fp32", original_model(manifest))]

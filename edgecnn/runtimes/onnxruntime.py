@@ -14,6 +14,21 @@ PROVIDERS = {
 }
 
 
+def session_options(threads: int | None, *, optimize: bool = True):
+    """ONNX Runtime session options: quiet, ``threads`` intra-op threads, optionally no graph rewrites
+    (exact Q/DQ arithmetic for analysis instead of fused int8 kernels)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return opts
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     formats = ("onnx",)
@@ -30,12 +45,7 @@ class OnnxRuntime(Runtime):
                 f"onnxruntime has no {wanted[0]} here (available: {', '.join(ort.get_available_providers())}); "
                 "install onnxruntime-gpu on a machine with CUDA"
             )
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=wanted)
+        self.session = ort.InferenceSession(str(self.path), sess_options=session_options(self.threads), providers=wanted)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
