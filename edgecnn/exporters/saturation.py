@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtimes.onnxruntime import session_options
+from .graph import attr, collect
 
 INT16_MIN, INT16_MAX = -32768, 32767
 U8_MAX = 255
@@ -85,15 +86,6 @@ class QLayer:
 
 
 # ---- reading a QDQ model ---------------------------------------------------------------
-def _attr(node, name, default):
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
 def quantized_layers(model) -> list[QLayer]:
     """The Conv/Gemm nodes whose input and weight both come from DequantizeLinear (uint8 x int8)."""
     from onnx import numpy_helper
@@ -125,17 +117,17 @@ def quantized_layers(model) -> list[QLayer]:
         common = dict(node=n.name, op=n.op_type, output=n.output[0], act_codes=adq.input[0],
                       a_scale=float(arr(adq.input[1])), a_zp=int(zp), bias=bias)
         if n.op_type == "Gemm":
-            if _attr(n, "transA", 0) or _attr(n, "alpha", 1.0) != 1.0:
+            if attr(n, "transA", 0) or attr(n, "alpha", 1.0) != 1.0:
                 continue
-            w = w_q if _attr(n, "transB", 0) else w_q.T
+            w = w_q if attr(n, "transB", 0) else w_q.T
             w_q4 = w[:, :, None, None]
         else:
-            if w_q.ndim != 4 or _attr(n, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            if w_q.ndim != 4 or attr(n, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
                 continue  # 2-D convolutions with explicit pads only
             w_q4 = w_q
-            pads = tuple(_attr(n, "pads", [0, 0, 0, 0]))
-            common.update(group=int(_attr(n, "group", 1)), strides=tuple(_attr(n, "strides", [1, 1])),
-                          pads=(pads[0], pads[1], pads[2], pads[3]), dilations=tuple(_attr(n, "dilations", [1, 1])))
+            pads = tuple(attr(n, "pads", [0, 0, 0, 0]))
+            common.update(group=int(attr(n, "group", 1)), strides=tuple(attr(n, "strides", [1, 1])),
+                          pads=(pads[0], pads[1], pads[2], pads[3]), dilations=tuple(attr(n, "dilations", [1, 1])))
         scale = np.broadcast_to(w_scale, (w_q4.shape[0],)).copy()
         layers.append(QLayer(w_q=w_q4, w_scale=scale, **common))
     return layers
@@ -144,20 +136,9 @@ def quantized_layers(model) -> list[QLayer]:
 def _layer_inputs(model, layers: list[QLayer], x: np.ndarray, threads: int | None) -> dict[str, np.ndarray]:
     """The uint8 codes entering every layer, from the float-simulated QDQ model (batch 1 at a time)."""
     import onnx
-    import onnxruntime as ort
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
     names = list(dict.fromkeys(layer.act_codes for layer in layers))
-    for name in names:
-        if name not in have:
-            m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, None))
-    sess = ort.InferenceSession(m.SerializeToString(), session_options(threads, optimize=False),
-                                providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0].name
-    outs = [sess.run(names, {inp: x[i: i + 1]}) for i in range(len(x))]
-    return {name: np.concatenate([o[j] for o in outs]) for j, name in enumerate(names)}
+    return collect(model, names, x, threads=threads, elem_type=onnx.TensorProto.UINT8)
 
 
 def _columns(layer: QLayer, codes: np.ndarray) -> np.ndarray:
@@ -401,7 +382,7 @@ def seven_bit_channels(qdq_onnx: str | Path, float_onnx: str | Path, calibration
             continue
         fnode, channels = fnodes[node.name], np.asarray(plan[node.name])
         w_f = finit[fnode.input[1]].astype(np.float64)
-        transposed = node.op_type == "Gemm" and not _attr(node, "transB", 0)
+        transposed = node.op_type == "Gemm" and not attr(node, "transB", 0)
         if transposed:
             w_f = w_f.T
         wdq = producer[node.input[1]]

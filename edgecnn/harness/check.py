@@ -93,7 +93,7 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
     reference = reference_logits(original_model(manifest), x)
     batch = manifest.input_shape[0]
     avail = availability()
-    rows, outputs, skipped = [], {}, []
+    rows, skipped = [], []
     for art in manifest.artifacts:
         for rt_name in _runtimes_for(art, runtimes, RUNTIMES):
             if avail.get(rt_name):
