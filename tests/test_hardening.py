@@ -89,7 +89,7 @@ def assert_no_leftovers(out: Path) -> None:
     import onnx
 
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".part")) or p.name.startswith(
-        (".ir-", "edgecnn-int8-", ".write-test-"))], sorted(out.rglob("*"))
+        (".ir-", ".edgecnn-int8-", ".write-test-"))], sorted(out.rglob("*"))
     for path in out.rglob("*.onnx"):
         onnx.checker.check_model(str(path))
 

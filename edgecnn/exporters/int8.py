@@ -47,6 +47,8 @@ class Int8Recipe:
     exclude_nodes: tuple[str, ...] = field(default_factory=tuple)  # kept in float (sensitivity fallback)
     reduce_range_nodes: tuple[str, ...] = field(default_factory=tuple)  # Conv/Gemm nodes given 7-bit weights
     saturation_aware: bool = False  # 7-bit weights only where int16 pair saturation costs more (saturation.py)
+    equalize: bool = False  # cross-layer equalisation of Conv-Relu-Conv pairs first (equalize.py)
+    bias_correction: bool = True  # remove the mean output shift of int8 weights (bias_correction.py)
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_METHODS:
@@ -146,10 +148,19 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
         "CalibMovingAverage": False,
     }
     seven_bit = list(recipe.reduce_range_nodes)
+    passes: list[str] = []
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="edgecnn-int8-", dir=Path(dest).parent) as work, atomic_path(dest) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".edgecnn-int8-", dir=Path(dest).parent) as work, atomic_path(dest) as tmp:
         prepped = os.path.join(work, "prepped.onnx")
         quant_pre_process(str(src.path), prepped, skip_symbolic_shape=True)
+        if recipe.equalize:
+            import onnx
+
+            from .equalize import equalize, summary
+
+            model, report = equalize(onnx.load(prepped), calibration)
+            onnx.save(model, prepped)
+            passes.append(summary(report))
 
         def run(out: str, nodes: list[str]) -> None:
             overrides = _reduce_range_overrides(prepped, nodes, per_channel=recipe.per_channel)
@@ -173,6 +184,14 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
                 run(str(tmp), seven_bit)
         else:
             run(str(tmp), seven_bit)
+        if recipe.bias_correction:
+            import onnx
+
+            from .bias_correction import correct_bias, summary
+
+            model, report = correct_bias(onnx.load(str(tmp)), onnx.load(prepped), calibration)
+            onnx.save(model, str(tmp))
+            passes.append(summary(report))
     note = (f"QDQ, {'per-channel' if recipe.per_channel else 'per-tensor'} {recipe.weight_type} weights, "
             f"{recipe.activation_type} activations, {recipe.calibration} calibration on {len(calibration)} images")
     if seven_bit:
@@ -180,6 +199,8 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
     if channels:
         note += (f", 7-bit weights in {sum(map(len, channels.values()))} output channels of {len(channels)} layers "
                  "(int16 pair saturation on AVX2 without VNNI)")
+    for p in passes:
+        note += f", {p}"
     return describe(dest, stage="int8", precision="int8", parent=src.stage, notes=note)
 
 

@@ -80,19 +80,13 @@ class _Graph:
 
     def float_weight(self, node, i: int, dq):
         """Input ``i`` of ``node`` (a quantized weight or bias) in float: the fp32 model's, else dequantized."""
-        src = dq.input[0]
-        name = f"{src}__float"  # a fresh name: the QDQ model may use the original one for a DQ output
+        from .graph import dequantized
+
+        name = f"{dq.input[0]}__float"  # a fresh name: the QDQ model may use the original one for a DQ output
         f = self.f_nodes.get(node.name)
         if f is not None and i < len(f.input) and f.input[i] in self.f_inits:
             return self._np.from_array(self._np.to_array(self.f_inits[f.input[i]]), name)
-        q = self._np.to_array(self.q_inits[src]).astype(np.float64)
-        s = self._np.to_array(self.q_inits[dq.input[1]]).astype(np.float64)
-        z = self._np.to_array(self.q_inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 else np.zeros(())
-        if np.size(s) > 1:  # per-channel: broadcast along the DQ's axis
-            shape = [1] * q.ndim
-            shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
-            s, z = s.reshape(shape), z.reshape(shape) if np.size(z) > 1 else z
-        return self._np.from_array(((q - z) * s).astype(np.float32), name)
+        return self._np.from_array(dequantized(dq, self.q_inits).astype(np.float32), name)
 
     def q_range(self, q) -> tuple[float, float] | None:
         """The real range a per-tensor QuantizeLinear can represent (it also stands for a removed Relu/Clip)."""
@@ -134,7 +128,7 @@ class _Graph:
 
 def _rank(graph: _Graph, x: np.ndarray, threads: int | None) -> list[dict]:
     """Candidate nodes, largest added noise-to-signal ratio first (float-simulated, a few inputs)."""
-    import onnx
+    from .graph import collect
 
     f_names = {o for n in graph.fp32.graph.node for o in n.output}
     cands = graph.candidates()
@@ -151,16 +145,7 @@ def _rank(graph: _Graph, x: np.ndarray, threads: int | None) -> list[dict]:
     tensors = sorted({t for r in rows for t in r["inputs"] + ([r["output"]] if r["output"] else [])})
 
     def run(model) -> dict[str, np.ndarray]:
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-        have = {o.name for o in m.graph.output}
-        for t in tensors:
-            if t not in have:
-                m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-        sess = _session(m, threads, optimize=False)
-        name = sess.get_inputs()[0].name
-        outs = [sess.run(tensors, {name: x[i: i + 1]}) for i in range(len(x))]
-        return {t: np.concatenate([np.atleast_1d(o[j]) for o in outs]) for j, t in enumerate(tensors)}
+        return collect(model, tensors, x, threads=threads)
 
     ref, got = run(graph.fp32), run(graph.qdq)
     for t in tensors:  # a quantizer may stand for a Relu/Clip it replaced: compare within its range
@@ -201,6 +186,12 @@ def fallback_for_budget(fp32_onnx: str | Path, calibration: np.ndarray, evaluati
     x = np.ascontiguousarray(evaluation, np.float32)
     drop = lambda model: drop_of(reference_logits, _logits(model, x, threads), metric)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="edgecnn-sens-") as work:
+        if recipe.equalize:  # the float twins of kept-in-float nodes must be the equalised weights
+            from .equalize import equalize
+
+            fp32_onnx = Path(work) / "equalized.onnx"
+            onnx.save(equalize(onnx.load(str(src.path)), calibration)[0], str(fp32_onnx))
+            src, recipe = describe(fp32_onnx, stage="fp32", precision="fp32", parent=None), replace(recipe, equalize=False)
         q0 = Path(work) / "all.onnx"
         quantize_int8(src, q0, calibration, recipe=recipe, opset=opset, progress=progress)
         base = drop(q0)
