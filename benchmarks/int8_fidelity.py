@@ -1,12 +1,14 @@
 """int8 fidelity and speed of every preset, on ONNX Runtime and OpenVINO, with real weights and photos.
 
-    python benchmarks/int8_fidelity.py [--calib 200] [--eval 200] [--threads 2] [--no-fallback]
+    python benchmarks/int8_fidelity.py [--calib 200] [--eval 200] [--threads 2] [--no-fallback] [--no-variants]
 
 EfficientNet-Lite0 (ImageNet weights), calibration crops from ``calibration_batch``, held-out crops
 from ``evaluation_batch``. Per row: logit cosine and top-1 agreement on confident crops (original max
 prob > 0.4) against the PyTorch original, latency p50 (batch 1), and that latency over fp32's on the
-same runtime. For ONNX Runtime's U8S8 models, the cosine / agreement that an AVX2 CPU without VNNI
-would give is *emulated* (edgecnn.exporters.saturation), since a VNNI machine cannot show it.
+same runtime. Every preset has bias correction on (the default); the variant rows switch it off,
+add cross-layer equalisation, change the calibration method or use per-tensor weights. For U8S8
+models, the cosine / agreement that an AVX2 CPU without VNNI would give is *emulated*
+(edgecnn.exporters.saturation), since a VNNI machine cannot show it.
 Writes benchmarks/results/int8_fidelity.json and .md (atomically) and prints the table.
 Latency: every model is loaded, then timed in interleaved rounds; other load on the machine still makes
 absolute figures noisy.
@@ -19,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,17 @@ os.environ.setdefault("CI", "true")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ONNX_PRESETS = ("u8s8", "u8s8-saturation-aware", "u8s8-reduce-range", "s8s8")
+# (label, preset, Int8Recipe changes): what each optional pass and calibration method does, on ONNX Runtime
+VARIANTS = (
+    ("u8s8, no bias correction", "u8s8", {"bias_correction": False}),
+    ("u8s8-reduce-range, no bias correction", "u8s8-reduce-range", {"bias_correction": False}),
+    ("u8s8 + CLE", "u8s8", {"equalize": True}),
+    ("u8s8, percentile calibration", "u8s8", {"calibration": "percentile"}),
+    ("u8s8, entropy calibration", "u8s8", {"calibration": "entropy"}),
+    ("u8s8 per-tensor weights", "u8s8", {"per_channel": False}),
+    ("u8s8 per-tensor weights, no bias correction", "u8s8", {"per_channel": False, "bias_correction": False}),
+    ("u8s8 per-tensor weights + CLE", "u8s8", {"per_channel": False, "equalize": True}),
+)
 
 
 def nncf_per_tensor_activations(fp32_xml: Path, dest_xml: Path, calibration: np.ndarray) -> Path:
@@ -96,7 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
     ap.add_argument("--iterations", type=int, default=60, help="timed runs per model per round")
     ap.add_argument("--no-fallback", action="store_true", help="skip the sensitivity-fallback row")
-    ap.add_argument("--max-drop", type=float, default=0.008, help="budget (1 - cosine) for the fallback row")
+    ap.add_argument("--no-variants", action="store_true",
+                    help="skip the rows for optional passes (bias correction, CLE) and calibration methods")
+    ap.add_argument("--max-drop", type=float, default=0.003, help="budget (1 - cosine) for the fallback row")
     args = ap.parse_args(argv)
 
     import edgecnn
@@ -134,15 +150,21 @@ def main(argv: list[str] | None = None) -> dict:
 
         add("fp32", "onnxruntime", base.path, "fp32")
         add("fp32", "openvino", ir_fp32.path, "fp32")
-        for name in ONNX_PRESETS:
+        def quantized(label: str, recipe, runtimes: tuple[str, ...]) -> None:
             t0 = time.time()
-            art = quantize_int8(base, work / f"{name}.onnx", calib, recipe=get_preset(name), opset=17, progress=False)
-            extra = {"quantize_s": time.time() - t0, "notes": art.notes}
-            if get_preset(name).u8s8:
+            art = quantize_int8(base, work / f"{len(rows)}.onnx", calib, recipe=recipe, opset=17, progress=False)
+            extra = {"quantize_s": time.time() - t0, "notes": art.notes, "int8_recipe": recipe.to_dict()}
+            if recipe.u8s8:
                 p = compare(ref, emulated_logits(art.path, x, threads=args.threads), precision="int8")
                 extra.update(avx2_emulated_cosine=p.cosine, avx2_emulated_top1_confident=p.top1_confident)
-            add(name, "onnxruntime", art.path, **extra)
-            add(name, "openvino", art.path)  # OpenVINO reads the QDQ ONNX directly
+            for runtime in runtimes:  # OpenVINO reads the QDQ ONNX directly
+                add(label, runtime, art.path, **extra)
+
+        for name in ONNX_PRESETS:
+            quantized(name, get_preset(name), ("onnxruntime", "openvino"))
+        if not args.no_variants:
+            for label, name, changes in VARIANTS:
+                quantized(label, replace(get_preset(name), **changes), ("onnxruntime",))
         for tag, kwargs in (("nncf default", {}), ("nncf overflow-fix", {"overflow_fix": "enable"})):
             t0 = time.time()
             art = quantize_nncf(ir_fp32, work / "ov" / f"{tag.replace(' ', '-')}.xml", calib, **kwargs)
@@ -153,14 +175,14 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.no_fallback:
             from edgecnn.exporters.sensitivity import fallback_for_budget
 
-            n_sel = min(64, len(x))
+            sel = calibration_batch(prep, 64, seed=7)  # as the pipeline does: never the held-out crops
             dest = work / "fallback.onnx"
-            excluded, meas = fallback_for_budget(base.path, calib, x[:n_sel], ref[:n_sel],
+            excluded, meas = fallback_for_budget(base.path, calib, sel, reference_logits(model, sel),
                                                  recipe=get_preset("u8s8-reduce-range"), max_drop=args.max_drop,
                                                  threads=args.threads, dest=dest)
             label = f"u8s8-reduce-range + fallback (max drop {args.max_drop:g}, {len(excluded)} float)"
             extra = {"excluded": excluded, "fallback": {k: v for k, v in meas.items() if k != "candidates"},
-                     "note": f"layers chosen on the first {n_sel} evaluation crops"}
+                     "note": "layers chosen on 64 other crops of the calibration photos (seed 7)"}
             p = compare(ref, emulated_logits(dest, x, threads=args.threads), precision="int8")
             extra.update(avx2_emulated_cosine=p.cosine, avx2_emulated_top1_confident=p.top1_confident)
             add(label, "onnxruntime", dest, **extra)

@@ -152,7 +152,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset, fp16=args.fp16, int8=args.int8,
         calib_dir=args.calib_dir, calib_size=args.calib_size, eval_dir=args.images, targets=args.targets,
         out=args.out, force=args.force, int8_preset=args.int8_preset, calib_method=args.calib_method,
-        per_channel=not args.per_tensor, max_drop=args.max_drop, threads=args.threads, progress=_progress(args),
+        per_channel=not args.per_tensor, bias_correction=not args.no_bias_correction, equalize=args.equalize,
+        max_drop=args.max_drop, threads=args.threads, progress=_progress(args),
     )
     console = _console()
     console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
@@ -316,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-drop", type=float, metavar="FRACTION",
                    help="int8 accuracy budget (1 - logit cosine, e.g. 0.01): keep the fewest layers in float to meet it")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel int8 weights")
+    p.add_argument("--no-bias-correction", action="store_true",
+                   help="keep the int8 biases as quantized (default: correct the mean shift int8 weights cause)")
+    p.add_argument("--equalize", action="store_true",
+                   help="cross-layer equalisation of Conv-Relu-Conv pairs before int8 (helps per-tensor weights)")
     p.add_argument("--images", help="held-out images for the parity table (default: bundled photos)")
     p.add_argument("--targets", type=_csv, help="comma list of onnxruntime,openvino,tensorrt (default: installed ones)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity/latency runs")

@@ -46,6 +46,8 @@ class ExportConfig:
     int8_preset: str | None = None  # None: chosen from this CPU's ISA (see exporters.int8)
     calib_method: str = "minmax"
     per_channel: bool = True
+    bias_correction: bool = True  # int8: take the mean output shift of int8 weights out of the biases
+    equalize: bool = False  # int8: cross-layer equalisation of Conv-Relu-Conv pairs before quantizing
     max_drop: float | None = None  # int8 budget, 1 - logit cosine: keep the fewest layers in float to meet it
     seed: int = 0
     threads: int | None = None
@@ -61,7 +63,8 @@ class ExportConfig:
         return self.int8_preset or default_preset()
 
     def recipe(self, preset: str | None = None) -> Int8Recipe:
-        return replace(get_preset(preset or self.preset), calibration=self.calib_method, per_channel=self.per_channel)
+        return replace(get_preset(preset or self.preset), calibration=self.calib_method, per_channel=self.per_channel,
+                       bias_correction=self.bias_correction, equalize=self.equalize)
 
 
 @dataclass
