@@ -1,7 +1,8 @@
 """The ``edgecnn`` command: a thin layer over the Python API.
 
 Errors a user can act on (:class:`edgecnn.errors.EdgecnnError`, a bad option, a full disk) become
-one line on stderr and exit code 2; Ctrl-C exits 130; warnings are one line each. Progress bars
+one line on stderr and exit code 2; Ctrl-C exits 130 and SIGTERM 143, both
+cleaning up the same way; warnings are one line each. Progress bars
 are drawn only on a terminal. Heavy imports happen inside the subcommand that needs them, so
 ``edgecnn --help`` and ``edgecnn list`` start fast and work without optional backends.
 """
@@ -363,6 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, ``kill``, a container stopping): unwinds exactly like Ctrl-C."""
+
+
+def _terminate_like_ctrl_c() -> None:
+    import signal
+    import threading
+
+    def raise_terminated(_signum, _frame):
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_terminated)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -370,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     prog = f"edgecnn {args.command}"
+    _terminate_like_ctrl_c()
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *_a, **_k: print(f"{prog}: warning: {' '.join(str(message).split())}",
                                                                  file=sys.stderr)
@@ -378,9 +395,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except EdgecnnError as e:
             print(f"{prog}: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
             return e.exit_code
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted; nothing half-written was kept", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:
+            what, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+            print(f"{prog}: {what}; nothing half-written was kept", file=sys.stderr)
+            return code
         except MemoryError:
             print(f"{prog}: error: out of memory", file=sys.stderr)
             return 2

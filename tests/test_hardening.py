@@ -431,15 +431,15 @@ def test_download_times_out_against_a_server_that_never_answers(tmp_path):
 
 
 # --- faults: Ctrl-C, two exports at once ----------------------------------------------------------
-def interrupt_at(marker: str, argv: list[str]) -> tuple[int, str, str]:
-    """Start ``argv``, send SIGINT once stdout shows ``marker``; (exit code, stderr, stdout seen)."""
+def interrupt_at(marker: str, argv: list[str], sig: int = signal.SIGINT) -> tuple[int, str, str]:
+    """Start ``argv``, send ``sig`` once stdout shows ``marker``; (exit code, stderr, stdout seen)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     try:
         for line in proc.stdout:  # rich flushes every line
             seen.append(line)
             if marker in line:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(sig)
                 break
         _, err = proc.communicate(timeout=TIMEOUT)
     finally:
@@ -472,12 +472,13 @@ def test_ctrl_c_during_int8_calibration_then_resume(exported, tmp_path):
     assert after.artifact("export").sha256 == before.artifact("export").sha256
 
 
-def test_ctrl_c_during_export_then_resume(tmp_path):
+@pytest.mark.parametrize("sig,word,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "terminated", 143)])
+def test_ctrl_c_or_sigterm_during_export_then_resume(tmp_path, sig, word, code):
     out = tmp_path / "out"
     argv = cli("export", *SMALL, "--out", str(out))
-    code, err, seen = interrupt_at("export: building", argv)
+    code_seen, err, seen = interrupt_at("export: building", argv, sig)
     assert "export: building" in seen, seen
-    one_line_error(SimpleNamespace(returncode=code, stderr=err), "interrupted", code=130)
+    one_line_error(SimpleNamespace(returncode=code_seen, stderr=err), word, code=code)
     assert not (out / "manifest.json").exists()
     assert_no_leftovers(out)  # a model.onnx may be there if the export finished first, but only a complete one
     r = run(argv)
