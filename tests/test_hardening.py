@@ -472,6 +472,22 @@ def test_ctrl_c_during_int8_calibration_then_resume(exported, tmp_path):
     assert after.artifact("export").sha256 == before.artifact("export").sha256
 
 
+def test_interrupted_first_export_reuses_its_finished_stages(tmp_path):
+    """A fresh folder has no manifest to reuse from: the journal of the interrupted run is what is reused."""
+    out = tmp_path / "out"
+    args = ("export", *SMALL, "--int8", "--out", str(out))
+    code, err, seen = interrupt_at("int8: building", cli_after(SLOW_CALIBRATION, *args), signal.SIGTERM)
+    assert "int8: building" in seen, seen
+    one_line_error(SimpleNamespace(returncode=code, stderr=err), "terminated", code=143)
+    assert not (out / "manifest.json").exists()  # nothing claims to be a finished export
+    assert_no_leftovers(out)
+    r = run(cli(*args))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "export: reused" in r.stdout and "simplify: reused" in r.stdout and "int8: building" in r.stdout
+    assert_valid_manifest(out)
+    assert not (out / ".edgecnn-journal.json").exists()
+
+
 @pytest.mark.parametrize("sig,word,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "terminated", 143)])
 def test_ctrl_c_or_sigterm_during_export_then_resume(tmp_path, sig, word, code):
     out = tmp_path / "out"

@@ -16,6 +16,7 @@ from ..errors import ArtifactError
 from .artifact import Artifact, atomic_path, writable_dir
 
 MANIFEST = "manifest.json"
+JOURNAL = ".edgecnn-journal.json"  # artifacts finished by a run that has not ended (yet): reusable, not a result
 SCHEMA = 1
 
 
@@ -94,16 +95,27 @@ def try_load(root: Path) -> Manifest | None:
         return None
 
 
+def journal_load(root: Path) -> list[Artifact]:
+    """Artifacts an unfinished (interrupted) run completed; empty when there is no readable journal."""
+    try:
+        return [Artifact.from_json(a, root) for a in json.loads((root / JOURNAL).read_text())]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError):
+        return []
+
+
+def journal_save(root: Path, artifacts: list[Artifact]) -> None:
+    """Record the artifacts finished so far, so an interrupted run's next attempt reuses them."""
+    with atomic_path(root / JOURNAL) as tmp:
+        tmp.write_text(json.dumps([a.to_json(root) for a in artifacts], default=str))
+
+
 def build_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def reusable(previous: Manifest | None, key: str, build: str) -> Artifact | None:
-    """The previous artifact for ``key`` if it was built from the same inputs and is intact on disk."""
-    old = previous.artifact(key) if previous else None
-    if old is None or old.build_key != build:
-        return None
-    return old if intact(old) else None
+def reusable(previous: list[Artifact], key: str, build: str) -> Artifact | None:
+    """An earlier artifact for ``key`` built from the same inputs and intact on disk, if any."""
+    return next((a for a in previous if a.key == key and a.build_key == build and intact(a)), None)
 
 
 def intact(art: Artifact) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ConfigError, MissingBackendError
 from .artifact import Artifact
 from .int8 import TENSORRT_PRESET, Int8Recipe, default_preset, get_preset
-from .manifest import Manifest, build_key, locked, reusable, try_load
+from .manifest import JOURNAL, Manifest, build_key, journal_load, journal_save, locked, reusable, try_load
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
 DEFAULT_CALIB_SIZE = 128
@@ -132,6 +132,7 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
         manifest.host = hostinfo.host()
         manifest.notes = builder.messages + [f"{t}: not built ({why})" for t, why in missing.items()]
         manifest.save(out)
+        (out / JOURNAL).unlink(missing_ok=True)
     return ExportResult(out, manifest, missing, builder.messages)
 
 
@@ -143,7 +144,9 @@ class _Builder:
         self.calib, self.eval_x, self.targets = calib, eval_x, targets
         self.input_shape = (cfg.batch, spec.in_chans, resolution, resolution)
         self.earlier = try_load(out)  # what this folder held: its stale files are pruned even with --force
-        self.previous = None if cfg.force else self.earlier  # what may be reused
+        self.journal = journal_load(out)  # what an interrupted run finished
+        # what may be reused: the last complete run's artifacts, then an interrupted run's
+        self.previous = [] if cfg.force else (self.earlier.artifacts if self.earlier else []) + self.journal
         self.calib_hash = build_key(calib.shape, _array_digest(calib)) if calib is not None else None
         self.artifacts: list[Artifact] = []
         self.results: dict[str, dict] = {}
@@ -165,6 +168,7 @@ class _Builder:
                 return None
             art = _with(art, build_key=bkey)
         self.artifacts.append(art)
+        journal_save(self.out, self.artifacts)
         return art
 
     def evaluate(self, art: Artifact) -> dict:
@@ -323,7 +327,7 @@ class _Builder:
     def prune(self) -> None:
         """Remove files that an earlier run in this folder listed and this run does not."""
         keep = {a.path for a in self.artifacts}
-        for old in (self.earlier.artifacts if self.earlier else []):
+        for old in (self.earlier.artifacts if self.earlier else []) + self.journal:
             if old.path not in keep and self.out in old.path.parents:
                 old.path.unlink(missing_ok=True)
                 if old.format == "openvino":
