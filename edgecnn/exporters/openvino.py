@@ -63,8 +63,9 @@ def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str) -> Artifa
 
 
 def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarray, *,
-                  fast_bias_correction: bool = True, overflow_fix: str | None = None) -> Artifact:
-    """NNCF post-training quantization of the fp32 IR."""
+                  fast_bias_correction: bool = True, overflow_fix: str | None = None,
+                  per_tensor_activations: bool = True) -> Artifact:
+    """NNCF post-training quantization of the fp32 IR (``per_tensor_activations=False``: NNCF's own default)."""
     ov = _ov()
     import nncf
 
@@ -77,12 +78,13 @@ def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarr
     # channels the calibration photos barely excite get ranges far too small that clip on new photos
     # (measured, EfficientNet-Lite0 real weights: cosine 0.879 default -> 0.9925 per-tensor).
     extra = {} if overflow_fix is None else {"overflow_fix": OverflowFix(overflow_fix)}
-    advanced = AdvancedQuantizationParameters(
-        activations_quantization_params=QuantizationParameters(per_channel=False), **extra)
+    if per_tensor_activations:
+        extra["activations_quantization_params"] = QuantizationParameters(per_channel=False)
+    advanced = AdvancedQuantizationParameters(**extra)
     quantized = nncf.quantize(model, dataset, subset_size=len(calibration), fast_bias_correction=fast_bias_correction,
                               advanced_parameters=advanced)
     save_ir(quantized, Path(dest_xml), compress_to_fp16=False)
-    note = (f"NNCF PTQ on {len(calibration)} images, per-tensor activations"
+    note = (f"NNCF PTQ on {len(calibration)} images" + (", per-tensor activations" if per_tensor_activations else "")
             + (f", overflow fix {overflow_fix}" if overflow_fix else ""))
     return describe(dest_xml, stage="openvino-int8-nncf", precision="int8", parent=fp32_ir.stage, fmt="openvino",
                     runtime="openvino", notes=note)
