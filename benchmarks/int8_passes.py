@@ -68,12 +68,18 @@ def measure(name: str, args) -> list[dict]:
     return rows
 
 
+def _top1(r: dict) -> str:
+    return f"{r['top1_confident']:.1%} (n={r['n_confident']})" if r["n_confident"] else "- (n=0)"
+
+
 def markdown(result: dict) -> str:
     cpu = result["host"]["cpu"]
     lines = ["# int8: cross-layer equalisation (CLE) and bias correction (BC), per family", "",
              f"u8s8 QDQ on ONNX Runtime; {result['calibration']} calibration crops, {result['evaluation']} held-out "
              f"crops; {cpu['model']} ({', '.join(cpu['isa'])}). Only efficientnet_lite0 has trained weights; the "
-             "others are random with BatchNorm estimated on real photos (their top-1 is near-tied noise). "
+             "others are random with BatchNorm estimated on real photos (their top-1 is near-tied noise; random "
+             "SqueezeNet's logits are nearly the same for every photo, cosine >= 0.998 to their mean, so its "
+             "cosine near 1 says nothing; random ShuffleNet v1 has no confident crops). "
              "'AVX2 emu': cosine with int16 pair saturation emulated.", "",
              "| model | int8 weights | CLE | BC | cosine | top-1 (confident) | AVX2 emu cosine | quantize s |",
              "|---|---|---|---|---|---|---|---|"]
@@ -81,7 +87,7 @@ def markdown(result: dict) -> str:
         trained = " (ImageNet)" if r["weights"] == "imagenet" else ""
         lines.append(f"| {r['model']}{trained} | {'per-channel' if r['per_channel'] else 'per-tensor'} "
                      f"| {'yes' if r['equalize'] else '-'} | {'yes' if r['bias_correction'] else '-'} "
-                     f"| {r['cosine']:.4f} | {r['top1_confident']:.1%} (n={r['n_confident']}) "
+                     f"| {r['cosine']:.4f} | {_top1(r)} "
                      f"| {r['avx2_emulated_cosine']:.4f} | {r['quantize_s']:.1f} |")
     return "\n".join(lines) + "\n"
 

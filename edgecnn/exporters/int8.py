@@ -18,7 +18,8 @@ VNNI; see saturation.py): u8s8 0.915 / 95.7%, u8s8-reduce-range 0.980 / 97.8%, u
 Two optional passes (:mod:`.bias_correction`, on by default; :mod:`.equalize`, opt-in), measured on
 the same model and crops with ORT: bias correction u8s8 0.9953 -> 0.9983, u8s8-reduce-range 0.980 ->
 0.994, per-tensor weights larger still; cross-layer equalisation finds only 2 ReLU/linear pairs in
-Lite0 (ReLU6 is not crossed) and changes per-channel results by < 0.001, which is why it is opt-in.
+Lite0 (ReLU6 is not crossed) and changes per-channel results by < 0.001; on a random ShuffleNet v1
+it raised the emulated AVX2 saturation (cosine 0.9957 -> 0.9804): hence opt-in (benchmarks/int8_passes.py).
 The preset is chosen from the CPU's ISA (:func:`default_preset`), recorded in the manifest,
 and can be overridden. Calibration statistics come from real images preprocessed exactly as
 the model expects.
