@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/zoo_sweep")
     args = ap.parse_args()
 
-    from edgecnn.exporters import ExportConfig, run_export
+    from edgecnn.exporters import ExportConfig, atomic_path, run_export
     from edgecnn.harness.bench import bench_dir
     from edgecnn.harness.report import markdown
     from edgecnn.models import list_models
@@ -51,11 +51,13 @@ def main() -> int:
             print(f"{name}: eager {eager['p50_ms']:.2f} ms; best {best['artifact']}@{best['runtime']} "
                   f"{best['p50_ms']:.2f} ms ({best['speedup_vs_torch']:.1f}x)", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(results, indent=2, default=str))
+    with atomic_path(args.out + ".json") as tmp_json:
+        tmp_json.write_text(json.dumps(results, indent=2, default=str))
     cpu = results[0]["host"]["cpu"] if results else {}
     header = (f"Measured on {cpu.get('model')} ({cpu.get('cores')} cores, ISA {' '.join(cpu.get('isa', []))}), "
               f"{args.threads} threads, batch 1, {args.iterations} iterations after 10 warm-up runs.\n\n")
-    Path(args.out + ".md").write_text(header + markdown(results))
+    with atomic_path(args.out + ".md") as tmp_md:
+        tmp_md.write_text(header + markdown(results))
     print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 
