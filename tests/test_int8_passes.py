@@ -37,7 +37,8 @@ def float_model(path, *, act: str = "Relu", seed: int = 0):
                                pads=[1, 1, 1, 1]),
               helper.make_node("Relu", ["y2"], ["a2"], name="act2"),
               helper.make_node("Conv", ["a2", "w3", "b3"], ["y"], name="pw2")]
-    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 8, 8])],
+    x_info = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 8, 8])
+    graph = helper.make_graph(nodes, "block", [x_info],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))

@@ -22,7 +22,8 @@ def dequantized(dq, inits: dict) -> np.ndarray:
 
     q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
     s = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
-    z = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and dq.input[2] else np.zeros(())
+    has_zp = len(dq.input) > 2 and dq.input[2]
+    z = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if has_zp else np.zeros(())
     if np.size(s) > 1:  # per-channel: broadcast along the DQ's axis
         shape = [1] * q.ndim
         shape[attr(dq, "axis", 1)] = -1

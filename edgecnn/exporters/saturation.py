@@ -24,8 +24,8 @@ its kernels there accumulate in int32. What this module offers instead is an *em
 model is run in float (graph optimisations off: exact Q/DQ arithmetic) with, for every quantized
 Conv/Gemm, a side branch that recomputes each pair that can saturate from the raw uint8 codes, and
 adds ``scale_a * scale_w * (clip(p, int16) - p)`` to the layer's output. Without the branch the
-result matches ONNX Runtime's int8 kernels on VNNI (lite0 without bias correction: cosine 0.9953 both); with it, what AVX2
-without VNNI computes *if the pairing above is right*. It was not checked on such a CPU here; the
+result matches ONNX Runtime's int8 kernels on VNNI (lite0 without bias correction: cosine 0.9953
+both); with it, what AVX2 without VNNI computes *if the pairing above is right*. It was not checked on such a CPU here; the
 Zen 3 figures in DESIGN.md (another crop set) agree in direction and size: u8s8 loses ~0.1 cosine.
 """
 from __future__ import annotations

@@ -191,7 +191,8 @@ def fallback_for_budget(fp32_onnx: str | Path, calibration: np.ndarray, evaluati
 
             fp32_onnx = Path(work) / "equalized.onnx"
             onnx.save(equalize(onnx.load(str(src.path)), calibration)[0], str(fp32_onnx))
-            src, recipe = describe(fp32_onnx, stage="fp32", precision="fp32", parent=None), replace(recipe, equalize=False)
+            src = describe(fp32_onnx, stage="fp32", precision="fp32", parent=None)
+            recipe = replace(recipe, equalize=False)
         q0 = Path(work) / "all.onnx"
         quantize_int8(src, q0, calibration, recipe=recipe, opset=opset, progress=progress)
         base = drop(q0)
