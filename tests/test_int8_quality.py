@@ -112,13 +112,13 @@ def lite0(tmp_path_factory):
 def test_lite0_int8_fidelity(lite0, tmp_path):
     """The preset this machine gets, on ONNX Runtime: cosine >= 0.98, top-1 agreement >= 97% (confident)."""
     from edgecnn.exporters.int8 import default_preset, get_preset, quantize_int8
-    from edgecnn.exporters.sensitivity import _logits
+    from edgecnn.exporters.graph import logits
     from edgecnn.harness.parity import compare
 
     preset = default_preset()
     q = quantize_int8(lite0["fp32"], tmp_path / "m.int8.onnx", lite0["calib"], recipe=get_preset(preset),
                       opset=17, progress=False)
-    r = compare(lite0["ref"], _logits(q.path, lite0["x"], 2), name=preset, precision="int8")
+    r = compare(lite0["ref"], logits(q.path, lite0["x"], 2), name=preset, precision="int8")
     assert r.n_confident >= 10
     assert r.cosine >= 0.98 and r.top1_confident >= 0.97, str(r)
 
@@ -153,7 +153,7 @@ def test_lite0_bias_correction_recovers_what_7_bit_weights_lose(lite0, tmp_path)
     from dataclasses import replace
 
     from edgecnn.exporters.int8 import get_preset, quantize_int8
-    from edgecnn.exporters.sensitivity import _logits
+    from edgecnn.exporters.graph import logits
     from edgecnn.harness.parity import compare
 
     cos = {}
@@ -161,5 +161,5 @@ def test_lite0_bias_correction_recovers_what_7_bit_weights_lose(lite0, tmp_path)
         recipe = replace(get_preset("u8s8-reduce-range"), bias_correction=bc)
         q = quantize_int8(lite0["fp32"], tmp_path / f"m{bc}.onnx", lite0["calib"], recipe=recipe, opset=17,
                           progress=False)
-        cos[bc] = compare(lite0["ref"], _logits(q.path, lite0["x"], 2), precision="int8").cosine
+        cos[bc] = compare(lite0["ref"], logits(q.path, lite0["x"], 2), precision="int8").cosine
     assert cos[True] >= cos[False] + 0.005 and cos[True] >= 0.99, cos

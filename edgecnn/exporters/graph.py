@@ -40,6 +40,23 @@ def consumers(model) -> dict[str, list]:
     return out
 
 
+def session(model_or_path, threads: int | None = None, *, optimize: bool = True):
+    """An ONNX Runtime CPU session for a ModelProto or a file, with the project's session options."""
+    import onnxruntime as ort
+
+    from ..runtimes.onnxruntime import session_options
+
+    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    return ort.InferenceSession(src, session_options(threads, optimize=optimize), providers=["CPUExecutionProvider"])
+
+
+def logits(model_or_path, x: np.ndarray, threads: int | None = None, *, optimize: bool = True) -> np.ndarray:
+    """The first output for every input of ``x`` (run at batch 1), concatenated."""
+    sess = session(model_or_path, threads, optimize=optimize)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i: i + 1]})[0] for i in range(len(x))])
+
+
 def tensors_per_image(model, names: list[str], x: np.ndarray, *, threads: int | None = None,
                       optimize: bool = False, elem_type: int = 1) -> Iterator[list[np.ndarray]]:
     """Run ``model`` (a ModelProto) on each input of ``x`` (batch 1) and yield the values of ``names``.
@@ -48,9 +65,6 @@ def tensors_per_image(model, names: list[str], x: np.ndarray, *, threads: int | 
     model runs its exact Q/DQ arithmetic in float. ``elem_type``: the ONNX type of the added outputs
     (1 float, 2 uint8) where the graph does not declare it."""
     import onnx
-    import onnxruntime as ort
-
-    from ..runtimes.onnxruntime import session_options
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -59,8 +73,7 @@ def tensors_per_image(model, names: list[str], x: np.ndarray, *, threads: int | 
     for name in names:
         if name not in have:
             m.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or elem_type, None))
-    sess = ort.InferenceSession(m.SerializeToString(), session_options(threads, optimize=optimize),
-                                providers=["CPUExecutionProvider"])
+    sess = session(m, threads, optimize=optimize)
     inp = sess.get_inputs()[0].name
     for i in range(len(x)):
         yield sess.run(names, {inp: x[i: i + 1]})

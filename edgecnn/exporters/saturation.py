@@ -36,8 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtimes.onnxruntime import session_options
-from .graph import attr, collect
+from .graph import attr, collect, logits
 
 INT16_MIN, INT16_MAX = -32768, 32767
 U8_MAX = 255
@@ -340,17 +339,12 @@ def emulated_logits(qdq_onnx: str | Path, x: np.ndarray, *, saturate: bool = Tru
 
     An emulation, not a measurement: see the module docstring for what it assumes.
     """
-    import onnxruntime as ort
-
+    if not saturate:
+        return logits(qdq_onnx, x, threads, optimize=False)
     with tempfile.TemporaryDirectory(prefix="edgecnn-sat-") as work:
         path = Path(work) / "emulation.onnx"
-        if saturate:
-            build_emulation(qdq_onnx, path)
-        else:
-            path = Path(qdq_onnx)
-        sess = ort.InferenceSession(str(path), session_options(threads, optimize=False), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i: i + 1]})[0] for i in range(len(x))])
+        build_emulation(qdq_onnx, path)
+        return logits(path, x, threads, optimize=False)
 
 
 # ---- the saturation-aware recipe: 7-bit weights only in the output channels that need them ---------

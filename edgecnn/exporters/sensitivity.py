@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .graph import logits
+
 METRICS = ("cosine", "top1")
 
 
@@ -39,21 +41,6 @@ def drop_of(reference: np.ndarray, candidate: np.ndarray, metric: str = "cosine"
     if metric == "cosine":
         return 1.0 - r.cosine
     return 0.0 if not r.n_confident else 1.0 - r.top1_confident
-
-
-def _session(model_or_path, threads: int | None, optimize: bool = True):
-    import onnxruntime as ort
-
-    from ..runtimes.onnxruntime import session_options
-
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
-    return ort.InferenceSession(src, session_options(threads, optimize=optimize), providers=["CPUExecutionProvider"])
-
-
-def _logits(model_or_path, x: np.ndarray, threads: int | None) -> np.ndarray:
-    sess = _session(model_or_path, threads)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i: i + 1]})[0] for i in range(len(x))])
 
 
 # ---- graph surgery: one node of a QDQ model back in float ------------------------------
@@ -184,7 +171,7 @@ def fallback_for_budget(fp32_onnx: str | Path, calibration: np.ndarray, evaluati
     recipe = recipe or Int8Recipe()
     src = describe(fp32_onnx, stage="fp32", precision="fp32", parent=None)
     x = np.ascontiguousarray(evaluation, np.float32)
-    drop = lambda model: drop_of(reference_logits, _logits(model, x, threads), metric)  # noqa: E731
+    drop = lambda model: drop_of(reference_logits, logits(model, x, threads), metric)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="edgecnn-sens-") as work:
         if recipe.equalize:  # the float twins of kept-in-float nodes must be the equalised weights
             from .equalize import equalize
