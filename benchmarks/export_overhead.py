@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _results import save_json  # benchmarks/_results.py
 
 
 def bare(model_name: str, work: Path, calib: np.ndarray) -> float:
@@ -101,8 +101,7 @@ def main() -> int:
               "host": hostinfo.host()["cpu"], "versions": hostinfo.versions()}
     print(f"{args.model}: bare library calls {b:.1f} s, edgecnn export --int8 {o:.1f} s, ratio {o / b:.2f}x "
           f"(median of {args.repeat}; {result['host']['model']}, {result['host']['cores']} cores)")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    save_json(args.json, result)
     return 0
 
 

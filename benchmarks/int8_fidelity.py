@@ -16,7 +16,6 @@ absolute figures noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -29,7 +28,8 @@ import numpy as np
 os.environ.setdefault("NNCF_CI", "1")  # no NNCF telemetry
 os.environ.setdefault("CI", "true")
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import RESULTS, save  # noqa: E402  (benchmarks/_results.py)
+
 ONNX_PRESETS = ("u8s8", "u8s8-saturation-aware", "u8s8-reduce-range", "s8s8")
 # (label, preset, Int8Recipe changes): what each optional pass and calibration method does, on ONNX Runtime
 VARIANTS = (
@@ -102,7 +102,6 @@ def main(argv: list[str] | None = None) -> dict:
     import edgecnn
     from edgecnn import hostinfo
     from edgecnn.data import Preprocessing, calibration_batch, evaluation_batch
-    from edgecnn.exporters.artifact import atomic_path
     from edgecnn.exporters.int8 import default_preset, get_preset, quantize_int8
     from edgecnn.exporters.openvino import convert_ir, quantize_nncf
     from edgecnn.exporters.saturation import emulated_logits
@@ -184,11 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "avx2_emulated_*: U8S8 int16 pair saturation emulated (this host has VNNI); see "
                         "edgecnn/exporters/saturation.py"]}
     table = markdown(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "int8_fidelity.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1, default=str))
-    with atomic_path(RESULTS / "int8_fidelity.md") as tmp:
-        tmp.write_text(table)
+    save(RESULTS / "int8_fidelity", result, table)
     print(table)
     return result
 

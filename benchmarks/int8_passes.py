@@ -13,7 +13,6 @@ Writes benchmarks/results/int8_passes.json and .md (atomically) and prints the t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,7 +23,8 @@ from pathlib import Path
 os.environ.setdefault("NNCF_CI", "1")
 os.environ.setdefault("CI", "true")
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import RESULTS, save  # noqa: E402  (benchmarks/_results.py)
+
 MODELS = ("efficientnet_lite0", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v1_g3",
           "shufflenet_v2_x1_0", "squeezenet1_1")
 PASSES = ((False, False), (True, False), (False, True), (True, True))  # (equalize, bias_correction)
@@ -35,7 +35,7 @@ def measure(name: str, args) -> list[dict]:
     from edgecnn.data import Preprocessing, calibration_batch, evaluation_batch
     from edgecnn.exporters.int8 import get_preset, quantize_int8
     from edgecnn.exporters.saturation import emulated_logits
-    from edgecnn.exporters.sensitivity import _logits
+    from edgecnn.exporters.graph import logits
     from edgecnn.exporters.simplify import simplify_onnx
     from edgecnn.exporters.torch_onnx import export_onnx
     from edgecnn.harness.check import reference_logits
@@ -57,7 +57,7 @@ def measure(name: str, args) -> list[dict]:
                 t0 = time.time()
                 q = quantize_int8(sim or fp32, work / "q.onnx", calib, recipe=recipe, opset=17, progress=False)
                 seconds = time.time() - t0
-                p = compare(ref, _logits(q.path, x, args.threads), precision="int8")
+                p = compare(ref, logits(q.path, x, args.threads), precision="int8")
                 e = compare(ref, emulated_logits(q.path, x, threads=args.threads), precision="int8")
                 rows.append({"model": name, "weights": weights or "random (BN on real photos)",
                              "per_channel": per_channel, "equalize": equalize, "bias_correction": bc,
@@ -101,18 +101,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     from edgecnn import hostinfo
-    from edgecnn.exporters.artifact import atomic_path
 
     t0 = time.time()
     rows = [r for name in args.models.split(",") for r in measure(name.strip(), args)]
     result = {"calibration": args.calib, "evaluation": args.eval, "threads": args.threads, "host": hostinfo.host(),
               "versions": hostinfo.versions(), "seconds": time.time() - t0, "rows": rows}
     table = markdown(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "int8_passes.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1, default=str))
-    with atomic_path(RESULTS / "int8_passes.md") as tmp:
-        tmp.write_text(table)
+    save(RESULTS / "int8_passes", result, table)
     print(table)
     return result
 

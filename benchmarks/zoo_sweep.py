@@ -11,10 +11,11 @@ ratios measured together. Writes JSON and a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
+
+from _results import save  # benchmarks/_results.py
 
 DEFAULT_MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "shufflenet_v1_g3",
                   "shufflenet_v2_x1_0", "squeezenet1_1", "mnasnet1_0", "efficientnet_lite0", "resnet18", "resnet50")
@@ -30,7 +31,7 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/zoo_sweep")
     args = ap.parse_args()
 
-    from edgecnn.exporters import ExportConfig, atomic_path, run_export
+    from edgecnn.exporters import ExportConfig, run_export
     from edgecnn.harness.bench import bench_dir
     from edgecnn.harness.report import markdown
     from edgecnn.models import list_models
@@ -50,14 +51,11 @@ def main() -> int:
             eager = next(r for r in res["results"] if r["artifact"] == "torch-eager")
             print(f"{name}: eager {eager['p50_ms']:.2f} ms; best {best['artifact']}@{best['runtime']} "
                   f"{best['p50_ms']:.2f} ms ({best['speedup_vs_torch']:.1f}x)", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out + ".json") as tmp_json:
-        tmp_json.write_text(json.dumps(results, indent=2, default=str))
+
     cpu = results[0]["host"]["cpu"] if results else {}
     header = (f"Measured on {cpu.get('model')} ({cpu.get('cores')} cores, ISA {' '.join(cpu.get('isa', []))}), "
               f"{args.threads} threads, batch 1, {args.iterations} iterations after 10 warm-up runs.\n\n")
-    with atomic_path(args.out + ".md") as tmp_md:
-        tmp_md.write_text(header + markdown(results))
+    save(args.out, results, header + markdown(results))
     print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 
