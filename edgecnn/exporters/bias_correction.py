@@ -99,9 +99,9 @@ def correct_bias(qdq, float_model, calibration: np.ndarray, *, threads: int | No
             shift = np.einsum("gockl,gckl->go", d_w.reshape(g, cout // g, cg, *d_w.shape[2:]),
                               mean.reshape(g, cg, *mean.shape[1:])).reshape(-1)
         if bdq is not None:
-            q = numpy_helper.to_array(q_inits[bdq.input[0]]).astype(np.int64)
+            raw = numpy_helper.to_array(q_inits[bdq.input[0]])
+            q, info = raw.astype(np.int64), np.iinfo(raw.dtype)
             scale = np.broadcast_to(numpy_helper.to_array(q_inits[bdq.input[1]]).astype(np.float64), q.shape)
-            info = np.iinfo(numpy_helper.to_array(q_inits[bdq.input[0]]).dtype)
             new = np.clip(q - np.round(shift / scale), info.min, info.max).astype(info.dtype)
             q_inits[bdq.input[0]].CopyFrom(numpy_helper.from_array(new, bdq.input[0]))
             bias = q * scale

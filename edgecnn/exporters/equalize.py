@@ -30,8 +30,8 @@ MAX_DRIFT = 1e-5  # 1 - cosine between the equalised and the original model's ou
 
 
 class _Pair:
-    def __init__(self, producer, act, users) -> None:
-        self.producer, self.act, self.users = producer, act, users
+    def __init__(self, producer, users) -> None:
+        self.producer, self.users = producer, users
         self.total = None  # product of the scales applied so far (per channel)
 
 
@@ -68,7 +68,7 @@ def find_pairs(model) -> tuple[list[_Pair], int]:
         if act is not None and act.op_type == "Clip":
             clipped += 1
             continue
-        pairs.append(_Pair(p, act, nxt))
+        pairs.append(_Pair(p, nxt))
     return pairs, clipped
 
 
