@@ -164,7 +164,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         _say(console, f"{target}: not built: {MissingBackendError(target, extra=target, reason=why)}", "yellow")
     console.print(f"manifest: {result.out_dir / 'manifest.json'}")
     if not result.passed:
-        console.print("[red]parity FAILED for at least one artifact (see the table)[/]")
+        manifest = result.manifest
+        unreplaced = [s for s in manifest.failed if s not in manifest.alternatives()]
+        if unreplaced:
+            console.print(f"[red]build FAILED for {', '.join(unreplaced)} (see the table)[/]")
+        console.print("[red]parity FAILED for at least one artifact (see the table)[/]" if not unreplaced else
+                      "[red]export FAILED[/]")
         return 1
     return 0
 

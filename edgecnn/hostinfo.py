@@ -45,6 +45,12 @@ def has_vnni(isa: list[str] | None = None) -> bool:
     return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa))
 
 
+def has_amx(isa: list[str] | None = None) -> bool:
+    """Intel AMX int8 tiles (Sapphire Rapids and later): oneDNN, and so OpenVINO's CPU plugin, use them for int8."""
+    isa = cpu_info()["isa"] if isa is None else isa
+    return "amx_int8" in isa
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in PACKAGES:

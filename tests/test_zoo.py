@@ -13,7 +13,7 @@ from edgecnn.data import Preprocessing, evaluation_batch
 from edgecnn.errors import ConfigError, UnknownModelError, WeightsError
 from edgecnn.models import MODELS, get_spec
 from edgecnn.models._factory import build_model
-from reference import key_layout, reference_logits
+from reference import key_layout, logit_tolerance, reference_logits, rounding_spread
 
 ALL = MODELS.names()
 FIXTURES = Path(__file__).parent / "fixtures" / "torchvision"
@@ -90,7 +90,13 @@ def test_torchvision_layout_and_forward(name):
     model = build_model(spec, 1000, dict(ref["build_options"]))
     assert key_layout(model) == ref["keys"], "state_dict keys/shapes differ from torchvision's"
     ours = reference_logits(model, name)
-    np.testing.assert_allclose(ours, np.asarray(ref["logits"]), rtol=1e-6, atol=1e-9 * np.abs(ref["logits"]).max())
+    theirs = np.asarray(ref["logits"])
+    bound = logit_tolerance(theirs, 0.0)
+    if (np.abs(ours - theirs) > bound).any():  # only then is the (costly) re-ordering spread worth measuring
+        bound = logit_tolerance(theirs, rounding_spread(model, name, ours))
+    worst = np.abs(ours - theirs) / bound
+    assert worst.max() <= 1.0, (f"{int((worst > 1).sum())} of {worst.size} logits differ from torchvision's beyond "
+                                f"the float64 bound; worst {np.abs(ours - theirs).max():.3g}")
 
 
 def test_random_init_is_deterministic_and_lively():

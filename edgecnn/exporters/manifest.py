@@ -35,25 +35,30 @@ class Manifest:
     # "openvino:int8" -> {"default": stage, "candidates": [stages]}: routes built and measured, best kept
     selected: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    failed: dict = field(default_factory=dict)  # stage -> why it could not be built: shown, never a default
+
+    def alternatives(self) -> set[str]:
+        """Stages that lost a selection to a working default: shown and kept, but not what a user deploys.
+
+        A group whose every candidate failed has no default, and then none of its stages is an alternative."""
+        return {c for sel in self.selected.values() if sel.get("default")
+                for c in sel["candidates"] if c != sel["default"]}
+
+    def defaults(self) -> set[str]:
+        return {sel["default"] for sel in self.selected.values() if sel.get("default")}
+
+    def passed(self) -> bool:
+        """Every deployable artifact passes (or is advisory) and every stage asked for was built.
+
+        An artifact that could not be run fails, advisory or not: there is nothing to advise on. A losing
+        alternative does not count, nor a stage that failed where a working candidate took its place."""
+        alt = self.alternatives()
+        results_ok = all("error" not in r and (r["parity"].get("passed") or r.get("advisory"))
+                         for k, r in self.results.items() if k not in alt)
+        return results_ok and all(stage in alt for stage in self.failed)
 
     def artifact(self, key: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.key == key), None)
-
-    def alternatives(self) -> set[str]:
-        """Stages that lost a selection: shown and kept (reusable), but not what a user deploys."""
-        return {c for sel in self.selected.values() for c in sel["candidates"] if c != sel["default"]}
-
-    def defaults(self) -> set[str]:
-        return {sel["default"] for sel in self.selected.values()}
-
-    def passed(self) -> bool:
-        """Every deployable artifact passes (or is advisory); losing alternatives do not count.
-
-        An artifact that could not even be run fails, advisory or not: there is nothing to advise on.
-        """
-        alt = self.alternatives()
-        return all("error" not in r and (r["parity"].get("passed") or r.get("advisory"))
-                   for k, r in self.results.items() if k not in alt)
 
     def verify(self) -> None:
         """Raise :class:`ArtifactError` naming the first artifact that is missing or differs from its record."""

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError, MissingBackendError
+from ..errors import ConfigError, EdgecnnError, MissingBackendError, first_line
 from .artifact import Artifact
 from .int8 import TENSORRT_PRESET, Int8Recipe, default_preset, get_preset
 from .manifest import JOURNAL, Manifest, build_key, journal_load, journal_save, locked, reusable, try_load
@@ -22,6 +22,10 @@ DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 32
 DYNAMIC_MAX_BATCH = 32
 SENSITIVITY_IMAGES = 64
+# An int8 artifact whose quick p50 exceeds its fp32 sibling's (same runtime) by more than this is flagged as
+# slower: the export's latency runs are short (20 timed runs), so a few percent is noise, 2x (ShuffleNet v1
+# on ONNX Runtime with AMX, measured) is not.
+SLOWER_MARGIN = 1.05
 
 
 @dataclass
@@ -152,10 +156,16 @@ class _Builder:
         self.results: dict[str, dict] = {}
         self.messages: list[str] = []
         self.selected: dict[str, dict] = {}
+        self.failed: dict[str, str] = {}  # stage -> why it could not be built (never a default, never reused)
 
     # ---- bookkeeping -------------------------------------------------------------------
-    def stage(self, key: str, parts: tuple, make: Callable[[], Artifact | None]) -> Artifact | None:
-        """Reuse the artifact for ``key`` if built from identical ``parts``, else ``make`` it."""
+    def stage(self, key: str, parts: tuple, make: Callable[[], Artifact | None], *,
+              optional: bool = True) -> Artifact | None:
+        """Reuse the artifact for ``key`` if built from identical ``parts``, else ``make`` it.
+
+        A derived stage (``optional``) that fails to build is recorded in :attr:`failed` with its one-line
+        reason and the export goes on: the failure is shown, never a default, and fails the run unless a
+        working candidate of its selection group replaces it. The first stage has no such luck."""
         bkey = build_key(key, *parts)
         old = reusable(self.previous, key, bkey)
         if old is not None:
@@ -163,7 +173,14 @@ class _Builder:
             art = old
         else:
             self.log(f"  {key}: building...")
-            art = make()
+            try:
+                art = make()
+            except EdgecnnError as e:
+                if not optional:
+                    raise
+                self.failed[key] = first_line(e)
+                self.say(f"{key}: failed: {self.failed[key]}")
+                return None
             if art is None:
                 return None
             art = _with(art, build_key=bkey)
@@ -193,7 +210,7 @@ class _Builder:
                       self.opset, cfg.exporter, _versions("torch", "onnx"))
         onnx_fp32 = self.stage("export", base_parts, lambda: export_onnx(
             model, self.out / "model.onnx", input_shape=self.input_shape, opset=self.opset,
-            dynamic_batch=cfg.dynamic_batch, exporter=cfg.exporter))
+            dynamic_batch=cfg.dynamic_batch, exporter=cfg.exporter), optional=False)
         self.evaluate(onnx_fp32)
         base = self.simplify(onnx_fp32)
         derived = [base]
@@ -204,20 +221,26 @@ class _Builder:
                                       lambda: convert_fp16(base, self.out / "model.fp16.onnx")))
         if cfg.int8:
             derived.append(self.int8(base, "int8", cfg.preset))
+        derived = [a for a in derived if a is not None]
         for art in derived[1:]:
             self.evaluate(art)
         if "openvino" in self.targets:
             self.openvino(derived)
         if "tensorrt" in self.targets:
+            trt_sources = list(derived)
             if cfg.int8 and cfg.preset != TENSORRT_PRESET:  # TensorRT needs zero-point-0 int8 activations
-                derived[-1] = self.int8(base, f"int8-{TENSORRT_PRESET}", TENSORRT_PRESET)
-                self.evaluate(derived[-1])
-            self.tensorrt(derived)
+                trt_sources = [a for a in derived if a.precision != "int8"]
+                sym = self.int8(base, f"int8-{TENSORRT_PRESET}", TENSORRT_PRESET)
+                if sym is not None:
+                    self.evaluate(sym)
+                    trt_sources.append(sym)
+            self.tensorrt(trt_sources)
+        self.warn_slower_int8()
         self.prune()
         return Manifest(model=cfg.model, weights=weights_id, input_shape=list(self.input_shape),
                         dynamic_batch=DYNAMIC_MAX_BATCH if cfg.dynamic_batch else None,
                         preprocessing=self.prep.to_dict(), config=_config_dict(cfg, self.opset), versions={}, host={},
-                        artifacts=self.artifacts, results=self.results, selected=self.selected)
+                        artifacts=self.artifacts, results=self.results, selected=self.selected, failed=self.failed)
 
     def simplify(self, onnx_fp32: Artifact) -> Artifact:
         from .simplify import simplify_onnx
@@ -283,35 +306,60 @@ class _Builder:
         ir = self.out / "openvino"
         fp32 = self.stage("openvino-fp32", (by_precision["fp32"].sha256, ov),
                           lambda: convert_ir(by_precision["fp32"], ir / "model.fp32.xml", precision="fp32"))
-        self.evaluate(fp32)
+        if fp32 is not None:
+            self.evaluate(fp32)
         if "fp16" in by_precision:
-            self.evaluate(self.stage("openvino-fp16", (by_precision["fp32"].sha256, ov),
-                                     lambda: convert_ir(by_precision["fp32"], ir / "model.fp16.xml", precision="fp16")))
-        if "int8" not in by_precision:
+            fp16 = self.stage("openvino-fp16", (by_precision["fp32"].sha256, ov),
+                              lambda: convert_ir(by_precision["fp32"], ir / "model.fp16.xml", precision="fp16"))
+            if fp16 is not None:
+                self.evaluate(fp16)
+        if not self.cfg.int8:
             return
-        # Two int8 routes; both are built and measured, the better one becomes the default.
-        qdq = by_precision["int8"]
-        routes = [
-            self.stage("openvino-int8-qdq", (qdq.sha256, ov),
-                       lambda: convert_ir(qdq, ir / "model.int8.qdq.xml", precision="int8")),
-            self.stage("openvino-int8-nncf", (fp32.sha256, self.calib_hash, ov),
-                       lambda: quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib)),
+        # Two int8 routes; both are built and measured, the better working one becomes the default.
+        routes = ["openvino-int8-qdq", "openvino-int8-nncf"]
+        qdq = by_precision.get("int8")
+        built = [
+            self.stage(routes[0], (qdq.sha256, ov), lambda: convert_ir(qdq, ir / "model.int8.qdq.xml",
+                                                                       precision="int8")) if qdq else None,
+            self.stage(routes[1], (fp32.sha256, self.calib_hash, ov),
+                       lambda: quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib)) if fp32 else None,
         ]
-        scored = [(self._score(self.evaluate(a)), a) for a in routes]
-        best = max(scored, key=lambda t: t[0])[1]
-        self.selected["openvino:int8"] = {"default": best.stage, "candidates": [a.stage for a in routes]}
-        for _, art in scored:
-            res = self.results[art.key]
-            lat = (res.get("latency") or {}).get("p50_ms")
-            self.say(f"{art.stage}: cosine {res['parity']['cosine']:.4f}, top-1 on confident inputs "
-                     f"{res['parity']['top1_confident']:.1%}" + (f", p50 {lat:.2f} ms" if lat else "")
-                     + ("  <- default" if art is best else ""))
+        for art in built:
+            if art is not None:
+                self.evaluate(art)
+        baseline = _p50(self.results.get(fp32.key)) if fp32 is not None else None
+        candidates = {a.stage: self.results[a.key] for a in built if a is not None}
+        best = select_default(candidates, baseline_p50=baseline)
+        self.selected["openvino:int8"] = {"default": best, "candidates": routes}
+        for stage in routes:
+            if stage in candidates and "error" not in candidates[stage]:
+                res = candidates[stage]
+                lat = _p50(res)
+                self.say(f"{stage}: cosine {res['parity']['cosine']:.4f}, top-1 on confident inputs "
+                         f"{res['parity']['top1_confident']:.1%}" + (f", p50 {lat:.2f} ms" if lat else "")
+                         + ("  <- default" if stage == best else ""))
+            else:
+                why = candidates[stage]["error"] if stage in candidates else self.failed.get(stage, "not built")
+                self.say(f"{stage}: failed: {why}")
+        if best is None:
+            self.say("openvino int8: no route works on this machine")
 
-    @staticmethod
-    def _score(result: dict) -> tuple:
-        """Fidelity first (passes, then cosine to 3 decimals), then speed."""
-        p, lat = result["parity"], result.get("latency") or {}
-        return (p["passed"], round(p["cosine"], 3), -(lat.get("p50_ms") or 0.0))
+    def warn_slower_int8(self) -> None:
+        """Say so when an int8 artifact runs slower than the fp32 one on the same runtime (same quick timing)."""
+        fp32 = {}
+        for art in self.artifacts:
+            if art.precision == "fp32" and art.runtime and _p50(self.results.get(art.key)):
+                fp32[art.runtime] = art  # the last fp32 stage of each runtime: the simplified/compiled one
+        for art in self.artifacts:
+            base = fp32.get(art.runtime)
+            res = self.results.get(art.key)
+            if art.precision != "int8" or base is None or not _p50(res):
+                continue
+            ratio = _p50(res) / _p50(self.results[base.key])
+            if ratio > SLOWER_MARGIN:
+                res["slower_than_fp32"] = round(ratio, 2)
+                self.say(f"{art.stage}: warning: int8 runs {ratio:.2f}x slower than fp32 ({base.stage}) on "
+                         f"{art.runtime} here ({_p50(res):.2f} vs {_p50(self.results[base.key]):.2f} ms p50)")
 
     def tensorrt(self, onnx_artifacts: list[Artifact]) -> None:
         from .tensorrt import build_engine
@@ -322,7 +370,8 @@ class _Builder:
                 build_engine(src, self.out / "tensorrt", input_shape=self.input_shape,
                              dynamic_batch=DYNAMIC_MAX_BATCH if self.cfg.dynamic_batch else None,
                              timing_cache=self.out / "tensorrt" / "timing.cache"), stage=stage))
-            self.evaluate(art)
+            if art is not None:
+                self.evaluate(art)
 
     def prune(self) -> None:
         """Remove files that an earlier run in this folder listed and this run does not."""
@@ -336,6 +385,26 @@ class _Builder:
     def say(self, msg: str) -> None:
         self.messages.append(msg)
         self.log(f"  {msg}")
+
+
+def _p50(result: dict | None) -> float | None:
+    return ((result or {}).get("latency") or {}).get("p50_ms")
+
+
+def select_default(candidates: dict[str, dict], *, baseline_p50: float | None = None) -> str | None:
+    """The stage to deploy among ``candidates`` (stage -> result), or None when none works.
+
+    A candidate that failed to load, compile or run is never chosen. Among the working ones: fidelity first
+    (passes its tolerance), then not slower than the fp32 baseline on the same runtime (an int8 model slower
+    than fp32 has no reason to be deployed where another is not), then cosine to 3 decimals, then speed.
+    """
+    def score(item: tuple[str, dict]) -> tuple:
+        p, lat = item[1]["parity"], _p50(item[1])
+        slower = baseline_p50 is not None and lat is not None and lat > SLOWER_MARGIN * baseline_p50
+        return (bool(p.get("passed")), not slower, round(p["cosine"], 3), -(lat or 0.0))
+
+    working = [(k, r) for k, r in candidates.items() if "error" not in r and np.isfinite(r["parity"].get("cosine", np.nan))]
+    return max(working, key=score)[0] if working else None
 
 
 def _with(art: Artifact, **changes) -> Artifact:

@@ -1,6 +1,8 @@
 """Tables and plots: the export summary, bench tables, and reports merged across machines."""
 from __future__ import annotations
 
+from rich.markup import escape
+
 
 def _fmt_bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
@@ -20,20 +22,28 @@ def export_table(manifest):
         p, lat = res.get("parity", {}), res.get("latency") or {}
         ok = p.get("passed")
         name = art.stage + (" (default)" if art.stage in defaults else " (alternative)" if art.stage in alternatives else "")
+        slower = f" [yellow]{res['slower_than_fp32']:.2f}x slower than fp32[/]" if res.get("slower_than_fp32") else ""
         table.add_row(
             name, art.runtime or "-", art.precision, _fmt_bytes(art.bytes),
             f"{p['cosine']:.5f}" if "max_abs" in p else "-",
             f"{p['max_abs']:.2e}" if "max_abs" in p else "-",
             f"{p['top1_confident']:.0%} of {p['n_confident']}" if p.get("n_confident") else "-",
             f"{lat['p50_ms']:.2f}" if lat else "-",
-            _verdict(ok, res.get("advisory"), p.get("failures", []), art.stage in alternatives),
+            _verdict(ok, res.get("advisory"), p.get("failures", []), art.stage in alternatives, res.get("error"))
+            + slower,
         )
+    for stage, why in manifest.failed.items():
+        note = " (not the default)" if stage in alternatives else ""
+        table.add_row(stage, "-", "-", "-", "-", "-", "-", "-", f"[red]failed{note}:[/] {escape(why)[:70]}")
     if any(r.get("advisory") for r in manifest.results.values()):
         table.caption = "advisory: " + next(r["advisory"] for r in manifest.results.values() if r.get("advisory"))
     return table
 
 
-def _verdict(ok: bool | None, advisory: str | None, failures: list[str], alternative: bool = False) -> str:
+def _verdict(ok: bool | None, advisory: str | None, failures: list[str], alternative: bool = False,
+             error: str | None = None) -> str:
+    if error:  # could not be built, loaded or run: a failure whatever the weights, never "advisory"
+        return f"[red]failed{' (not the default)' if alternative else ''}:[/] {escape(error)[:70]}"
     if ok:
         return "[green]pass[/]"
     if advisory:
@@ -52,7 +62,8 @@ def check_table(result: dict):
     for r in result["results"]:
         p = r["parity"]
         if "max_abs" not in p:
-            table.add_row(r["artifact"], r["runtime"], r["precision"], *["-"] * 7, _verdict(False, None, p["failures"]))
+            table.add_row(r["artifact"], r["runtime"], r["precision"], *["-"] * 7,
+                          _verdict(False, None, p["failures"], r.get("alternative", False), r.get("error")))
             continue
         table.add_row(r["artifact"], r["runtime"], r["precision"], f"{p['cosine']:.5f}", f"{p['max_abs']:.2e}",
                       f"{p['rel_l2']:.2e}", f"{p['sqnr_db']:.1f}", f"{p['top1']:.1%}",

@@ -1,10 +1,31 @@
 """OpenVINO: IR (.xml/.bin) or ONNX, on CPU (GPU / NPU / AUTO where the plugins exist)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..errors import ConfigError, MissingBackendError
-from .base import Runtime
+from .. import hostinfo
+from ..errors import ArtifactError, ConfigError, MissingBackendError
+from .base import Runtime, backend_message
+
+# Seen on a 2-core Intel Xeon with AMX (OpenVINO 2026.4): the int8 QDQ ShuffleNet v1 g2, g3 x1.5 and g4 fail
+# to compile with "No reorder available for the following tensor descriptors: abcde and aBDec16c64b4c"
+# (oneDNN has no weight reorder into its AMX-blocked layout for those grouped int8 convolutions); the same
+# models compile with AMX kernels disabled (ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI), and the NNCF-quantized IR
+# of the same model compiles with AMX on. tests/test_openvino_amx.py holds the one-convolution reproducer.
+AMX_REORDER = "No reorder available"
+AMX_HINT = ("a known limit of OpenVINO's AMX int8 kernels for grouped convolutions; the NNCF route "
+            "(openvino-int8-nncf) compiles, or start the process with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI "
+            "to run without AMX")
+
+
+def compile_failure(e: BaseException, path, *, amx: bool | None = None) -> ArtifactError:
+    """The one-line error for a model OpenVINO's CPU plugin read but could not compile."""
+    msg = backend_message(e)
+    amx = hostinfo.has_amx() if amx is None else amx
+    hint = f" ({AMX_HINT})" if amx and AMX_REORDER in msg else ""
+    return ArtifactError(f"OpenVINO could not compile {Path(str(path)).name}: {msg}{hint}")
 
 
 class OpenVINORuntime(Runtime):
@@ -40,7 +61,11 @@ class OpenVINORuntime(Runtime):
             # CPU computes it natively; else its fp16 weights are widened to f32.
             native_fp16 = "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             config["INFERENCE_PRECISION_HINT"] = "f16" if self.precision == "fp16" and native_fp16 else "f32"
-        self.compiled = core.compile_model(str(self.path), device, config)
+        model = core.read_model(str(self.path))  # a corrupt or truncated file fails here: "could not load"
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as e:
+            raise compile_failure(e, self.path) from None
         self.request = self.compiled.create_infer_request()
         shape = self.compiled.input(0).get_partial_shape()
         if self.input_shape is None and shape.is_static:
