@@ -46,8 +46,8 @@ VARIANTS = (
 
 def fidelity(path: Path, runtime: str, precision: str, x: np.ndarray, ref: np.ndarray, threads: int) -> dict:
     from edgecnn import runtimes
-    from edgecnn.harness.check import run_batched
-    from edgecnn.harness.parity import compare
+    from edgecnn.harness.common import run_batched
+    from edgecnn.parity import compare
 
     with runtimes.load(path, runtime=runtime, threads=threads, precision=precision) as rt:
         out = run_batched(rt, x, 1)
@@ -101,18 +101,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     import edgecnn
     from edgecnn import hostinfo
-    from edgecnn.data import Preprocessing, calibration_batch, evaluation_batch
+    from edgecnn.data import calibration_batch, evaluation_batch
+    from edgecnn.models import preprocessing
     from edgecnn.exporters.int8 import default_preset, get_preset, quantize_int8
     from edgecnn.exporters.openvino import convert_ir, quantize_nncf
     from edgecnn.exporters.saturation import emulated_logits
     from edgecnn.exporters.simplify import simplify_onnx
     from edgecnn.exporters.torch_onnx import export_onnx
-    from edgecnn.harness.check import reference_logits
-    from edgecnn.harness.parity import compare
+    from edgecnn.runtimes.torch import reference_logits
+    from edgecnn.parity import compare
 
     t_start = time.time()
     model = edgecnn.create_model(args.model, weights="imagenet")
-    prep = Preprocessing.for_spec(model.edgecnn_spec)
+    prep = preprocessing(model.edgecnn_spec, weights="imagenet")
     calib = calibration_batch(prep, args.calib)
     x = evaluation_batch(prep, args.eval)
     ref = reference_logits(model, x)

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import warnings
+from pathlib import Path
 from typing import Callable, Sequence
 
+from . import __version__, backends
 from .errors import ConfigError, EdgecnnError, MissingBackendError
+from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
+from .fileio import atomic_path, writable_dir, write_failure
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -80,7 +87,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         stats = model_stats(name)
         rows.append({"name": name, "family": spec.family, "params": stats.params, "macs": stats.macs,
                      "resolution": spec.resolution, "in_chans": spec.in_chans,
-                     "imagenet_weights": spec.weights is not None, "top1": spec.published.top1})
+                     "weights": [w.name for w in spec.weights], "top1": spec.published.top1})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -92,7 +99,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in rows:
         table.add_row(r["name"], r["family"], _human(r["params"]), _human(r["macs"]),
                       f"{r['in_chans']}x{r['resolution']}x{r['resolution']}",
-                      f"{r['top1']:.1f}" if r["top1"] else "-", "imagenet" if r["imagenet_weights"] else "-")
+                      f"{r['top1']:.1f}" if r["top1"] else "-", ", ".join(r["weights"]) or "-")
     _console().print(table)
     return 0
 
@@ -143,18 +150,39 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+def _names(kind: str, known: Callable[[], Sequence[str]]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma list of names, each one of ``known()`` (read from its registry)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names, valid = _csv(text), list(known())
+        bad = [n for n in names if n not in valid]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} '{bad[0] if bad else text}'; {kind}s are: "
+                                             f"{', '.join(valid)}")
+        return names
+
+    return parse
+
+
+def _runtime_names() -> list[str]:
+    from .runtimes import RUNTIMES  # loads torch: only when --runtimes is actually given
+
+    return RUNTIMES.names()
+
+
 @command
 def cmd_export(args: argparse.Namespace) -> int:
-    from .exporters import ExportConfig, run_export
-    from .harness.report import export_table
+    from .pipeline import ExportConfig, run_export
+    from .report import export_table
 
+    int8 = recipe_for(args.int8_preset, calibration=args.calib_method, per_channel=False if args.per_tensor else None,
+                      bias_correction=False if args.no_bias_correction else None,
+                      equalize=True if args.equalize else None) if args.int8 else False
     cfg = ExportConfig(
         model=args.model, weights=args.weights, num_classes=args.num_classes, resolution=args.resolution,
-        batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset, fp16=args.fp16, int8=args.int8,
+        batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset, fp16=args.fp16, int8=int8,
         calib_dir=args.calib_dir, calib_size=args.calib_size, eval_dir=args.images, targets=args.targets,
-        out=args.out, force=args.force, int8_preset=args.int8_preset, calib_method=args.calib_method,
-        per_channel=not args.per_tensor, bias_correction=not args.no_bias_correction, equalize=args.equalize,
-        max_drop=args.max_drop, threads=args.threads, progress=_progress(args),
+        out=args.out, force=args.force, max_drop=args.max_drop, threads=args.threads, progress=_progress(args),
     )
     console = _console()
     console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
@@ -165,7 +193,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     console.print(f"manifest: {result.out_dir / 'manifest.json'}")
     if not result.passed:
         manifest = result.manifest
-        unreplaced = [s for s in manifest.failed if s not in manifest.alternatives()]
+        unreplaced = [s for s in manifest.failures() if s not in manifest.alternatives()]
         if unreplaced:
             console.print(f"[red]build FAILED for {', '.join(unreplaced)} (see the table)[/]")
         console.print("[red]parity FAILED for at least one artifact (see the table)[/]" if not unreplaced else
@@ -176,18 +204,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _check_outputs(*paths: str | None) -> None:
     """Result files must be writable before minutes of work, not after."""
-    from pathlib import Path
-
-    from .exporters.artifact import writable_dir
-
     for path in paths:
         if path:
             writable_dir(Path(path).resolve().parent)
 
 
 def _write_json(data: dict, path: str) -> None:
-    from .exporters.artifact import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
 
@@ -195,8 +217,8 @@ def _write_json(data: dict, path: str) -> None:
 @command
 def cmd_check(args: argparse.Namespace) -> int:
     from .harness.check import check_dir
-    from .harness.parity import Tolerance
-    from .harness.report import check_table, layers_table
+    from .parity import Tolerance
+    from .report import check_table, layers_table
 
     _check_outputs(args.json)
     tolerances = {}
@@ -210,53 +232,54 @@ def cmd_check(args: argparse.Namespace) -> int:
                        threads=args.threads, tolerances=tolerances, layers=args.layers)
     console = _console()
     console.print(check_table(result))
-    for line in result["skipped"]:
+    for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
     if args.layers:
-        for t in layers_table(result["layers"]):
+        for t in layers_table(result.layers):
             console.print(t)
-        if "note" in result["layers"]:
-            console.print(result["layers"]["note"])
+        if "note" in result.layers:
+            console.print(result.layers["note"])
     if args.json:
-        _write_json(result, args.json)
+        _write_json(result.to_dict(), args.json)
         console.print(f"results: {args.json}")
-    console.print("[green]all artifacts pass[/]" if result["passed"] else "[red]parity FAILED[/]")
-    return 0 if result["passed"] else 1
+    console.print("[green]all artifacts pass[/]" if result.passed else "[red]parity FAILED[/]")
+    return 0 if result.passed else 1
 
 
 @command
 def cmd_bench(args: argparse.Namespace) -> int:
     from .harness.bench import bench_dir
-    from .harness.report import bench_table, plot, write_csv
+    from .report import bench_table, plot, write_csv
 
     _check_outputs(args.json, args.csv, args.plot)
     result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
                        warmup=args.warmup, iterations=None if args.duration else args.iterations,
                        duration_s=args.duration, progress=_progress(args))
     if args.label:
-        result["label"] = args.label
+        result.label = args.label
     console = _console()
-    cpu = result["host"]["cpu"]
+    cpu = result.host["cpu"]
     console.print(f"host: {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or '-'}; "
-                  f"threads {args.threads or 'runtime default'}; GPU {result['host']['gpu'] or 'none'}")
+                  f"threads {args.threads or 'runtime default'}; GPU {result.host['gpu'] or 'none'}")
     console.print(bench_table([result]))
-    for line in result["skipped"]:
+    for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
-    if result["noisy"]:
-        console.print(f"[yellow]warning: high variation (cv > 15%) for {', '.join(result['noisy'])}: "
+    if result.noisy:
+        console.print(f"[yellow]warning: high variation (cv > 15%) for {', '.join(result.noisy)}: "
                       "close other programs, pin --threads, or use --duration for longer runs[/]")
     if args.json:
-        _write_json(result, args.json)
+        _write_json(result.to_dict(), args.json)
     if args.csv:
         write_csv([result], args.csv)
     if args.plot:
         plot([result], args.plot)
-    return 0 if not any("error" in r for r in result["results"]) else 1
+    return 0 if not any(r.error for r in result.results) else 1
 
 
 @command
 def cmd_report(args: argparse.Namespace) -> int:
-    from .harness.report import bench_table, markdown, plot
+    from .harness.bench import BenchReport
+    from .report import bench_table, markdown, plot
 
     _check_outputs(args.markdown, args.plot)
     benches, fidelity = [], {}
@@ -268,16 +291,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         rows = data.get("results") if isinstance(data, dict) else None
         if not isinstance(rows, list):
             raise ConfigError(f"{path} is not an edgecnn bench or check result")
-        if rows and "parity" in rows[0]:  # a check result: fidelity per artifact
-            fidelity.update({r["artifact"]: r["parity"].get("cosine") for r in rows})
+        if "n_images" in data:  # a check result: fidelity per artifact
+            fidelity.update({r["artifact"]: (r.get("parity") or {}).get("cosine") for r in rows})
         else:
-            benches.append(data)
+            benches.append(BenchReport.from_dict(data))
     if not benches:
         raise ConfigError("no bench results among the files (pass the JSON written by `edgecnn bench --json`)")
     _console().print(bench_table(benches))
     if args.markdown:
-        from .exporters.artifact import atomic_path
-
         with atomic_path(args.markdown) as tmp:
             tmp.write_text(markdown(benches))
     if args.plot:
@@ -286,8 +307,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = _Parser(
         prog="edgecnn", description="Export classic CNNs to ONNX / OpenVINO / TensorRT, quantize them, prove parity.")
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
@@ -317,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="also build int8 artifacts (static PTQ on real images)")
     p.add_argument("--calib-dir", help="calibration images: a flat folder or an ImageFolder (default: bundled photos)")
     p.add_argument("--calib-size", type=positive_int, default=128, help="calibration inputs (default 128)")
-    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
-    p.add_argument("--int8-preset", choices=("u8s8", "u8s8-saturation-aware", "u8s8-reduce-range", "s8s8"),
+    p.add_argument("--calib-method", choices=CALIBRATION_METHODS, help="int8 calibration (default: minmax)")
+    p.add_argument("--int8-preset", choices=list(PRESETS),
                    help="int8 layout for ONNX Runtime (default: chosen from this CPU's ISA)")
     p.add_argument("--max-drop", type=float, metavar="FRACTION",
                    help="int8 accuracy budget (1 - logit cosine, e.g. 0.01): keep the fewest layers in float to meet it")
@@ -328,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--equalize", action="store_true",
                    help="cross-layer equalisation of Conv-Relu-Conv pairs before int8 (helps per-tensor weights)")
     p.add_argument("--images", help="held-out images for the parity table (default: bundled photos)")
-    p.add_argument("--targets", type=_csv, help="comma list of onnxruntime,openvino,tensorrt (default: installed ones)")
+    p.add_argument("--targets", type=_names("target", lambda: backends.TARGETS),
+                   help=f"comma list of {','.join(backends.TARGETS)} (default: the installed ones)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity/latency runs")
     p.add_argument("--out", help="output folder (default edgecnn_out/MODEL)")
     p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist")
@@ -338,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--images", help="image folder (default: the bundled held-out photos)")
     p.add_argument("--num-images", type=positive_int, default=32)
-    p.add_argument("--runtimes", type=_csv, help="comma list (default: every runtime that reads each artifact)")
+    p.add_argument("--runtimes", type=_names("runtime", _runtime_names),
+                   help="comma list (default: every runtime that reads each artifact)")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--layers", action="store_true", help="localise int8 error: worst layers by SQNR")
     p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
@@ -348,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency of every artifact and of PyTorch eager, in one run")
     p.add_argument("out_dir")
-    p.add_argument("--runtimes", type=_csv)
+    p.add_argument("--runtimes", type=_names("runtime", _runtime_names))
     p.add_argument("--batch", type=lambda t: tuple(positive_int(v) for v in _csv(t)), default=(1,),
                    help="comma list of batch sizes (dynamic-batch exports only)")
     p.add_argument("--threads", type=positive_int)
@@ -374,9 +395,6 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate_like_ctrl_c() -> None:
-    import signal
-    import threading
-
     def raise_terminated(_signum, _frame):
         raise Terminated()
 
@@ -408,13 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{prog}: error: out of memory", file=sys.stderr)
             return 2
         except BrokenPipeError:  # `edgecnn list | head`: the reader left; say nothing more, like any Unix tool
-            import os
-
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
         except OSError as e:  # a full disk or read-only folder met outside the artifact writers
-            from .exporters.artifact import write_failure
-
             error = write_failure(e, e.filename or "output")
             if error is None:
                 raise
@@ -422,8 +436,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return error.exit_code
         finally:
             if argv is None:  # run as the program: a Ctrl-C from here on would only hit the interpreter's teardown
-                import signal
-
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -5,7 +5,6 @@ code is refused, not executed.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import tempfile
@@ -20,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from .errors import DownloadError, WeightsError
+from .fileio import sha256_file
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -30,14 +30,6 @@ def cache_dir() -> Path:
     if env:
         return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecnn"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(url: str, *, sha256: str | None, dest_dir: str | Path | None = None,

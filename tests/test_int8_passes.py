@@ -96,7 +96,7 @@ def test_bias_correction_removes_the_mean_shift_of_int8_weights(tmp_path, per_ch
     from dataclasses import replace
 
     from edgecnn.exporters.int8 import Int8Recipe, quantize_int8
-    from edgecnn.exporters.torch_onnx import describe
+    from edgecnn.artifact import describe
 
     float_model(tmp_path / "m.onnx")
     src = describe(tmp_path / "m.onnx", stage="fp32", precision="fp32", parent=None)

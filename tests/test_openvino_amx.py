@@ -19,7 +19,7 @@ import pytest
 from edgecnn import hostinfo, runtimes
 from edgecnn.errors import ArtifactError
 from edgecnn.exporters import saturation
-from edgecnn.runtimes.openvino import AMX_HINT
+from edgecnn.backends.openvino import AMX_HINT
 
 onnx = pytest.importorskip("onnx")
 if runtimes.availability()["openvino"] is not None:

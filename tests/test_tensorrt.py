@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 
 from edgecnn.errors import ArtifactError, ConfigError, MissingBackendError
-from edgecnn.exporters.artifact import Artifact
-from edgecnn.exporters.tensorrt import build_engine, sidecar_path
+from edgecnn.artifact import Artifact
+from edgecnn.backends.tensorrt import sidecar_path
+from edgecnn.exporters.tensorrt import build_engine
 from edgecnn.runtimes.tensorrt import TensorRTRuntime
 
 SKIP_REASON = ("TensorRT not installed: pip install 'edgecnn[tensorrt]' on a machine with an NVIDIA GPU "

@@ -1,6 +1,7 @@
 """Real images in, model-ready arrays out.
 
-Preprocessing is the classic ImageNet evaluation transform, driven by the model's spec:
+Preprocessing is the classic ImageNet evaluation transform, driven by the model (its published
+checkpoint's preprocessing, else the architecture's plain one: :func:`edgecnn.models.preprocessing`):
 resize the shorter side to ``resolution / crop_pct``, centre-crop ``resolution``, scale to
 [0, 1], normalise with the spec's mean/std, NCHW float32. Calibration uses random crops of
 real photos (a fixed seed), so int8 ranges see the statistics of real images, not noise.
@@ -31,10 +32,6 @@ class Preprocessing:
     std: tuple[float, ...]
     crop_pct: float = 0.875
     channels: int = 3
-
-    @classmethod
-    def for_spec(cls, spec, resolution: int | None = None) -> "Preprocessing":
-        return cls(spec.check_resolution(resolution), tuple(spec.mean), tuple(spec.std), spec.crop_pct, spec.in_chans)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":

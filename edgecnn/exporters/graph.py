@@ -5,6 +5,8 @@ from typing import Iterator
 
 import numpy as np
 
+from ..backends.onnxruntime import session
+
 
 def attr(node, name: str, default):
     """A node attribute's value, or ``default``."""
@@ -38,16 +40,6 @@ def consumers(model) -> dict[str, list]:
         for t in n.input:
             out.setdefault(t, []).append(n)
     return out
-
-
-def session(model_or_path, threads: int | None = None, *, optimize: bool = True):
-    """An ONNX Runtime CPU session for a ModelProto or a file, with the project's session options."""
-    import onnxruntime as ort
-
-    from ..runtimes.onnxruntime import session_options
-
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
-    return ort.InferenceSession(src, session_options(threads, optimize=optimize), providers=["CPUExecutionProvider"])
 
 
 def logits(model_or_path, x: np.ndarray, threads: int | None = None, *, optimize: bool = True) -> np.ndarray:

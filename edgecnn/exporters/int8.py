@@ -28,21 +28,25 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from .. import hostinfo
+from ..artifact import INPUT_NAME, Artifact, describe
 from ..errors import CalibrationDataError, ConfigError
-from .artifact import Artifact, atomic_path
-from .torch_onnx import INPUT_NAME, MIN_OPSET, describe
+from ..fileio import atomic_path
+from . import bias_correction, equalize, saturation
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute) needs 13
 
 
 @dataclass(frozen=True)
 class Int8Recipe:
+    preset: str = "u8s8"  # the preset this recipe starts from (recorded in the manifest)
     per_channel: bool = True
     activation_type: str = "uint8"  # uint8 (asymmetric) | int8 (symmetric, zero point 0)
     weight_type: str = "int8"
@@ -80,17 +84,15 @@ class Int8Recipe:
 
 PRESETS = {
     "u8s8": Int8Recipe(),
-    "u8s8-saturation-aware": Int8Recipe(saturation_aware=True),
-    "u8s8-reduce-range": Int8Recipe(reduce_range=True),
-    "s8s8": Int8Recipe(activation_type="int8"),
+    "u8s8-saturation-aware": Int8Recipe(preset="u8s8-saturation-aware", saturation_aware=True),
+    "u8s8-reduce-range": Int8Recipe(preset="u8s8-reduce-range", reduce_range=True),
+    "s8s8": Int8Recipe(preset="s8s8", activation_type="int8"),
 }
 TENSORRT_PRESET = "s8s8"
 
 
 def default_preset(isa: list[str] | None = None) -> str:
     """The ONNX Runtime CPU preset for this machine's ISA."""
-    from .. import hostinfo
-
     isa = hostinfo.cpu_info()["isa"] if isa is None else isa
     if hostinfo.has_vnni(isa) or "arm_dotprod" in isa or "neon" in isa:
         return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
@@ -103,6 +105,14 @@ def get_preset(name: str) -> Int8Recipe:
     if name not in PRESETS:
         raise ConfigError(f"unknown int8 preset '{name}'; presets: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def recipe_for(preset: str | None = None, **overrides) -> Int8Recipe:
+    """``preset``'s recipe (``None``: this CPU's default, :func:`default_preset`) with ``overrides``
+    (``calibration``, ``per_channel``, ``bias_correction``...; a ``None`` value keeps the preset's).
+    The one place where "the default int8 recipe" is decided."""
+    return replace(get_preset(default_preset() if preset is None else preset),
+                   **{k: v for k, v in overrides.items() if v is not None})
 
 
 class BatchReader:
@@ -161,11 +171,9 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
         if recipe.equalize:
             import onnx
 
-            from .equalize import equalize, summary
-
-            model, report = equalize(onnx.load(prepped), calibration)
+            model, report = equalize.equalize(onnx.load(prepped), calibration)
             onnx.save(model, prepped)
-            passes.append(summary(report))
+            passes.append(equalize.summary(report))
 
         def run(out: str, nodes: list[str]) -> None:
             overrides = _reduce_range_overrides(prepped, nodes, per_channel=recipe.per_channel)
@@ -177,14 +185,12 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
 
         channels: dict[str, list[int]] = {}
         if recipe.saturation_aware and recipe.u8s8 and not recipe.reduce_range:
-            from .saturation import saturating_layers, seven_bit_channels
-
             first = os.path.join(work, "first.onnx")
             run(first, seven_bit)
             if recipe.per_channel:  # 7-bit weights in the output channels that need them, 8-bit elsewhere
-                channels = seven_bit_channels(first, prepped, calibration, tmp)
+                channels = saturation.seven_bit_channels(first, prepped, calibration, tmp)
             else:  # one scale per tensor: the whole layer goes 7-bit
-                seven_bit += [r["node"] for r in saturating_layers(first, calibration, criterion="harmful")
+                seven_bit += [r["node"] for r in saturation.saturating_layers(first, calibration, criterion="harmful")
                               if r["node"] not in seven_bit]
                 run(str(tmp), seven_bit)
         else:
@@ -192,11 +198,9 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
         if recipe.bias_correction:
             import onnx
 
-            from .bias_correction import correct_bias, summary
-
-            model, report = correct_bias(onnx.load(str(tmp)), onnx.load(prepped), calibration)
+            model, report = bias_correction.correct_bias(onnx.load(str(tmp)), onnx.load(prepped), calibration)
             onnx.save(model, str(tmp))
-            passes.append(summary(report))
+            passes.append(bias_correction.summary(report))
     note = (f"QDQ, {'per-channel' if recipe.per_channel else 'per-tensor'} {recipe.weight_type} weights, "
             f"{recipe.activation_type} activations, {recipe.calibration} calibration on {len(calibration)} images")
     if seven_bit:

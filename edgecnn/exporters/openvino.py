@@ -13,18 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError, MissingBackendError
-from .artifact import Artifact
-from .torch_onnx import describe
-
-
-def _ov():
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingBackendError("openvino", extra="openvino", reason="not installed") from None
-    return ov
-
+from ..artifact import Artifact, describe
+from ..backends.openvino import ov as _ov
+from ..errors import ExportError, backend_message
 
 def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool) -> None:
     """Write the .xml/.bin pair into a temporary folder, then move both into place (.bin first)."""
@@ -37,8 +28,6 @@ def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool) -> None:
         try:
             ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
         except RuntimeError as e:  # OpenVINO reports a full disk as an iostream error, without errno
-            from ..runtimes.base import backend_message
-
             raise ExportError(f"OpenVINO could not write {dest_xml} ({backend_message(e)}); "
                               "is the disk full?") from None
         os.replace(tmp_xml.with_suffix(".bin"), dest_xml.with_suffix(".bin"))
@@ -53,8 +42,6 @@ def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str) -> Artifa
     try:
         model = ov.convert_model(str(src.path))
     except Exception as e:  # OpenVINO's frontends raise RuntimeError or their own OpConversionFailure
-        from ..runtimes.base import backend_message
-
         raise ExportError(f"OpenVINO could not convert {Path(src.path).name}: {backend_message(e)}") from None
     save_ir(model, Path(dest_xml), compress_to_fp16=precision == "fp16")
     route = {"fp16": "fp16-compressed weights", "int8": "from the QDQ ONNX"}.get(precision, "")

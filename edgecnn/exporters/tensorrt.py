@@ -8,8 +8,8 @@ switched off for the same reason: an fp32 artifact promises fp32 math.
 
 An engine only runs on the TensorRT version and GPU architecture that built it, so a sidecar
 ``model.<precision>.engine.json`` records both; the runtime refuses a mismatch with a clear
-message instead of TensorRT's deserialization error. ``tensorrt`` is imported inside functions:
-this module imports (and explains what is missing) on machines without it.
+message instead of TensorRT's deserialization error (:mod:`edgecnn.backends.tensorrt` holds what the
+builder and the runtime share).
 """
 from __future__ import annotations
 
@@ -18,74 +18,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, ConfigError, ExportError, MissingBackendError
-from .artifact import Artifact, atomic_path
-from .torch_onnx import describe
+import torch
 
-log = logging.getLogger(__name__)
+from ..artifact import Artifact, describe
+from ..backends.tensorrt import gpu_info, make_logger, require, sidecar_path
+from ..errors import ArtifactError, ConfigError, ExportError
+from ..fileio import atomic_path
 
-SIDECAR_SUFFIX = ".json"
-
-
-# --- shared with edgecnn.runtimes.tensorrt ------------------------------------------------------
-def tensorrt_unavailable() -> str | None:
-    """``None`` when TensorRT can build and run here, else the reason it cannot."""
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "the tensorrt package is not installed (it needs an NVIDIA GPU; on Jetson it comes with JetPack)"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "CUDA is not available to torch (no NVIDIA GPU, driver, or a CPU-only torch build)"
-    return None
-
-
-def require_tensorrt() -> Any:
-    """The ``tensorrt`` module, or :class:`MissingBackendError` naming the pip extra."""
-    reason = tensorrt_unavailable()
-    if reason:
-        raise MissingBackendError("tensorrt", extra="tensorrt", reason=reason)
-    import tensorrt as trt
-
-    return trt
-
-
-def gpu_info(device: int | None = None) -> dict[str, str]:
-    """TensorRT version, GPU name and compute capability (``sm_86``) of ``device``."""
-    import tensorrt as trt
-    import torch
-
-    index = torch.cuda.current_device() if device is None else device
-    major, minor = torch.cuda.get_device_capability(index)
-    return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_properties(index).name,
-            "compute_capability": f"sm_{major}{minor}"}
-
-
-def make_logger(trt: Any) -> Any:
-    """A TensorRT logger that forwards to :mod:`logging` and keeps errors for our exceptions."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            sev = trt.ILogger.Severity
-            if severity in (sev.INTERNAL_ERROR, sev.ERROR):
-                self.errors.append(msg)
-                log.error("TensorRT: %s", msg)
-            elif severity == sev.WARNING:
-                log.warning("TensorRT: %s", msg)
-            else:
-                log.debug("TensorRT: %s", msg)
-
-    return _Logger()
-
-
-def sidecar_path(engine: str | Path) -> Path:
-    engine = Path(engine)
-    return engine.with_name(engine.name + SIDECAR_SUFFIX)
+log = logging.getLogger("edgecnn.tensorrt")
 
 
 # --- building -------------------------------------------------------------------------------
@@ -98,8 +38,7 @@ def build_engine(onnx: Artifact, out_dir: Path, *, input_shape: tuple[int, int, 
     the ONNX must then have a dynamic batch axis. ``timing_cache`` is read if it exists and
     written back after the build, so rebuilding on the same GPU skips most kernel timing.
     """
-    trt = require_tensorrt()
-    import torch
+    trt = require()
 
     profile = _profile_shapes(input_shape, dynamic_batch)
     if onnx.format != "onnx":
@@ -208,14 +147,3 @@ def _write_sidecar(engine: Path, onnx: Artifact, io: dict[str, str],
             "strongly_typed": True, "tf32": False}
     with atomic_path(sidecar_path(engine)) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    """The build record beside ``engine``; ``None`` when there is none."""
-    path = sidecar_path(engine)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"unreadable engine record {path}: {e}") from None

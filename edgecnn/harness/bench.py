@@ -1,124 +1,96 @@
-"""Latency measurement: warm-up, then timed runs; percentiles, spread and throughput.
+"""edgecnn bench: latency of the PyTorch original and of every artifact of an export, in one run.
 
-One rule makes the figures comparable: every runtime in a table is measured in the same
-process, on the same input, one after another, with the same thread count, and speedups are
-ratios against PyTorch eager fp32 measured in that same run.
+Every runtime is measured in its own block (warm-up, then timed runs), one after another, on the
+same input and thread count; speedups are ratios against PyTorch eager fp32 measured in that same run.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
+from .. import hostinfo
+from ..data import Preprocessing, evaluation_batch
+from ..errors import EdgecnnError
+from ..manifest import Manifest
+from ..results import ArtifactResult
+from ..runtimes import availability, load
+from ..timing import measure
+from .common import original_model, runtimes_for
 
-HIGH_CV = 0.15  # coefficient of variation above which a figure is flagged as noisy
+EAGER = "torch-eager"
 
 
 @dataclass
-class Latency:
-    n: int
-    batch: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    std_ms: float
+class BenchReport:
+    model: str
+    input_shape: list[int]
+    threads: int | None
+    warmup: int
+    iterations: int | None
+    duration_s: float | None
+    host: dict
+    versions: dict
+    results: list[ArtifactResult] = field(default_factory=list)  # one per artifact x runtime x batch
+    skipped: list[str] = field(default_factory=list)
+    label: str | None = None  # the machine's name in merged reports
 
     @property
-    def cv(self) -> float:
-        return self.std_ms / self.mean_ms if self.mean_ms else float("nan")
-
-    @property
-    def throughput(self) -> float:
-        """Images per second at the median latency."""
-        return self.batch * 1000.0 / self.p50_ms if self.p50_ms else float("nan")
-
-    @property
-    def noisy(self) -> bool:
-        return self.cv > HIGH_CV
+    def noisy(self) -> list[str]:
+        return [f"{r.artifact}@{r.runtime} b{r.batch}" for r in self.results if r.latency and r.latency.noisy]
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "cv": self.cv, "throughput_ips": self.throughput, "noisy": self.noisy}
+        d = {k: v for k, v in self.__dict__.items() if k != "results"}
+        return {**d, "results": [r.to_dict() for r in self.results], "noisy": self.noisy}
 
-
-def measure(run, x: np.ndarray, *, warmup: int = 5, iterations: int | None = 50, duration_s: float | None = None,
-            progress=None) -> Latency:
-    """Time ``run(x)``; stop after ``iterations`` runs or ``duration_s`` seconds (whichever is given)."""
-    for _ in range(warmup):
-        run(x)
-    times: list[float] = []
-    deadline = time.perf_counter() + duration_s if duration_s else None
-    limit = iterations if iterations else None
-    while (limit is None or len(times) < limit) and (deadline is None or time.perf_counter() < deadline or not times):
-        t0 = time.perf_counter()
-        run(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-        if progress is not None:
-            progress()
-        if limit is None and deadline is None:
-            break
-    a = np.asarray(times)
-    return Latency(n=len(a), batch=int(x.shape[0]), p50_ms=float(np.percentile(a, 50)),
-                   p90_ms=float(np.percentile(a, 90)), p99_ms=float(np.percentile(a, 99)),
-                   mean_ms=float(a.mean()), std_ms=float(a.std()))
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchReport":
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "results"}
+        return cls(**fields, results=[ArtifactResult.from_dict(r) for r in d["results"]])
 
 
 def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] = (1,),
               threads: int | None = None, warmup: int = 10, iterations: int | None = 100,
-              duration_s: float | None = None, progress: bool = True, log=print) -> dict:
+              duration_s: float | None = None, progress: bool = True) -> BenchReport:
     """Latency of the PyTorch original (eager fp32) and every artifact in ``out_dir``, in one run."""
-    from .. import hostinfo
-    from ..data import Preprocessing, evaluation_batch
-    from ..errors import EdgecnnError
-    from ..exporters.manifest import Manifest
-    from ..runtimes import RUNTIMES, availability, load
-    from .check import _runtimes_for, original_model
-
     manifest = Manifest.load(out_dir)
     manifest.verify()  # time only what the manifest describes
-    fixed = manifest.dynamic_batch is None
-    if fixed:
+    if manifest.dynamic_batch is None:
         batches = (manifest.input_shape[0],)
-    prep = Preprocessing.from_dict(manifest.preprocessing)
-    x_all = evaluation_batch(prep, max(batches))
-    avail = availability()
-    jobs = [("torch-eager", "torch", "fp32", original_model(manifest))]
-    skipped = []
+    x_all = evaluation_batch(Preprocessing.from_dict(manifest.preprocessing), max(batches))
+    unavailable = availability()
+    jobs = [(EAGER, "torch", "fp32", original_model(manifest))]
+    report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
+                         iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
+                         versions=hostinfo.versions())
     for art in manifest.artifacts:
-        for rt in _runtimes_for(art, runtimes, RUNTIMES):
+        for rt in runtimes_for(art, runtimes):
             if rt == "torch":
                 continue
-            if avail.get(rt):
-                skipped.append(f"{art.key}@{rt}: unavailable: {avail[rt]}")
+            if unavailable.get(rt):
+                report.skipped.append(f"{art.key}@{rt}: unavailable: {unavailable[rt]}")
             else:
                 jobs.append((art.key, rt, art.precision, art))
-    rows = []
     bar = _bar(len(jobs) * len(batches), progress)
     for b in batches:
         x = x_all[:b]
         for name, rt_name, precision, target in jobs:
-            row = {"artifact": name, "runtime": rt_name, "precision": precision, "batch": b}
+            row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b)
             try:
                 with load(target, runtime=rt_name, threads=threads, precision=precision) as rt:
-                    lat = measure(rt.run, x, warmup=warmup, iterations=iterations, duration_s=duration_s)
-                    row.update(lat.to_dict(), device=rt.device, versions=rt.versions())
+                    row.latency = measure(rt.run, x, warmup=warmup, iterations=iterations, duration_s=duration_s)
+                    row.device, row.info = rt.device, {"versions": rt.versions()}
             except EdgecnnError as e:
-                row["error"] = str(e)
-            rows.append(row)
+                row.error = str(e)
+            report.results.append(row)
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
     for b in batches:
-        base = next((r for r in rows if r["artifact"] == "torch-eager" and r["batch"] == b and "p50_ms" in r), None)
-        for r in rows:
-            if r["batch"] == b and base and "p50_ms" in r:
-                r["speedup_vs_torch"] = base["p50_ms"] / r["p50_ms"]
-    noisy = [f"{r['artifact']}@{r['runtime']} b{r['batch']}" for r in rows if r.get("noisy")]
-    return {"model": manifest.model, "input_shape": manifest.input_shape, "threads": threads,
-            "warmup": warmup, "iterations": iterations, "duration_s": duration_s,
-            "host": hostinfo.host(), "versions": hostinfo.versions(), "results": rows, "skipped": skipped,
-            "noisy": noisy}
+        base = next((r for r in report.results if r.artifact == EAGER and r.latency and r.batch == b), None)
+        for r in report.results:
+            if base and r.latency and r.batch == b:
+                r.speedup = base.latency.p50_ms / r.latency.p50_ms
+    return report
 
 
 def _bar(total: int, enabled: bool):

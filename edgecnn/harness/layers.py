@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exporters.int8 import BatchReader
+
 
 def layer_errors(float_onnx: Path, qdq_onnx: Path, x: np.ndarray) -> list[dict]:
     from onnxruntime.quantization import qdq_loss_debug as dbg
-
-    from ..exporters.int8 import BatchReader
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-layers-") as work:
         fa, qa = Path(work) / "float.onnx", Path(work) / "qdq.onnx"

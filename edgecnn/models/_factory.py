@@ -7,8 +7,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .. import weights as W
+from ..data import Preprocessing, calibration_batch
 from ..errors import ConfigError, WeightsError
-from ._spec import MODELS, ModelSpec
+from ._spec import MODELS, ModelSpec, Weights
 
 BN_CALIBRATION_IMAGES = 8
 TARGET_LOGIT_STD = 3.0  # roughly what ImageNet-trained classifiers produce on real photos
@@ -20,6 +22,20 @@ def get_spec(name: str) -> ModelSpec:
 
 def list_models(family: str | None = None) -> list[str]:
     return [n for n in MODELS.names() if family is None or MODELS.get(n).family == family]
+
+
+def published_weights(spec: ModelSpec, weights: str | Path | None) -> Weights | None:
+    """The published checkpoint record ``weights`` names (``"imagenet"``...), or None for random init or a file."""
+    return spec.weights_named(weights) if isinstance(weights, str) else None
+
+
+def preprocessing(spec: ModelSpec, resolution: int | None = None, weights: str | Path | None = None) -> Preprocessing:
+    """How inputs must be prepared: a published checkpoint's own preprocessing, else the architecture's plain one."""
+    record = published_weights(spec, weights)
+    pick = lambda ours, theirs: ours if theirs is None else theirs  # noqa: E731
+    return Preprocessing(spec.check_resolution(resolution), tuple(pick(spec.mean, record and record.mean)),
+                         tuple(pick(spec.std, record and record.std)), pick(spec.crop_pct, record and record.crop_pct),
+                         spec.in_chans)
 
 
 def create_model(name: str, *, weights: str | Path | None = None, num_classes: int | None = None,
@@ -37,8 +53,9 @@ def create_model(name: str, *, weights: str | Path | None = None, num_classes: i
     num_classes = spec.num_classes if num_classes is None else num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if weights == "imagenet" and spec.weights is not None:
-        options = {**spec.weights.options, **options}
+    record = published_weights(spec, weights)
+    if record is not None:
+        options = {**record.options, **options}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(spec, num_classes, options)
@@ -62,12 +79,10 @@ def build_model(spec: ModelSpec, num_classes: int, options: dict) -> nn.Module:
 
 
 def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_classes: int) -> None:
-    from .. import weights as W
-
-    if weights == "imagenet":
-        source = spec.weights
-        if source is None:
-            raise WeightsError(f"{spec.name} has no published ImageNet weights; pass a local checkpoint with --weights PATH")
+    source = published_weights(spec, weights)
+    if weights == "imagenet" and source is None:
+        raise WeightsError(f"{spec.name} has no published ImageNet weights; pass a local checkpoint with --weights PATH")
+    if source is not None:
         if source.package is not None:
             try:
                 path = source.locate()  # type: ignore[misc]
@@ -77,9 +92,9 @@ def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_cl
                 ) from None
         else:
             path = W.download(source.url, sha256=source.sha256)  # type: ignore[arg-type]
-        label = f"{spec.name} ImageNet weights ({Path(path).name})"
+        label = f"{spec.name} {source.name} weights ({Path(path).name})"
     else:
-        path, source, label = Path(weights), None, str(weights)
+        path, label = Path(weights), str(weights)
     state = W.load_checkpoint(path)
     if source is not None and source.convert is not None:
         state = source.convert(state)
@@ -96,8 +111,6 @@ def calibrate_random_init(model: nn.Module, spec: ModelSpec, *, n_images: int = 
     rest of the model in eval mode), then scale the classifier so logits have the spread of a
     trained model's. Deterministic: same photos, same crops, same seed.
     """
-    from ..data import Preprocessing, calibration_batch
-
     # Random nets are resolution-sensitive: calibrate where the model is used (capped: B7 at 600 px costs 10x).
     resolution = spec.resolution if spec.fixed_resolution else max(spec.min_resolution, min(spec.resolution, 224))
     prep = Preprocessing(resolution, spec.mean, spec.std, spec.crop_pct, spec.in_chans)

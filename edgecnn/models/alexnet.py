@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 # Every row is a conv + ReLU; "pool" adds the overlapping 3x3/2 max-pool of the paper.
 #   out, kernel, stride, padding, pool
@@ -70,7 +70,7 @@ def _alexnet(
         params=61100840, macs=0.714e9, top1=56.522,
         source="torchvision AlexNet_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256="7be5be79"),
+    weights=Weights(url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256="7be5be79"),
 )
 def alexnet(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _alexnet(_FEATURES, num_classes=num_classes, **options)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, Published, WeightsSource, register_model
+from ._spec import IMAGENET_MEAN, IMAGENET_STD, Published, Weights, register_model
 
 
 class BasicConv2d(nn.Module):
@@ -174,7 +174,7 @@ def _drop_aux_heads(state_dict: dict) -> dict:
         params=6624904, macs=1.498e9, top1=69.778,
         source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(
+    weights=Weights(
         url="https://download.pytorch.org/models/googlenet-1378be20.pth",
         sha256="1378be20",
         # The ported TensorFlow weights expect inputs scaled to [-1, 1].

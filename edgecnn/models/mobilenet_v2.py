@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import ConvNormAct, init_conv_bn_linear, make_divisible
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 
 class InvertedResidual(nn.Module):
@@ -97,7 +97,7 @@ def _mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     published=Published(
         params=3504872, macs=0.301e9, top1=71.878, source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 model card"
     ),
-    weights=WeightsSource(url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", sha256="b0353104"),
+    weights=Weights(url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", sha256="b0353104"),
 )
 def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     return _mobilenet_v2(**kwargs)

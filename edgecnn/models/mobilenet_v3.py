@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import ConvNormAct, SqueezeExcitation, init_conv_bn_linear, make_divisible
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1905.02244"
 # The TF reference trains with these; the checkpoints' running statistics assume them.
@@ -152,7 +152,7 @@ _URL = "https://download.pytorch.org/models/"
         params=5483032, macs=0.217e9, top1=74.042,
         source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
+    weights=Weights(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
 )
 def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
     return _mobilenet_v3("large", **kwargs)
@@ -166,7 +166,7 @@ def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
         params=2542856, macs=0.057e9, top1=67.668,
         source="torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
+    weights=Weights(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
 )
 def mobilenet_v3_small(**kwargs: Any) -> MobileNetV3:
     return _mobilenet_v3("small", **kwargs)

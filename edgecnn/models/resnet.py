@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import init_conv_bn_linear
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 
 class BasicBlock(nn.Module):
@@ -157,7 +157,7 @@ _URL = "https://download.pytorch.org/models/"
         params=11689512, macs=1.814e9, top1=69.758,
         source="torchvision ResNet18_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnet18-f37072fd.pth", sha256="f37072fd"),
+    weights=Weights(url=_URL + "resnet18-f37072fd.pth", sha256="f37072fd"),
 )
 def resnet18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, **options)
@@ -171,7 +171,7 @@ def resnet18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=21797672, macs=3.664e9, top1=73.314,
         source="torchvision ResNet34_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnet34-b627a593.pth", sha256="b627a593"),
+    weights=Weights(url=_URL + "resnet34-b627a593.pth", sha256="b627a593"),
 )
 def resnet34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, **options)
@@ -185,7 +185,7 @@ def resnet34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=25557032, macs=4.089e9, top1=76.13,
         source="torchvision ResNet50_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnet50-0676ba61.pth", sha256="0676ba61"),
+    weights=Weights(url=_URL + "resnet50-0676ba61.pth", sha256="0676ba61"),
 )
 def resnet50(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, **options)
@@ -199,7 +199,7 @@ def resnet50(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=44549160, macs=7.801e9, top1=77.374,
         source="torchvision ResNet101_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnet101-63fe2227.pth", sha256="63fe2227"),
+    weights=Weights(url=_URL + "resnet101-63fe2227.pth", sha256="63fe2227"),
 )
 def resnet101(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), num_classes=num_classes, **options)
@@ -213,7 +213,7 @@ def resnet101(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=60192808, macs=11.514e9, top1=78.312,
         source="torchvision ResNet152_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnet152-394f9c45.pth", sha256="394f9c45"),
+    weights=Weights(url=_URL + "resnet152-394f9c45.pth", sha256="394f9c45"),
 )
 def resnet152(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 8, 36, 3), num_classes=num_classes, **options)
@@ -227,7 +227,7 @@ def resnet152(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=25028904, macs=4.23e9, top1=77.618,
         source="torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnext50_32x4d-7cdf4587.pth", sha256="7cdf4587"),
+    weights=Weights(url=_URL + "resnext50_32x4d-7cdf4587.pth", sha256="7cdf4587"),
 )
 def resnext50_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4, num_classes=num_classes, **options)
@@ -241,7 +241,7 @@ def resnext50_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=88791336, macs=16.414e9, top1=79.312,
         source="torchvision ResNeXt101_32X8D_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnext101_32x8d-8ba56ff5.pth", sha256="8ba56ff5"),
+    weights=Weights(url=_URL + "resnext101_32x8d-8ba56ff5.pth", sha256="8ba56ff5"),
 )
 def resnext101_32x8d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=8, num_classes=num_classes, **options)
@@ -251,12 +251,12 @@ def resnext101_32x8d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     family="resnext",
     paper=_RESNEXT,
     min_resolution=1,
-    crop_pct=224 / 232,  # trained with torchvision's newer recipe: resize 232, crop 224
     published=Published(
         params=83455272, macs=15.46e9, top1=83.246,
         source="torchvision ResNeXt101_64X4D_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "resnext101_64x4d-173b62eb.pth", sha256="173b62eb"),
+    # trained with torchvision's newer recipe: resize 232, crop 224
+    weights=Weights(url=_URL + "resnext101_64x4d-173b62eb.pth", sha256="173b62eb", crop_pct=224 / 232),
 )
 def resnext101_64x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), groups=64, width_per_group=4, num_classes=num_classes, **options)
@@ -270,7 +270,7 @@ def resnext101_64x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=68883240, macs=11.398e9, top1=78.468,
         source="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "wide_resnet50_2-95faca4d.pth", sha256="95faca4d"),
+    weights=Weights(url=_URL + "wide_resnet50_2-95faca4d.pth", sha256="95faca4d"),
 )
 def wide_resnet50_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 6, 3), width_per_group=128, num_classes=num_classes, **options)
@@ -284,7 +284,7 @@ def wide_resnet50_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=126886696, macs=22.753e9, top1=78.848,
         source="torchvision Wide_ResNet101_2_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "wide_resnet101_2-32ee1156.pth", sha256="32ee1156"),
+    weights=Weights(url=_URL + "wide_resnet101_2-32ee1156.pth", sha256="32ee1156"),
 )
 def wide_resnet101_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), width_per_group=128, num_classes=num_classes, **options)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1602.07360"
 
@@ -109,7 +109,7 @@ def _published(name: str, params: int, gmacs: float, top1: float) -> Published:
     paper=PAPER,
     min_resolution=21,
     published=_published("SqueezeNet1_0_Weights", 1248424, 0.819, 58.092),
-    weights=WeightsSource(url="https://download.pytorch.org/models/squeezenet1_0-b66bff10.pth", sha256="b66bff10"),
+    weights=Weights(url="https://download.pytorch.org/models/squeezenet1_0-b66bff10.pth", sha256="b66bff10"),
 )
 def squeezenet1_0(**kwargs: Any) -> SqueezeNet:
     return _squeezenet("1_0", **kwargs)
@@ -120,7 +120,7 @@ def squeezenet1_0(**kwargs: Any) -> SqueezeNet:
     paper=PAPER,
     min_resolution=17,
     published=_published("SqueezeNet1_1_Weights", 1235496, 0.349, 58.178),
-    weights=WeightsSource(url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0"),
+    weights=Weights(url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0"),
 )
 def squeezenet1_1(**kwargs: Any) -> SqueezeNet:
     return _squeezenet("1_1", **kwargs)

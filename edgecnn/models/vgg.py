@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import init_conv_bn_linear
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 # Five stages of 3x3 convolutions, each closed by a 2x2/2 max-pool; the variants (paper, Table 1)
 # differ only in how many convolutions each stage has.
@@ -70,7 +70,7 @@ _URL = "https://download.pytorch.org/models/"
         params=132863336, macs=7.609e9, top1=69.02,
         source="torchvision VGG11_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg11-8a719046.pth", sha256="8a719046"),
+    weights=Weights(url=_URL + "vgg11-8a719046.pth", sha256="8a719046"),
 )
 def vgg11(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((1, 1, 2, 2, 2), batch_norm=False, num_classes=num_classes, **options)
@@ -84,7 +84,7 @@ def vgg11(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=133047848, macs=11.308e9, top1=69.928,
         source="torchvision VGG13_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg13-19584684.pth", sha256="19584684"),
+    weights=Weights(url=_URL + "vgg13-19584684.pth", sha256="19584684"),
 )
 def vgg13(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 2, 2, 2), batch_norm=False, num_classes=num_classes, **options)
@@ -98,7 +98,7 @@ def vgg13(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=138357544, macs=15.47e9, top1=71.592,
         source="torchvision VGG16_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg16-397923af.pth", sha256="397923af"),
+    weights=Weights(url=_URL + "vgg16-397923af.pth", sha256="397923af"),
 )
 def vgg16(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 3, 3, 3), batch_norm=False, num_classes=num_classes, **options)
@@ -112,7 +112,7 @@ def vgg16(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=143667240, macs=19.632e9, top1=72.376,
         source="torchvision VGG19_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
+    weights=Weights(url=_URL + "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
 )
 def vgg19(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 4, 4, 4), batch_norm=False, num_classes=num_classes, **options)
@@ -126,7 +126,7 @@ def vgg19(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=132868840, macs=7.609e9, top1=70.37,
         source="torchvision VGG11_BN_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg11_bn-6002323d.pth", sha256="6002323d"),
+    weights=Weights(url=_URL + "vgg11_bn-6002323d.pth", sha256="6002323d"),
 )
 def vgg11_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((1, 1, 2, 2, 2), batch_norm=True, num_classes=num_classes, **options)
@@ -140,7 +140,7 @@ def vgg11_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=133053736, macs=11.308e9, top1=71.586,
         source="torchvision VGG13_BN_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg13_bn-abd245e5.pth", sha256="abd245e5"),
+    weights=Weights(url=_URL + "vgg13_bn-abd245e5.pth", sha256="abd245e5"),
 )
 def vgg13_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 2, 2, 2), batch_norm=True, num_classes=num_classes, **options)
@@ -154,7 +154,7 @@ def vgg13_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=138365992, macs=15.47e9, top1=73.36,
         source="torchvision VGG16_BN_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg16_bn-6c64b313.pth", sha256="6c64b313"),
+    weights=Weights(url=_URL + "vgg16_bn-6c64b313.pth", sha256="6c64b313"),
 )
 def vgg16_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 3, 3, 3), batch_norm=True, num_classes=num_classes, **options)
@@ -168,7 +168,7 @@ def vgg16_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         params=143678248, macs=19.632e9, top1=74.218,
         source="torchvision VGG19_BN_Weights.IMAGENET1K_V1 model card",
     ),
-    weights=WeightsSource(url=_URL + "vgg19_bn-c79401a0.pth", sha256="c79401a0"),
+    weights=Weights(url=_URL + "vgg19_bn-c79401a0.pth", sha256="c79401a0"),
 )
 def vgg19_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 4, 4, 4), batch_norm=True, num_classes=num_classes, **options)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, ConfigError, MissingBackendError, UnknownNameError
+from .. import backends
+from ..artifact import Artifact
+from ..errors import ArtifactError, ConfigError, UnknownNameError
 from ..registry import Registry
 from .base import Runtime, RuntimeInfo
 from .onnxruntime import OnnxRuntime
@@ -28,12 +30,7 @@ SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensor
 
 def availability() -> dict[str, str | None]:
     """runtime name -> None when usable here, else why not and the pip extra that fixes it."""
-    out: dict[str, str | None] = {}
-    for name in RUNTIMES:
-        cls = RUNTIMES.get(name)
-        reason = cls.available()
-        out[name] = None if reason is None else str(MissingBackendError(name, extra=cls.extra, reason=reason))
-    return out
+    return {name: str(err) if (err := backends.missing(name)) else None for name in RUNTIMES}
 
 
 def runtime_for(path: str | Path) -> str:
@@ -46,8 +43,6 @@ def runtime_for(path: str | Path) -> str:
 def load(artifact: Any, *, runtime: str | None = None, device: str = "cpu", threads: int | None = None,
          precision: str | None = None, input_shape: tuple[int, ...] | None = None) -> Runtime:
     """Load an Artifact, a path or an nn.Module with the runtime that fits (or the one named)."""
-    from ..exporters.artifact import Artifact
-
     if isinstance(artifact, Artifact):
         path, runtime, precision = artifact.path, runtime or artifact.runtime, precision or artifact.precision
     else:

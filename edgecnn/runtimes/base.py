@@ -8,7 +8,6 @@ against every available backend.
 """
 from __future__ import annotations
 
-import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ArtifactError, ConfigError, EdgecnnError, first_line
+from .. import backends
+from ..errors import ArtifactError, ConfigError, EdgecnnError, backend_message
 
 
 @dataclass
@@ -64,8 +64,8 @@ class Runtime(ABC):
 
     @classmethod
     def available(cls) -> str | None:
-        """``None`` when the backend can run here, else the reason it cannot."""
-        return None
+        """``None`` when the backend can run here, else the reason it cannot (decided once, in backends)."""
+        return backends.unavailable(cls.name)
 
     def versions(self) -> dict[str, str]:
         return {}
@@ -109,13 +109,3 @@ class Runtime(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!s}, precision={self.precision}, device={self.device})"
-
-
-# OpenVINO prefixes its messages with the C++ call chain ("Exception from src/...", "Check '...' failed at ...").
-_TRACE_LINE = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$")
-
-
-def backend_message(e: BaseException) -> str:
-    """:func:`first_line` of the backend's own words, without the C++ call chain before them."""
-    said = [line.strip() for line in str(e).splitlines() if line.strip() and not _TRACE_LINE.match(line.strip())]
-    return first_line(RuntimeError(" ".join(said))) if said else first_line(e)

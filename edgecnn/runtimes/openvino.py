@@ -6,18 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import hostinfo
-from ..errors import ArtifactError, ConfigError, MissingBackendError
-from .base import Runtime, backend_message
-
-# Seen on a 2-core Intel Xeon with AMX (OpenVINO 2026.4): the int8 QDQ ShuffleNet v1 g2, g3 x1.5 and g4 fail
-# to compile with "No reorder available for the following tensor descriptors: abcde and aBDec16c64b4c"
-# (oneDNN has no weight reorder into its AMX-blocked layout for those grouped int8 convolutions); the same
-# models compile with AMX kernels disabled (ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI), and the NNCF-quantized IR
-# of the same model compiles with AMX on. tests/test_openvino_amx.py holds the one-convolution reproducer.
-AMX_REORDER = "No reorder available"
-AMX_HINT = ("a known limit of OpenVINO's AMX int8 kernels for grouped convolutions; the NNCF route "
-            "(openvino-int8-nncf) compiles, or start the process with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI "
-            "to run without AMX")
+from ..backends.openvino import AMX_HINT, AMX_REORDER, ov
+from ..errors import ArtifactError, ConfigError, backend_message
+from .base import Runtime
 
 
 def compile_failure(e: BaseException, path, *, amx: bool | None = None) -> ArtifactError:
@@ -34,21 +25,8 @@ class OpenVINORuntime(Runtime):
     extra = "openvino"
     devices = ("cpu", "gpu", "npu", "auto")
 
-    @classmethod
-    def available(cls) -> str | None:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return "the openvino package is not installed"
-        return None
-
     def _load(self) -> None:
-        reason = self.available()
-        if reason:
-            raise MissingBackendError("openvino", extra=self.extra, reason=reason)
-        import openvino as ov
-
-        core = ov.Core()
+        core = ov().Core()
         device = self.device.upper()
         if device != "AUTO" and device not in core.available_devices:
             raise ConfigError(f"OpenVINO has no {device} device here (available: {', '.join(core.available_devices)})")
@@ -79,7 +57,5 @@ class OpenVINORuntime(Runtime):
         del self.request, self.compiled
 
     def versions(self) -> dict[str, str]:
-        import openvino as ov
-
-        return {"openvino": ov.get_version(),
+        return {"openvino": ov().get_version(),
                 "inference_precision": str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))}

@@ -6,7 +6,7 @@ and keep in step. Inputs are converted to the engine's input type on the GPU (an
 built from an fp16-I/O ONNX takes half-precision input) and outputs come back as float32.
 
 An engine only deserializes on the TensorRT version and GPU architecture that built it; the
-build record beside it (see :mod:`edgecnn.exporters.tensorrt`) is checked first so a mismatch
+build record beside it (see :mod:`edgecnn.backends.tensorrt`) is checked first so a mismatch
 says what to do instead of failing inside TensorRT.
 """
 from __future__ import annotations
@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..backends import tensorrt as backend
+from ..backends.tensorrt import gpu_info, make_logger, read_sidecar
 from ..errors import ArtifactError, ConfigError
-from ..exporters.tensorrt import gpu_info, make_logger, read_sidecar, require_tensorrt, tensorrt_unavailable
 from .base import Runtime
 
 
@@ -27,14 +29,8 @@ class TensorRTRuntime(Runtime):
     extra = "tensorrt"
     devices = ("cuda",)
 
-    @classmethod
-    def available(cls) -> str | None:
-        return tensorrt_unavailable()
-
     def _load(self) -> None:
-        trt = require_tensorrt()
-        import torch
-
+        trt = backend.require()
         path = Path(self.path)
         self._device = torch.device("cuda", torch.cuda.current_device())
         self._host = gpu_info(self._device.index)
@@ -58,8 +54,6 @@ class TensorRTRuntime(Runtime):
             self.input_shape = opt_shape
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
         lo, hi = self._batch_range
         if not lo <= x.shape[0] <= hi:
             raise ConfigError(f"batch {x.shape[0]} is outside what this engine was built for ({lo}..{hi}); "
@@ -86,8 +80,6 @@ class TensorRTRuntime(Runtime):
         del self._trt_runtime, self._stream
 
     def versions(self) -> dict[str, str]:
-        import torch
-
         return {"tensorrt": self._host["tensorrt"], "cuda": torch.version.cuda or "", "gpu": self._host["gpu"]}
 
 
@@ -114,8 +106,6 @@ def _io_names(trt: Any, engine: Any) -> tuple[str, str]:
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
-    import torch
-
     try:
         return torch.from_numpy(np.empty(0, dtype=trt.nptype(dtype))).dtype
     except TypeError:

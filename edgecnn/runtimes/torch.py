@@ -4,7 +4,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .base import Runtime
+
+
+@torch.inference_mode()
+def reference_logits(model: torch.nn.Module, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """The original's fp32 logits for ``x``, computed in chunks (no batch-size effects on the result)."""
+    return np.concatenate([model(torch.from_numpy(x[i: i + batch])).float().numpy() for i in range(0, len(x), batch)])
 
 
 class TorchRuntime(Runtime):
@@ -16,8 +23,6 @@ class TorchRuntime(Runtime):
         if not isinstance(self.path, torch.nn.Module):
             raise TypeError("the torch runtime runs an nn.Module (the original model), not a file")
         if self.device == "cuda" and not torch.cuda.is_available():
-            from ..errors import ConfigError
-
             raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device on this machine")
         if self.threads:
             torch.set_num_threads(self.threads)

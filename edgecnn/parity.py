@@ -73,6 +73,13 @@ class ParityResult:
         d["failures"] = list(self.failures)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParityResult":
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        fields["tolerance"] = Tolerance(**(d.get("tolerance") or {}))
+        fields["failures"] = tuple(d.get("failures") or ())
+        return cls(**fields)
+
 
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))

@@ -1,0 +1,190 @@
+"""Tables and plots: the export summary, check and bench tables, and reports merged across machines.
+
+Everything here renders typed results (:class:`~edgecnn.results.ArtifactResult` inside a manifest, a
+:class:`~edgecnn.harness.check.CheckReport` or a :class:`~edgecnn.harness.bench.BenchReport`); the
+verdict of a result comes from the result itself, never re-derived here.
+"""
+from __future__ import annotations
+
+import csv
+
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import MissingBackendError
+from .fileio import atomic_path
+from .harness.bench import BenchReport
+from .harness.check import CheckReport
+from .manifest import Manifest
+from .results import ArtifactResult
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def verdict(r: ArtifactResult) -> str:
+    """The result's verdict as rich markup, with what failed."""
+    v, failures = r.verdict, "; ".join(r.parity.failures) if r.parity is not None else ""
+    if v == "failed":  # could not be built, loaded or run: a failure whatever the weights, never "advisory"
+        return f"[red]failed{' (not the default)' if r.alternative else ''}:[/] {escape(r.error or '')[:70]}"
+    if v == "pass":
+        return "[green]pass[/]"
+    if v == "advisory":
+        return "[yellow]advisory[/] (random weights)"
+    if v == "fail":
+        return f"[yellow]fail, not the default[/] {escape(failures)[:60]}"
+    return f"[red]FAIL[/] {escape(failures)[:70]}"
+
+
+def export_table(manifest: Manifest) -> Table:
+    """rich Table: artifact, size, parity against the original, quick p50 latency."""
+    n = next((r.parity.n for r in manifest.results.values() if r.parity is not None), "?")
+    table = Table(title=f"{manifest.model}: artifacts vs the PyTorch original ({n} held-out images)")
+    for col in ("artifact", "runtime", "precision", "size", "cosine", "max abs err", "top-1 (confident)", "p50 ms", "parity"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision", "parity") else "right")
+    defaults, alternatives = manifest.defaults(), manifest.alternatives()
+    rows = [(a.key, a) for a in manifest.artifacts] + [(k, None) for k in manifest.failures()]
+    for key, art in rows:
+        res = manifest.results.get(key) or ArtifactResult(key, art.precision if art else "-")
+        p, lat = res.parity, res.latency
+        name = key + (" (default)" if key in defaults else " (alternative)" if key in alternatives else "")
+        slower = f" [yellow]{res.slower_than_fp32:.2f}x slower than fp32[/]" if res.slower_than_fp32 else ""
+        table.add_row(
+            name, (art.runtime if art else None) or "-", res.precision if art else "-",
+            _fmt_bytes(art.bytes) if art else "-",
+            f"{p.cosine:.5f}" if p is not None else "-",
+            f"{p.max_abs:.2e}" if p is not None else "-",
+            f"{p.top1_confident:.0%} of {p.n_confident}" if p is not None and p.n_confident else "-",
+            f"{lat.p50_ms:.2f}" if lat else "-",
+            verdict(res) + slower,
+        )
+    advisory = next((r.advisory for r in manifest.results.values() if r.advisory), None)
+    if advisory:
+        table.caption = "advisory: " + advisory
+    return table
+
+
+def check_table(report: CheckReport) -> Table:
+    table = Table(title=f"{report.model}: parity against the PyTorch original ({report.n_images} images: {report.images})")
+    for col in ("artifact", "runtime", "precision", "cosine", "max abs", "rel L2", "SQNR dB", "top-1", "top-1 conf.", "top-5", "verdict"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision", "verdict") else "right")
+    for r in report.results:
+        p = r.parity
+        if r.error is not None or p is None:
+            table.add_row(r.artifact, r.runtime, r.precision, *["-"] * 7, verdict(r))
+            continue
+        table.add_row(r.artifact, r.runtime, r.precision, f"{p.cosine:.5f}", f"{p.max_abs:.2e}",
+                      f"{p.rel_l2:.2e}", f"{p.sqnr_db:.1f}", f"{p.top1:.1%}",
+                      f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
+                      f"{p.top5_overlap:.2f}", verdict(r))
+    return table
+
+
+def layers_table(layers: dict) -> list[Table]:
+    tables = []
+    for key, info in layers.items():
+        if key == "note":
+            continue
+        t = Table(title=f"{key}: worst layers by SQNR against {info['against']} ({info['layers']} tensors compared)")
+        t.add_column("tensor")
+        t.add_column("SQNR vs fp32 (dB)", justify="right")
+        t.add_column("own quantization SQNR (dB)", justify="right")
+        for row in info["worst"]:
+            t.add_row(row["tensor"], f"{row['sqnr_db']:.1f}", f"{row['quant_sqnr_db']:.1f}")
+        tables.append(t)
+    return tables
+
+
+def bench_rows(report: BenchReport) -> list[dict]:
+    """Flat rows (one per artifact x runtime x batch) with the host attached, for tables and CSV."""
+    cpu = report.host.get("cpu", {})
+    label = report.label or f"{cpu.get('model', '?')} ({cpu.get('cores', '?')} cores)"
+    rows = []
+    for r in report.results:
+        row = {"host": label, "model": report.model, "artifact": r.artifact, "runtime": r.runtime,
+               "precision": r.precision, "batch": r.batch, "device": r.device}
+        if r.error is not None:
+            row["error"] = r.error
+        if r.latency is not None:
+            row.update(r.latency.to_dict(), speedup_vs_torch=r.speedup)
+        rows.append(row)
+    return rows
+
+
+def bench_table(reports: list[BenchReport]) -> Table:
+    table = Table(title="latency (ms); speedup = PyTorch eager fp32 p50 / p50, same run")
+    cols = ("host", "model", "artifact", "runtime", "precision", "batch", "p50", "p90", "p99", "mean", "cv", "img/s", "speedup")
+    for c in cols:
+        table.add_column(c, justify="right" if c not in ("host", "model", "artifact", "runtime", "precision") else "left")
+    for rep in reports:
+        for r in bench_rows(rep):
+            if "error" in r:
+                table.add_row(r["host"], r["model"], r["artifact"], r["runtime"], r["precision"], str(r["batch"]),
+                              *["-"] * 6, f"[red]{escape(r['error'][:40])}[/]")
+                continue
+            cv = f"{r['cv']:.0%}" + (" [yellow]noisy[/]" if r.get("noisy") else "")
+            table.add_row(r["host"], r["model"], r["artifact"], r["runtime"], r["precision"], str(r["batch"]),
+                          f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['mean_ms']:.2f}", cv,
+                          f"{r['throughput_ips']:.0f}", f"{_num(r.get('speedup_vs_torch')):.2f}x")
+    return table
+
+
+def _num(v: float | None) -> float:
+    return float("nan") if v is None else v
+
+
+def markdown(reports: list[BenchReport]) -> str:
+    lines = ["| host | model | artifact | runtime | precision | batch | p50 ms | p90 ms | cv | speedup vs torch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for rep in reports:
+        for r in bench_rows(rep):
+            if "error" in r:
+                lines.append(f"| {r['host']} | {r['model']} | {r['artifact']} | {r['runtime']} | {r['precision']} | "
+                             f"{r['batch']} | error | | | {r['error'][:60]} |")
+                continue
+            lines.append(f"| {r['host']} | {r['model']} | {r['artifact']} | {r['runtime']} | {r['precision']} | "
+                         f"{r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['cv']:.0%} | "
+                         f"{_num(r.get('speedup_vs_torch')):.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(reports: list[BenchReport], path) -> None:
+    rows = [r for rep in reports for r in bench_rows(rep)]
+    fields = sorted({k for r in rows for k in r})
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None:
+    """Bar chart of p50 latency per artifact/runtime (one bar group per host); a second panel plots
+    latency against logit cosine when parity results are given (``{artifact: cosine}``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingBackendError("matplotlib", extra="plot", reason="needed for --plot") from None
+    rows = [r for rep in reports for r in bench_rows(rep) if "p50_ms" in r]
+    panels = 2 if fidelity else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 0.35 * len(rows) + 2), squeeze=False)
+    labels = [f"{r['host'][:24]} | {r['artifact']}@{r['runtime']} b{r['batch']}" for r in rows]
+    ax = axes[0][0]
+    ax.barh(labels, [r["p50_ms"] for r in rows], xerr=[r["std_ms"] for r in rows], color="tab:blue")
+    ax.set_xlabel("p50 latency (ms), error bar = std")
+    ax.invert_yaxis()
+    if fidelity:
+        ax2 = axes[0][1]
+        for r in rows:
+            if r["artifact"] in fidelity:
+                ax2.scatter(r["p50_ms"], fidelity[r["artifact"]], label=f"{r['artifact']}@{r['runtime']}")
+        ax2.set_xlabel("p50 latency (ms)")
+        ax2.set_ylabel("logit cosine vs PyTorch fp32")
+        ax2.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
