@@ -1,9 +1,9 @@
 """Runtime: one data contract over every backend.
 
 A backend subclass implements ``_load``, ``_run`` and ``_close`` and declares ``name``,
-``formats`` and the pip extra that provides it. The base class owns everything else: input
-checks (dtype, shape, contiguity), timing, the state machine (loaded / closed) and the
-description of what is running. One contract test (tests/test_runtimes_contract.py) runs
+``formats`` and ``devices`` (its availability and pip extra live in :mod:`edgecnn.backends`). The
+base class owns everything else: input checks (dtype, shape, contiguity), timing, the state machine
+(loaded / closed) and the description of what is running. One contract test (tests/test_runtimes_contract.py) runs
 against every available backend.
 """
 from __future__ import annotations
@@ -33,7 +33,6 @@ class RuntimeInfo:
 class Runtime(ABC):
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
-    extra: ClassVar[str | None] = None  # pip extra that installs the backend
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str = "cpu",

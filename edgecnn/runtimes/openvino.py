@@ -22,7 +22,6 @@ def compile_failure(e: BaseException, path, *, amx: bool | None = None) -> Artif
 class OpenVINORuntime(Runtime):
     name = "openvino"
     formats = ("openvino", "onnx")
-    extra = "openvino"
     devices = ("cpu", "gpu", "npu", "auto")
 
     def _load(self) -> None:

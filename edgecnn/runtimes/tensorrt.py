@@ -26,7 +26,6 @@ from .base import Runtime
 class TensorRTRuntime(Runtime):
     name = "tensorrt"
     formats = ("tensorrt",)
-    extra = "tensorrt"
     devices = ("cuda",)
 
     def _load(self) -> None:
