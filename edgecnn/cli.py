@@ -22,6 +22,7 @@ from . import __version__, backends
 from .errors import ConfigError, EdgecnnError, MissingBackendError
 from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
 from .fileio import atomic_path, writable_dir, write_failure
+from .timing import BASELINES, MODES
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -64,8 +65,8 @@ def _console():
     from rich.console import Console
 
     console = Console()
-    if not console.is_terminal:  # piped / CI logs: do not squeeze tables into 80 columns
-        console = Console(width=140)
+    if not console.is_terminal:  # piped / CI logs: the tables are laid out for 100 columns
+        console = Console(width=100)
     return console
 
 
@@ -254,7 +255,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_outputs(args.json, args.csv, args.plot)
     result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
                        warmup=args.warmup, iterations=None if args.duration else args.iterations,
-                       duration_s=args.duration, progress=_progress(args))
+                       duration_s=args.duration, mode=args.mode, baselines=args.baselines, progress=_progress(args))
     if args.label:
         result.label = args.label
     console = _console()
@@ -373,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=lambda t: tuple(positive_int(v) for v in _csv(t)), default=(1,),
                    help="comma list of batch sizes (dynamic-batch exports only)")
     p.add_argument("--threads", type=positive_int)
+    p.add_argument("--mode", choices=MODES, default="latency",
+                   help="latency: one request at a time (default); throughput: every core busy for --duration "
+                        "seconds (default 5), images/s")
+    p.add_argument("--baselines", type=_names("baseline", lambda: BASELINES), default=("eager",),
+                   help=f"PyTorch baselines to measure besides eager: comma list of {','.join(BASELINES)} "
+                        "(compile = torch.compile with inductor; its compile time is reported separately)")
     p.add_argument("--warmup", type=int, default=10)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iterations", type=positive_int, default=100)

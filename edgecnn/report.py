@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -31,24 +32,26 @@ def verdict(r: ArtifactResult) -> str:
     if v == "pass":
         return "[green]pass[/]"
     if v == "advisory":
-        return "[yellow]advisory[/] (random weights)"
+        return "[yellow]advisory[/]"
     if v == "fail":
         return f"[yellow]fail, not the default[/] {escape(failures)[:60]}"
     return f"[red]FAIL[/] {escape(failures)[:70]}"
 
 
 def export_table(manifest: Manifest) -> Table:
-    """rich Table: artifact, size, parity against the original, quick p50 latency."""
+    """rich Table: artifact, size, parity against the original, quick p50 latency (fits 100 columns)."""
     n = next((r.parity.n for r in manifest.results.values() if r.parity is not None), "?")
-    table = Table(title=f"{manifest.model}: artifacts vs the PyTorch original ({n} held-out images)")
-    for col in ("artifact", "runtime", "precision", "size", "cosine", "max abs err", "top-1 (confident)", "p50 ms", "parity"):
-        table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision", "parity") else "right")
+    table = Table(title=f"{manifest.model}: artifacts vs the PyTorch original ({n} held-out images)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("artifact", "runtime", "prec", "size", "cosine", "max abs", "top-1 conf.", "p50 ms"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "prec") else "right", no_wrap=True)
+    table.add_column("verdict", overflow="fold")
     defaults, alternatives = manifest.defaults(), manifest.alternatives()
     rows = [(a.key, a) for a in manifest.artifacts] + [(k, None) for k in manifest.failures()]
     for key, art in rows:
         res = manifest.results.get(key) or ArtifactResult(key, art.precision if art else "-")
         p, lat = res.parity, res.latency
-        name = key + (" (default)" if key in defaults else " (alternative)" if key in alternatives else "")
+        name = key + (" *" if key in defaults else "")
         slower = f" [yellow]{res.slower_than_fp32:.2f}x slower than fp32[/]" if res.slower_than_fp32 else ""
         table.add_row(
             name, (art.runtime if art else None) or "-", res.precision if art else "-",
@@ -59,9 +62,13 @@ def export_table(manifest: Manifest) -> Table:
             f"{lat.p50_ms:.2f}" if lat else "-",
             verdict(res) + slower,
         )
+    notes = []
+    if defaults:
+        notes.append("* the default of several routes (" + ", ".join(sorted(alternatives)) + ": alternatives)")
     advisory = next((r.advisory for r in manifest.results.values() if r.advisory), None)
     if advisory:
-        table.caption = "advisory: " + advisory
+        notes.append("advisory: " + advisory)
+    table.caption = "\n".join(notes) or None
     return table
 
 
@@ -96,37 +103,65 @@ def layers_table(layers: dict) -> list[Table]:
     return tables
 
 
+def host_label(report: BenchReport) -> str:
+    cpu = report.host.get("cpu", {})
+    return report.label or f"{cpu.get('model', '?')} ({cpu.get('cores', '?')} cores)"
+
+
 def bench_rows(report: BenchReport) -> list[dict]:
     """Flat rows (one per artifact x runtime x batch) with the host attached, for tables and CSV."""
-    cpu = report.host.get("cpu", {})
-    label = report.label or f"{cpu.get('model', '?')} ({cpu.get('cores', '?')} cores)"
     rows = []
     for r in report.results:
-        row = {"host": label, "model": report.model, "artifact": r.artifact, "runtime": r.runtime,
-               "precision": r.precision, "batch": r.batch, "device": r.device}
+        row = {"host": host_label(report), "model": report.model, "mode": report.mode, "artifact": r.artifact,
+               "runtime": r.runtime, "precision": r.precision, "batch": r.batch, "device": r.device,
+               "speedup_vs_eager": r.speedup, "speedup_vs_best_torch": r.speedup_vs_best_torch}
         if r.error is not None:
             row["error"] = r.error
         if r.latency is not None:
-            row.update(r.latency.to_dict(), speedup_vs_torch=r.speedup)
+            row.update(r.latency.to_dict())
+        if r.throughput is not None:
+            row.update(throughput_ips=r.throughput.images_per_s, streams=r.throughput.streams,
+                       requests=r.throughput.requests)
         rows.append(row)
     return rows
 
 
 def bench_table(reports: list[BenchReport]) -> Table:
-    table = Table(title="latency (ms); speedup = PyTorch eager fp32 p50 / p50, same run")
-    cols = ("host", "model", "artifact", "runtime", "precision", "batch", "p50", "p90", "p99", "mean", "cv", "img/s", "speedup")
+    """One machine: the host in the title, 100 columns. Several (``edgecnn report``): a host column."""
+    merged = len({host_label(r) for r in reports}) > 1 or len({r.model for r in reports}) > 1
+    modes = {r.mode for r in reports}
+    throughput = modes == {"throughput"}
+    what = "throughput (img/s, every core busy)" if throughput else "latency (ms)"
+    title = f"{what}; speedups against PyTorch eager and the fastest PyTorch baseline, same run"
+    if not merged:
+        rep = reports[0]
+        title = f"{rep.model} on {host_label(rep)}, {rep.threads or 'default'} threads: " + title
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    lead = ("host", "model") if merged else ()
+    cols = (*lead, "artifact", "runtime", "prec", "b",
+            *(("streams", "img/s", "p50", "p90", "p99") if throughput else ("p50", "p90", "p99", "img/s")),
+            "x eager", "x best")
     for c in cols:
-        table.add_column(c, justify="right" if c not in ("host", "model", "artifact", "runtime", "precision") else "left")
+        table.add_column(c, justify="left" if c in ("host", "model", "artifact", "runtime", "prec") else "right",
+                         no_wrap=c != "host", overflow="fold")
     for rep in reports:
         for r in bench_rows(rep):
+            head = [r["host"], r["model"]] if merged else []
+            head += [r["artifact"], r["runtime"], r["precision"], str(r["batch"])]
             if "error" in r:
-                table.add_row(r["host"], r["model"], r["artifact"], r["runtime"], r["precision"], str(r["batch"]),
-                              *["-"] * 6, f"[red]{escape(r['error'][:40])}[/]")
+                table.add_row(*head, *["-"] * (len(cols) - len(head) - 1), f"[red]{escape(r['error'][:40])}[/]")
                 continue
-            cv = f"{r['cv']:.0%}" + (" [yellow]noisy[/]" if r.get("noisy") else "")
-            table.add_row(r["host"], r["model"], r["artifact"], r["runtime"], r["precision"], str(r["batch"]),
-                          f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['mean_ms']:.2f}", cv,
-                          f"{r['throughput_ips']:.0f}", f"{_num(r.get('speedup_vs_torch')):.2f}x")
+            noisy = "[yellow]![/]" if r.get("noisy") and not throughput else ""
+            lat = [f"{r['p50_ms']:.2f}{noisy}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+            body = [str(r["streams"]), f"{r['throughput_ips']:.1f}", *lat] if throughput else \
+                [*lat, f"{r['throughput_ips']:.0f}"]
+            table.add_row(*head, *body, f"{_num(r['speedup_vs_eager']):.2f}x",
+                          f"{_num(r['speedup_vs_best_torch']):.2f}x")
+    best = {r.artifact for rep in reports for r in rep.results if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
+    notes = [f"x best: against the fastest PyTorch baseline ({', '.join(sorted(best)) or '-'})"]
+    if not throughput:
+        notes.append("img/s = batch / p50; ! = noisy (cv > 15%)")
+    table.caption = "; ".join(notes)
     return table
 
 
@@ -135,17 +170,17 @@ def _num(v: float | None) -> float:
 
 
 def markdown(reports: list[BenchReport]) -> str:
-    lines = ["| host | model | artifact | runtime | precision | batch | p50 ms | p90 ms | cv | speedup vs torch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| host | model | mode | artifact | runtime | precision | batch | p50 ms | p90 ms | cv | img/s | "
+             "x eager | x best torch |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rep in reports:
         for r in bench_rows(rep):
+            head = (f"| {r['host']} | {r['model']} | {r['mode']} | {r['artifact']} | {r['runtime']} | "
+                    f"{r['precision']} | {r['batch']} |")
             if "error" in r:
-                lines.append(f"| {r['host']} | {r['model']} | {r['artifact']} | {r['runtime']} | {r['precision']} | "
-                             f"{r['batch']} | error | | | {r['error'][:60]} |")
+                lines.append(f"{head} error | | | | | | {r['error'][:60]} |")
                 continue
-            lines.append(f"| {r['host']} | {r['model']} | {r['artifact']} | {r['runtime']} | {r['precision']} | "
-                         f"{r['batch']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['cv']:.0%} | "
-                         f"{_num(r.get('speedup_vs_torch')):.2f}x |")
+            lines.append(f"{head} {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['cv']:.0%} | {r['throughput_ips']:.1f} | "
+                         f"{_num(r['speedup_vs_eager']):.2f}x | {_num(r['speedup_vs_best_torch']):.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -159,8 +194,9 @@ def write_csv(reports: list[BenchReport], path) -> None:
 
 
 def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None:
-    """Bar chart of p50 latency per artifact/runtime (one bar group per host); a second panel plots
-    latency against logit cosine when parity results are given (``{artifact: cosine}``)."""
+    """Bar chart of p50 latency (throughput mode: images/s) per artifact/runtime; a second panel plots
+    latency against logit cosine when parity results are given (``{artifact: cosine}``), or, in
+    throughput mode, images/s against per-request latency across the batch sizes (one line per artifact)."""
     try:
         import matplotlib
 
@@ -169,14 +205,30 @@ def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None
     except ImportError:
         raise MissingBackendError("matplotlib", extra="plot", reason="needed for --plot") from None
     rows = [r for rep in reports for r in bench_rows(rep) if "p50_ms" in r]
-    panels = 2 if fidelity else 1
+    throughput = {r["mode"] for r in rows} == {"throughput"}
+    panels = 2 if fidelity or throughput else 1
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 0.35 * len(rows) + 2), squeeze=False)
     labels = [f"{r['host'][:24]} | {r['artifact']}@{r['runtime']} b{r['batch']}" for r in rows]
     ax = axes[0][0]
-    ax.barh(labels, [r["p50_ms"] for r in rows], xerr=[r["std_ms"] for r in rows], color="tab:blue")
-    ax.set_xlabel("p50 latency (ms), error bar = std")
+    if throughput:
+        ax.barh(labels, [r["throughput_ips"] for r in rows], color="tab:green")
+        ax.set_xlabel("images/s, every core busy")
+    else:
+        ax.barh(labels, [r["p50_ms"] for r in rows], xerr=[r["std_ms"] for r in rows], color="tab:blue")
+        ax.set_xlabel("p50 latency (ms), error bar = std")
     ax.invert_yaxis()
-    if fidelity:
+    if throughput:
+        ax2 = axes[0][1]
+        for key in dict.fromkeys((r["host"], r["artifact"], r["runtime"]) for r in rows):
+            curve = sorted((r for r in rows if (r["host"], r["artifact"], r["runtime"]) == key), key=lambda r: r["batch"])
+            ax2.plot([r["p50_ms"] for r in curve], [r["throughput_ips"] for r in curve], marker="o",
+                     label=f"{key[1]}@{key[2]}")
+            for r in curve:
+                ax2.annotate(f"b{r['batch']}", (r["p50_ms"], r["throughput_ips"]), fontsize=6)
+        ax2.set_xlabel("p50 latency per request under load (ms)")
+        ax2.set_ylabel("images/s")
+        ax2.legend(fontsize=7)
+    elif fidelity:
         ax2 = axes[0][1]
         for r in rows:
             if r["artifact"] in fidelity:

@@ -41,7 +41,7 @@ def runtime_for(path: str | Path) -> str:
 
 
 def load(artifact: Any, *, runtime: str | None = None, device: str = "cpu", threads: int | None = None,
-         precision: str | None = None, input_shape: tuple[int, ...] | None = None) -> Runtime:
+         precision: str | None = None, input_shape: tuple[int, ...] | None = None, mode: str = "latency") -> Runtime:
     """Load an Artifact, a path or an nn.Module with the runtime that fits (or the one named)."""
     if isinstance(artifact, Artifact):
         path, runtime, precision = artifact.path, runtime or artifact.runtime, precision or artifact.precision
@@ -54,7 +54,7 @@ def load(artifact: Any, *, runtime: str | None = None, device: str = "cpu", thre
         raise ConfigError(f"runtime {runtime} cannot run on '{device}' (it runs on: {', '.join(cls.devices)})")
     if isinstance(path, (str, Path)) and not Path(path).exists():
         raise ArtifactError(f"artifact not found: {path}")
-    return cls(path, precision=precision or "fp32", device=device, threads=threads, input_shape=input_shape)
+    return cls(path, precision=precision or "fp32", device=device, threads=threads, input_shape=input_shape, mode=mode)
 
 
 __all__ = ["RUNTIMES", "Runtime", "RuntimeInfo", "availability", "load", "runtime_for"]

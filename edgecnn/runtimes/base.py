@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import backends
+from .. import backends, hostinfo
 from ..errors import ArtifactError, ConfigError, EdgecnnError, backend_message
+from ..timing import MODES, Throughput, summarize
 
 
 @dataclass
@@ -36,11 +38,14 @@ class Runtime(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str = "cpu",
-                 threads: int | None = None, input_shape: tuple[int, ...] | None = None) -> None:
+                 threads: int | None = None, input_shape: tuple[int, ...] | None = None, mode: str = "latency") -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
         self.path = path
         self.precision = precision
         self.device = device
         self.threads = threads
+        self.mode = mode  # latency: one request at a time, all threads on it; throughput: several in flight
         self.input_shape = tuple(input_shape) if input_shape else None
         self._closed = False
         self.last_latency_ms: float | None = None
@@ -72,9 +77,49 @@ class Runtime(ABC):
     def provider(self) -> str | None:
         return None
 
+    def streams(self) -> int:
+        """Requests in flight in throughput mode: one per thread (each request runs single-threaded)."""
+        return self.threads or hostinfo.cpu_info()["affinity"] or 1
+
     # --- the contract ---------------------------------------------------------------------
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 NCHW in, float32 (batch, classes) out."""
+        x = self._checked(x)
+        t0 = time.perf_counter()
+        y = self._run(x)
+        self.last_latency_ms = (time.perf_counter() - t0) * 1e3
+        return np.asarray(y, dtype=np.float32)
+
+    __call__ = run
+
+    def throughput(self, x: np.ndarray, *, duration_s: float, warmup: int = 2) -> Throughput:
+        """Images per second with :meth:`streams` requests in flight for ``duration_s`` seconds.
+
+        Here: one thread per stream calling the backend back to back (ONNX Runtime's and torch's run are
+        thread-safe, and in throughput mode each request gets one intra-op thread); a backend with its own
+        asynchronous queue (OpenVINO) overrides this."""
+        x = self._checked(x)
+        streams = self.streams()
+        for _ in range(warmup):
+            self._run(x)
+        deadline = time.perf_counter() + duration_s
+
+        def worker() -> list[float]:
+            times = []
+            while time.perf_counter() < deadline or not times:
+                t0 = time.perf_counter()
+                self._run(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            return times
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(streams) as pool:
+            times = [t for f in [pool.submit(worker) for _ in range(streams)] for t in f.result()]
+        elapsed = time.perf_counter() - t0
+        return Throughput(len(times) * x.shape[0] / elapsed, len(times), streams, elapsed,
+                          summarize(times, batch=x.shape[0]))
+
+    def _checked(self, x: np.ndarray) -> np.ndarray:
         if self._closed:
             raise ConfigError(f"{self.name} runtime is closed")
         x = np.asarray(x)
@@ -84,13 +129,7 @@ class Runtime(ABC):
             raise ConfigError(f"input must be NCHW (4-D), got shape {x.shape}")
         if self.input_shape is not None and x.shape[1:] != self.input_shape[1:]:
             raise ConfigError(f"input shape {x.shape} does not match the artifact's {self.input_shape}")
-        x = np.ascontiguousarray(x)
-        t0 = time.perf_counter()
-        y = self._run(x)
-        self.last_latency_ms = (time.perf_counter() - t0) * 1e3
-        return np.asarray(y, dtype=np.float32)
-
-    __call__ = run
+        return np.ascontiguousarray(x)
 
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(self.name, self.precision, self.device, self.threads, self.versions(), self.provider())
