@@ -8,6 +8,7 @@ where several routes were built. This module only says what is built from what.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,7 @@ class ExportResult:
 
 def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> ExportResult:
     """Build, verify and record every artifact ``cfg`` asks for, into ``cfg.out_dir``."""
+    t0 = time.perf_counter()
     plan = cfg.resolve()
     prep = preprocessing(plan.spec, plan.resolution, cfg.weights)
     # Read the images before any heavy work: bad calibration data should fail in a second.
@@ -59,6 +61,7 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
     with locked(out):
         export = _Export(plan, prep, calib, eval_x, out, log)
         manifest = export.run()
+        manifest.timings["total_s"] = round(time.perf_counter() - t0, 3)
         manifest.save(out)
         export.cache.finish()
     return ExportResult(out, manifest, plan.missing, export.messages)
@@ -113,11 +116,14 @@ class _Export:
         for warning in flag_slower_int8(self.cache.artifacts, results):
             self.say(warning)
         cfg, plan = self.cfg, self.plan
+        timings = {k: {"build_s": self.cache.seconds.get(k, 0.0), "evaluate_s": self.verify.seconds.get(k, 0.0)}
+                   for k in dict.fromkeys([*self.cache.seconds, *self.verify.seconds])}
         return Manifest(model=cfg.model, weights=weights, input_shape=list(plan.input_shape),
                         dynamic_batch=plan.dynamic_batch, preprocessing=self.prep.to_dict(), config=cfg.to_dict(plan),
                         versions=hostinfo.versions(), host=hostinfo.host(), artifacts=list(self.cache.artifacts),
                         results=results, selected=self.selected,
-                        notes=self.messages + [f"{t}: not built ({why})" for t, why in plan.missing.items()])
+                        notes=self.messages + [f"{t}: not built ({why})" for t, why in plan.missing.items()],
+                        timings=timings)
 
     # ---- stages ------------------------------------------------------------------------
     def simplify(self, fp32: Artifact) -> Artifact:
