@@ -204,6 +204,34 @@ def read_labels(path: str | Path) -> list[str]:
     return names
 
 
+def match_classes(folder_classes: Sequence[str], labels: Sequence[str], *, where: str) -> list[int]:
+    """The index in ``labels`` (the model's outputs) of each ImageFolder class. A folder name matches a
+    label exactly, else ignoring case, '_' / '-' for spaces, and for a label such as 'tabby, tabby cat'
+    any one of its comma-separated names (when that name is not shared). A class with no match is a
+    one-line error: accuracy against the wrong labels would be a wrong number, silently."""
+    def norm(text: str) -> str:
+        return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+    exact = {name: i for i, name in reversed(list(enumerate(labels)))}
+    loose: dict[str, set[int]] = {}
+    for i, label in enumerate(labels):
+        for alias in {norm(label), *(norm(a) for a in label.split(",") if a.strip())}:
+            loose.setdefault(alias, set()).add(i)
+    found, missing = [], []
+    for name in folder_classes:
+        hits = {exact[name]} if name in exact else loose.get(norm(name), set())
+        if len(hits) == 1:
+            found.append(next(iter(hits)))
+        else:
+            missing.append(name)
+    if missing:
+        sample = ", ".join(f"'{n}'" for n in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ConfigError(f"the class folders of {where} do not match the model's {len(labels)} labels: {sample} "
+                          f"{'is' if len(missing) == 1 else 'are'} not among them (labels start: "
+                          f"{', '.join(repr(label) for label in labels[:3])}); rename the folders or pass --labels")
+    return found
+
+
 def class_names(label_set: str) -> list[str] | None:
     """The names of a shipped label set (``"imagenet-1k"``), or None for one not shipped."""
     path = CLASS_LISTS.get(label_set)

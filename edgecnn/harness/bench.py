@@ -17,6 +17,7 @@ from ..timing import measure
 from .common import original_model, runtimes_for
 
 EAGER = "torch-eager"
+ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
 
 
 @dataclass
@@ -57,7 +58,9 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
         batches = (manifest.input_shape[0],)
     x_all = evaluation_batch(Preprocessing.from_dict(manifest.preprocessing), max(batches))
     unavailable = availability()
-    jobs = [(EAGER, "torch", "fp32", original_model(manifest))]
+    orig = original_model(manifest)
+    baseline = EAGER if orig.runtime == "torch" else ORIGINAL_ONNX
+    jobs = [(baseline, orig.runtime, "fp32", orig.target)]
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
                          versions=hostinfo.versions())
@@ -86,7 +89,7 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
     if bar is not None:
         bar.close()
     for b in batches:
-        base = next((r for r in report.results if r.artifact == EAGER and r.latency and r.batch == b), None)
+        base = next((r for r in report.results if r.artifact == baseline and r.latency and r.batch == b), None)
         for r in report.results:
             if base and r.latency and r.batch == b:
                 r.speedup = base.latency.p50_ms / r.latency.p50_ms

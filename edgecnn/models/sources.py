@@ -92,6 +92,16 @@ def parse_source(model: str | Path | nn.Module, args: Mapping[str, Any] | None =
     return ModelSource("zoo", text, text, args)
 
 
+def source_name(model: str | Path | nn.Module) -> str:
+    """The short name of a model reference (the default output folder), without checking it."""
+    if isinstance(model, nn.Module):
+        return _snake(type(model).__name__)
+    text = str(model)
+    if Path(text).suffix.lower() in (".onnx", ".pt2"):
+        return Path(text).stem
+    return text.rsplit(":", 1)[1] if ":" in text else text
+
+
 def build_factory(source: ModelSource) -> nn.Module:
     """Import the factory and call it with the source's arguments; it must return an nn.Module."""
     where, fn_name = source.ref.rsplit(":", 1)
