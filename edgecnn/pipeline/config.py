@@ -250,7 +250,16 @@ def _preprocessing(plan: Plan, shape: tuple[int, int, int, int], original: Origi
     cfg, (_, channels, r, _) = plan.cfg, shape
     note = None
     if plan.spec is not None:
-        base = preprocessing(plan.spec, r, plan.weights)
+        # A local checkpoint is most often a fine-tune of the published weights: it keeps their preprocessing
+        # (Lite0's [-1, 1] inputs...), said in the output; --mean/--std/--resize/--crop set another.
+        published = plan.spec.weights_named("imagenet")
+        own = plan.weights is not None and plan.spec.weights_named(str(plan.weights)) is None
+        base = preprocessing(plan.spec, r, "imagenet" if own and published else plan.weights)
+        if own and published and (published.mean, published.std, published.crop_pct) != (None, None, None) \
+                and cfg.preprocessing is None and cfg.mean is None:
+            note = (f"preprocessing: {plan.spec.name}'s ImageNet weights' own (mean {list(base.mean)}, std "
+                    f"{list(base.std)}, resize {base.resize}), as for a fine-tune of them; set --mean/--std/--resize "
+                    "if your checkpoint was trained otherwise")
     else:
         own = module_defaults(original.target) if not isinstance(original.target, Path) else {}
         mean = tuple(own.get("mean") or (IMAGENET_MEAN if channels == 3 else (0.5,) * channels))
@@ -267,9 +276,8 @@ def _preprocessing(plan: Plan, shape: tuple[int, int, int, int], original: Origi
         base = given
     elif given is not None and not isinstance(given, dict):
         raise ConfigError("preprocessing must be an edgecnn.data.Preprocessing or a dict of mean/std/resize/crop")
-    over = {k: v for k, v in {**(given if isinstance(given, dict) else {}),
-                              **{k: getattr(cfg, k) for k in ("mean", "std", "resize", "crop")}}.items()
-            if v is not None}
+    over = {k: v for k, v in (given if isinstance(given, dict) else {}).items() if v is not None}
+    over.update({k: getattr(cfg, k) for k in ("mean", "std", "resize", "crop") if getattr(cfg, k) is not None})
     unknown = set(over) - {"mean", "std", "resize", "crop"}
     if unknown:
         raise ConfigError(f"unknown preprocessing key '{sorted(unknown)[0]}' (keys: mean, std, resize, crop)")
