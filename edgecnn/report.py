@@ -38,13 +38,47 @@ def verdict(r: ArtifactResult) -> str:
     return f"[red]FAIL[/] {escape(failures)[:70]}"
 
 
+def accuracy_cells(acc: dict | None, top5: bool) -> list[str]:
+    """'top-1 (change vs the original, in points)' and, with more than 5 classes, 'top-5'."""
+    def cell(k: str) -> str:
+        if not acc or k not in acc:
+            return "-"
+        delta = acc.get(f"delta_{k}")
+        return f"{acc[k]:.1%}" + (f" ({delta * 100:+.1f})" if delta is not None else "")
+
+    return [cell("top1")] + ([cell("top5")] if top5 else [])
+
+
+def _accuracy_columns(table: Table, original: dict | None) -> bool:
+    """Add the accuracy columns when the images carried labels; True when top-5 is shown (> 5 classes)."""
+    if not original:
+        return False
+    top5 = "top5" in original
+    table.add_column("acc@1 (pts)", justify="right", no_wrap=True)
+    if top5:
+        table.add_column("acc@5", justify="right", no_wrap=True)
+    return top5
+
+
+def _original_caption(original: dict | None, what: str) -> str | None:
+    if not original:
+        return None
+    return (f"accuracy against the true labels ({original['n']} images): {what} top-1 {original['top1']:.1%}"
+            + (f", top-5 {original['top5']:.1%}" if "top5" in original else ""))
+
+
 def export_table(manifest: Manifest) -> Table:
-    """rich Table: artifact, size, parity against the original, quick p50 latency (fits 100 columns)."""
+    """rich Table: artifact, size, parity against the original, accuracy where labelled, quick p50 latency
+    (fits 100 columns)."""
     n = next((r.parity.n for r in manifest.results.values() if r.parity is not None), "?")
-    table = Table(title=f"{manifest.model}: artifacts vs the PyTorch original ({n} held-out images)",
+    original = (manifest.evaluation or {}).get("accuracy")
+    what = "the original" if (manifest.evaluation or {}).get("original") != "torch" else "the PyTorch original"
+    table = Table(title=f"{manifest.model}: artifacts vs {what} ({n} held-out images)",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for col in ("artifact", "runtime", "prec", "size", "cosine", "max abs", "top-1 conf.", "p50 ms"):
+    for col in ("artifact", "runtime", "prec", "size", "cosine", "max abs", "top-1 conf."):
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "prec") else "right", no_wrap=True)
+    top5 = _accuracy_columns(table, original)
+    table.add_column("p50 ms", justify="right", no_wrap=True)
     table.add_column("verdict", overflow="fold")
     defaults, alternatives = manifest.defaults(), manifest.alternatives()
     rows = [(a.key, a) for a in manifest.artifacts] + [(k, None) for k in manifest.failures()]
@@ -59,6 +93,7 @@ def export_table(manifest: Manifest) -> Table:
             f"{p.cosine:.5f}" if p is not None else "-",
             f"{p.max_abs:.2e}" if p is not None else "-",
             f"{p.top1_confident:.0%} of {p.n_confident}" if p is not None and p.n_confident else "-",
+            *(accuracy_cells(res.accuracy, top5) if original else []),
             f"{lat.p50_ms:.2f}" if lat else "-",
             verdict(res) + slower,
         )
@@ -66,25 +101,77 @@ def export_table(manifest: Manifest) -> Table:
     if defaults:
         notes.append("* the default of several routes (" + ", ".join(sorted(alternatives)) + ": alternatives)")
     advisory = next((r.advisory for r in manifest.results.values() if r.advisory), None)
-    if advisory:
-        notes.append("advisory: " + advisory)
+    notes += [c for c in (_original_caption(original, what), advisory and "advisory: " + advisory) if c]
     table.caption = "\n".join(notes) or None
     return table
 
 
 def check_table(report: CheckReport) -> Table:
-    table = Table(title=f"{report.model}: parity against the PyTorch original ({report.n_images} images: {report.images})")
-    for col in ("artifact", "runtime", "precision", "cosine", "max abs", "rel L2", "SQNR dB", "top-1", "top-1 conf.", "top-5", "verdict"):
-        table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision", "verdict") else "right")
+    table = Table(title=f"{report.model}: parity against the original ({report.n_images} images: {report.images})")
+    for col in ("artifact", "runtime", "precision", "cosine", "max abs", "rel L2", "SQNR dB", "top-1", "top-1 conf.",
+                "top-5"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision") else "right")
+    top5 = _accuracy_columns(table, report.original)
+    table.add_column("verdict")
     for r in report.results:
         p = r.parity
+        acc = accuracy_cells(r.accuracy, top5) if report.original else []
         if r.error is not None or p is None:
-            table.add_row(r.artifact, r.runtime, r.precision, *["-"] * 7, verdict(r))
+            table.add_row(r.artifact, r.runtime, r.precision, *["-"] * (7 + len(acc)), verdict(r))
             continue
         table.add_row(r.artifact, r.runtime, r.precision, f"{p.cosine:.5f}", f"{p.max_abs:.2e}",
                       f"{p.rel_l2:.2e}", f"{p.sqnr_db:.1f}", f"{p.top1:.1%}",
                       f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
-                      f"{p.top5_overlap:.2f}", verdict(r))
+                      f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r))
+    table.caption = "\n".join(c for c in (_original_caption(report.original, "the original"), *report.notes) if c) or None
+    return table
+
+
+def check_rows(check: dict) -> list[dict]:
+    """Flat rows of a check result (CheckReport.to_dict()): parity and accuracy per artifact x runtime."""
+    rows = []
+    for r in check["results"]:
+        p, a = r.get("parity") or {}, r.get("accuracy") or {}
+        rows.append({"model": check["model"], "artifact": r["artifact"], "runtime": r["runtime"],
+                     "precision": r["precision"], "cosine": p.get("cosine"), "top1_agreement": p.get("top1"),
+                     "top5_agreement": p.get("top5_overlap"), "accuracy_top1": a.get("top1"),
+                     "accuracy_top5": a.get("top5"), "delta_top1": a.get("delta_top1"),
+                     "delta_top5": a.get("delta_top5"), "ok": r.get("ok"), "error": r.get("error")})
+    return rows
+
+
+def write_check_csv(check: dict, path) -> None:
+    _write_rows(check_rows(check), path)
+
+
+def accuracy_markdown(checks: list[dict]) -> str:
+    """Accuracy against true labels per artifact and runtime, for the check results that carry it."""
+    lines = []
+    for check in checks:
+        original = check.get("original")
+        if not original:
+            continue
+        lines += [f"\n**{check['model']}**: accuracy on {original['n']} labelled images ({check['images']}); "
+                  f"original top-1 {original['top1']:.1%}" + (f", top-5 {original['top5']:.1%}" if "top5" in original
+                                                               else ""), "",
+                  "| artifact | runtime | precision | top-1 | change (pts) | top-5 |", "|---|---|---|---|---|---|"]
+        for r in check_rows(check):
+            if r["accuracy_top1"] is None:
+                continue
+            lines.append(f"| {r['artifact']} | {r['runtime']} | {r['precision']} | {r['accuracy_top1']:.1%} | "
+                         f"{(r['delta_top1'] or 0) * 100:+.1f} | "
+                         + (f"{r['accuracy_top5']:.1%}" if r["accuracy_top5"] is not None else "-") + " |")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def predict_table(report) -> Table:
+    """The top-K labels of each image (a harness.predict.PredictReport)."""
+    table = Table(title=f"{report.artifact} ({report.precision}) on {report.runtime}; labels from {report.labels_from}")
+    for col in ("image", "rank", "label", "probability"):
+        table.add_column(col, justify="right" if col in ("rank", "probability") else "left")
+    for pred in report.predictions:
+        for rank, t in enumerate(pred.top, 1):
+            table.add_row(pred.image if rank == 1 else "", str(rank), t["label"], f"{t['probability']:.1%}")
     return table
 
 
@@ -185,7 +272,10 @@ def markdown(reports: list[BenchReport]) -> str:
 
 
 def write_csv(reports: list[BenchReport], path) -> None:
-    rows = [r for rep in reports for r in bench_rows(rep)]
+    _write_rows([r for rep in reports for r in bench_rows(rep)], path)
+
+
+def _write_rows(rows: list[dict], path) -> None:
     fields = sorted({k for r in rows for k in r})
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)

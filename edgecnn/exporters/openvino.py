@@ -13,13 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import Artifact, describe
+from ..artifact import Artifact, describe, rt_info_path
 from ..backends.openvino import ov as _ov
 from ..errors import ExportError, backend_message
 
-def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool) -> None:
-    """Write the .xml/.bin pair into a temporary folder, then move both into place (.bin first)."""
+
+def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool, metadata: dict[str, str] | None = None) -> None:
+    """Write the .xml/.bin pair into a temporary folder, then move both into place (.bin first).
+    ``metadata`` (:func:`edgecnn.exporters.metadata.model_metadata`) goes into the IR's rt_info."""
     ov = _ov()
+    for key, value in (metadata or {}).items():
+        model.set_rt_info(value, rt_info_path(key))
     dest_xml = Path(dest_xml)
     dest_xml.parent.mkdir(parents=True, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".ir-", dir=dest_xml.parent)
@@ -36,14 +40,15 @@ def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str) -> Artifact:
+def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str,
+               metadata: dict[str, str] | None = None) -> Artifact:
     """ONNX (fp32 or QDQ int8) -> IR. ``precision="fp16"`` stores fp16 weights (compress_to_fp16)."""
     ov = _ov()
     try:
         model = ov.convert_model(str(src.path))
     except Exception as e:  # OpenVINO's frontends raise RuntimeError or their own OpConversionFailure
         raise ExportError(f"OpenVINO could not convert {Path(src.path).name}: {backend_message(e)}") from None
-    save_ir(model, Path(dest_xml), compress_to_fp16=precision == "fp16")
+    save_ir(model, Path(dest_xml), compress_to_fp16=precision == "fp16", metadata=metadata)
     route = {"fp16": "fp16-compressed weights", "int8": "from the QDQ ONNX"}.get(precision, "")
     return describe(dest_xml, stage=f"openvino-{precision}" + ("-qdq" if precision == "int8" else ""),
                     precision=precision, parent=src.stage, fmt="openvino", runtime="openvino", notes=route)
@@ -51,7 +56,7 @@ def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str) -> Artifa
 
 def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarray, *,
                   fast_bias_correction: bool = True, overflow_fix: str | None = None,
-                  per_tensor_activations: bool = True) -> Artifact:
+                  per_tensor_activations: bool = True, metadata: dict[str, str] | None = None) -> Artifact:
     """NNCF post-training quantization of the fp32 IR (``per_tensor_activations=False``: NNCF's own default)."""
     ov = _ov()
     import nncf
@@ -70,7 +75,7 @@ def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarr
     advanced = AdvancedQuantizationParameters(**extra)
     quantized = nncf.quantize(model, dataset, subset_size=len(calibration), fast_bias_correction=fast_bias_correction,
                               advanced_parameters=advanced)
-    save_ir(quantized, Path(dest_xml), compress_to_fp16=False)
+    save_ir(quantized, Path(dest_xml), compress_to_fp16=False, metadata=metadata)
     note = (f"NNCF PTQ on {len(calibration)} images" + (", per-tensor activations" if per_tensor_activations else "")
             + (f", overflow fix {overflow_fix}" if overflow_fix else ""))
     return describe(dest_xml, stage="openvino-int8-nncf", precision="int8", parent=fp32_ir.stage, fmt="openvino",

@@ -26,6 +26,7 @@ from ..timing import BASELINES, MODES, measure
 from .common import original_model, runtimes_for
 
 EAGER = "torch-eager"
+ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
 DEFAULT_THROUGHPUT_S = 5.0
 
 
@@ -77,8 +78,11 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
                          versions=hostinfo.versions(), mode=mode)
-    model = original_model(manifest)
-    jobs = [(f"torch-{b}", "torch", "fp32", b) for b in dict.fromkeys(("eager", *baselines))]
+    orig = original_model(manifest)
+    if orig.runtime == "torch":  # the PyTorch baselines of the original, eager first (torch.compile is lazy)
+        jobs = [(f"torch-{b}", "torch", "fp32", baseline(orig.target, b)) for b in dict.fromkeys(("eager", *baselines))]
+    else:  # an ONNX original: ONNX Runtime fp32 on it is the baseline
+        jobs = [(ORIGINAL_ONNX, orig.runtime, "fp32", orig.target)]
     unavailable = availability()
     for art in manifest.artifacts:
         for rt in runtimes_for(art, runtimes):
@@ -94,8 +98,6 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
         for name, rt_name, precision, target in jobs:
             row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b)
             try:
-                if isinstance(target, str):  # a PyTorch baseline of the original
-                    target = baseline(model, target)
                 with load(target, runtime=rt_name, threads=threads, precision=precision, mode=mode) as rt:
                     t0 = time.perf_counter()
                     rt.run(x)  # the first call: torch.compile compiles here, others load lazily
@@ -114,19 +116,19 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
                 bar.update(1)
     if bar is not None:
         bar.close()
-    _speedups(report)
+    _speedups(report, baseline=EAGER if orig.runtime == "torch" else ORIGINAL_ONNX)
     return report
 
 
-def _speedups(report: BenchReport) -> None:
-    """Against eager and against the fastest PyTorch baseline, batch by batch (same run)."""
+def _speedups(report: BenchReport, *, baseline: str) -> None:
+    """Against ``baseline`` (eager, or an ONNX original) and the fastest PyTorch baseline, batch by batch."""
     def rate(r: ArtifactResult) -> float:  # higher is faster: images/s, or 1 / p50
         return r.throughput.images_per_s if r.throughput is not None else 1.0 / r.latency.p50_ms
 
     for b in {r.batch for r in report.results}:
         rows = [r for r in report.results if r.batch == b and r.latency is not None]
         torch_rows = [r for r in rows if r.runtime == "torch"]
-        eager = next((r for r in torch_rows if r.artifact == EAGER), None)
+        eager = next((r for r in rows if r.artifact == baseline), None)
         best = max(torch_rows, key=rate, default=None)
         for r in rows:
             r.speedup = rate(r) / rate(eager) if eager is not None else None

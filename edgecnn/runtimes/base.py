@@ -8,6 +8,7 @@ against every available backend.
 """
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import backends, hostinfo
+from ..artifact import LABELS_KEY, PREPROCESSING_KEY
 from ..errors import ArtifactError, ConfigError, EdgecnnError, backend_message
 from ..timing import MODES, Throughput, summarize
 
@@ -73,6 +75,21 @@ class Runtime(ABC):
 
     def versions(self) -> dict[str, str]:
         return {}
+
+    def metadata(self) -> dict[str, str]:
+        """The artifact's own metadata (ONNX metadata_props, IR rt_info); empty where it carries none."""
+        return {}
+
+    # --- what the artifact says about itself (edgecnn.exporters.metadata) -------------------
+    @property
+    def labels(self) -> list[str] | None:
+        """The class names of the outputs, in order, where the artifact carries them."""
+        return _json(self.metadata().get(LABELS_KEY), list)
+
+    @property
+    def preprocessing(self) -> dict | None:
+        """How to feed it (mean, std, resize, crop, channel order, layout...), where the artifact says."""
+        return _json(self.metadata().get(PREPROCESSING_KEY), dict)
 
     def provider(self) -> str | None:
         return None
@@ -147,3 +164,13 @@ class Runtime(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!s}, precision={self.precision}, device={self.device})"
+
+
+def _json(text: str | None, kind: type):
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, kind) else None

@@ -44,3 +44,6 @@ class OnnxRuntime(Runtime):
 
     def provider(self) -> str | None:
         return self.session.get_providers()[0]
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import hostinfo
+from ..artifact import METADATA_KEYS, rt_info_path
 from ..backends.openvino import AMX_HINT, AMX_REORDER, ov
 from ..errors import ArtifactError, ConfigError, backend_message
 from ..timing import Throughput, summarize
@@ -41,6 +42,7 @@ class OpenVINORuntime(Runtime):
             native_fp16 = "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             config["INFERENCE_PRECISION_HINT"] = "f16" if self.precision == "fp16" and native_fp16 else "f32"
         model = core.read_model(str(self.path))  # a corrupt or truncated file fails here: "could not load"
+        self._metadata = _rt_info(model)
         try:
             self.compiled = core.compile_model(model, device, config)
         except RuntimeError as e:
@@ -81,6 +83,21 @@ class OpenVINORuntime(Runtime):
     def _close(self) -> None:
         del self.request, self.compiled
 
+    def metadata(self) -> dict[str, str]:
+        return dict(self._metadata)
+
     def versions(self) -> dict[str, str]:
         return {"openvino": ov().get_version(),
                 "inference_precision": str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))}
+
+
+def _rt_info(model) -> dict[str, str]:
+    """edgecnn's metadata in an IR (``rt_info`` edgecnn/labels...) or in an ONNX file read by OpenVINO
+    (its ONNX frontend keeps ``metadata_props`` under ``rt_info`` framework/<key>)."""
+    found = {}
+    for key in METADATA_KEYS:
+        for path in (rt_info_path(key), ["framework", key]):
+            if model.has_rt_info(path):
+                found[key] = model.get_rt_info(path).astype(str)
+                break
+    return found
