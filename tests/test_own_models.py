@@ -126,7 +126,7 @@ def test_lenet_digits_int8_accuracy_within_one_point(lenet_export):
         assert res.ok and res.advisory is None, (key, res.verdict)  # trained weights: int8 is judged
     print(f"\nLeNet-5 digits, {original['n']} held-out: original top-1 {original['top1']:.2%}; "
           + ", ".join(f"{k} {v:.2%}" for k, v in figures.items()))
-    assert "acc top-1" in r.stdout and f"{original['top1']:.1%}" in r.stdout  # the table shows it
+    assert "acc@1" in r.stdout and f"{original['top1']:.1%}" in r.stdout  # the table shows it
 
 
 def test_lenet_check_accuracy_per_runtime(lenet_export, digits, tmp_path):
