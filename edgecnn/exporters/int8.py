@@ -20,7 +20,7 @@ the same model and crops with ORT: bias correction u8s8 0.9953 -> 0.9983, u8s8-r
 0.994, per-tensor weights larger still; cross-layer equalisation finds only 2 ReLU/linear pairs in
 Lite0 (ReLU6 is not crossed) and changes per-channel results by < 0.001; on a random ShuffleNet v1
 it raised the emulated AVX2 saturation (cosine 0.9957 -> 0.9804): hence opt-in (benchmarks/int8_passes.py).
-The preset is chosen from the CPU's ISA (:func:`default_preset`), recorded in the manifest,
+The preset is chosen from the ISA the process sees (:func:`default_preset`), recorded in the manifest,
 and can be overridden. Calibration statistics come from real images preprocessed exactly as
 the model expects.
 """
@@ -88,7 +88,9 @@ TENSORRT_PRESET = "s8s8"
 
 
 def default_preset(isa: list[str] | None = None) -> str:
-    """The ONNX Runtime CPU preset for this machine's ISA."""
+    """The ONNX Runtime CPU preset for the ISA this process runs on (``hostinfo.cpu_info()["isa"]``: what
+    the process sees through CPUID, which the kernels dispatch on, not /proc/cpuinfo; they differ under
+    emulators and in some VMs)."""
     from .. import hostinfo
 
     isa = hostinfo.cpu_info()["isa"] if isa is None else isa
