@@ -9,10 +9,8 @@ import sys
 
 import pytest
 
-from edgecnn import hostinfo
+from edgecnn import hostinfo, qemu
 from edgecnn.exporters.int8 import default_preset
-
-from _qemu import requires_qemu, run  # noqa: I100
 
 VNNI_HOST = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"}
 NUMPY_HASWELL = {"AVX2": True, "FMA3": True, "AVX512F": False, "AVX512VNNI": False, "AVX512BF16": False,
@@ -99,16 +97,16 @@ def test_hostinfo_imports_nothing_heavy():
 PROBE = "import json, edgecnn.hostinfo as h; print(json.dumps(h.cpu_info()))"
 
 
-@requires_qemu
+@pytest.mark.skipif(qemu.unavailable() is not None, reason=qemu.unavailable() or "")
 def test_under_qemu_the_process_view_is_the_emulated_cpu():
     """-cpu Haswell: AVX2 and no VNNI / AVX-512 / AMX for the process, whatever /proc/cpuinfo lists.
     -cpu Nehalem (no AVX): the process lacks AVX2 where /proc/cpuinfo (an AVX2 host) lists it."""
-    haswell = json.loads(run("Haswell", "-c", PROBE).stdout)
+    haswell = json.loads(qemu.python(["-c", PROBE], cpu="Haswell").stdout)
     assert "avx2" in haswell["isa"] and not hostinfo.has_vnni(haswell["isa"]), haswell
     assert not {"avx512", "amx", "amx_int8"} & set(haswell["isa"]), haswell
     if hostinfo.has_vnni(haswell["isa_cpuinfo"]):
         assert "disagree" in haswell, haswell
-    nehalem = json.loads(run("Nehalem", "-c", PROBE).stdout)
+    nehalem = json.loads(qemu.python(["-c", PROBE], cpu="Nehalem").stdout)
     assert "avx2" not in nehalem["isa_process"] and "avx2" not in nehalem["isa"], nehalem
     if "avx2" in (nehalem["isa_cpuinfo"] or []):
         assert "the process lacks avx2" in nehalem["disagree"], nehalem
