@@ -185,6 +185,13 @@ def has_vnni(isa: list[str] | None = None) -> bool:
     return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa))
 
 
+def saturates_u8s8(isa: list[str] | None = None) -> bool:
+    """Whether int8 kernels here add u8 x s8 pairs into a saturating int16 (``VPMADDUBSW``): x86 with AVX2
+    (or AVX-512) but no VNNI. ONNX Runtime's MLAS and OpenVINO's oneDNN kernels both do."""
+    isa = cpu_info()["isa"] if isa is None else isa
+    return "avx2" in isa and not has_vnni(isa)
+
+
 def has_amx(isa: list[str] | None = None) -> bool:
     """Intel AMX int8 tiles (Sapphire Rapids and later): oneDNN, and so OpenVINO's CPU plugin, use them for int8."""
     isa = cpu_info()["isa"] if isa is None else isa

@@ -27,7 +27,6 @@ from edgecnn.exporters import saturation  # noqa: E402
 CROPS = 8  # Lite0 crops per preset: ~1 s each under QEMU
 PRESETS = ("u8s8", "u8s8-saturation-aware")
 ISA = hostinfo.cpu_info()["isa"]
-NATIVE_AVX2 = hostinfo.cpu_info()["arch"].lower() in ("x86_64", "amd64") and "avx2" in ISA and not hostinfo.has_vnni(ISA)
 
 
 # ---- probes -----------------------------------------------------------------------------------
@@ -102,7 +101,7 @@ def why_not(kernels: str) -> str | None:
     """Why this host has no real AVX2 kernels of this kind (a skip reason), or None."""
     if kernels == "qemu":
         return qemu.unavailable()
-    if not NATIVE_AVX2:
+    if not hostinfo.saturates_u8s8():
         return (f"the native CPU is not AVX2 without VNNI (the process sees: {', '.join(ISA) or 'nothing'}): "
                 "its int8 kernels do not saturate")
     return None
@@ -174,3 +173,35 @@ def test_lite0_saturation_aware_preset_recovers_on_real_kernels(real_lite0, lite
     vnni = cosines(lite0_cases["emulated"]["u8s8"][False], ref).mean()
     assert plain <= vnni - 0.03, (plain, vnni)
     assert aware >= 0.99 and aware >= plain + 0.03, (plain, aware)
+
+
+# ---- OpenVINO's NNCF route: 7-bit weights everywhere where pairs saturate ---------------------------------
+@pytest.mark.parametrize("isa,fix", [(["avx2", "fma"], "enable"), (["avx2", "avx512", "avx512_vnni", "fma"],
+                                                                  "first_layer_only"), (["arm_dotprod", "neon"],
+                                                                                        "first_layer_only")])
+def test_nncf_overflow_fix_follows_the_isa(monkeypatch, tmp_path, isa, fix):
+    """On AVX2 without VNNI, OpenVINO's int8 kernels saturate like ONNX Runtime's; NNCF's overflow fix on every
+    layer (7-bit weights) recovers it (Lite0, held-out crops: cosine 0.961 first layer only -> 0.991).
+    Elsewhere NNCF's default (first layer only) stays: 8-bit weights keep more precision."""
+    pytest.importorskip("nncf")
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    from edgecnn.exporters.openvino import convert_ir, default_overflow_fix, quantize_nncf
+    from edgecnn.exporters.torch_onnx import describe
+    from test_int8_passes import float_model, inputs
+
+    real = hostinfo.cpu_info()
+    monkeypatch.setattr(hostinfo, "cpu_info", lambda: {**real, "isa": isa})
+    assert default_overflow_fix() == fix
+    float_model(tmp_path / "m.onnx")
+    ir = convert_ir(describe(tmp_path / "m.onnx", stage="fp32", precision="fp32", parent=None),
+                    tmp_path / "fp32.xml", precision="fp32")
+    art = quantize_nncf(ir, tmp_path / "int8.xml", inputs(16))
+    assert f"overflow fix {fix}" in art.notes
+    weights = {tuple(op.get_data().shape): int(np.abs(op.get_data().astype(np.int32)).max())
+               for op in ov.Core().read_model(str(art.path)).get_ops()
+               if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "i8"}
+    # the two pointwise layers (first: 16 -> 32, last: 32 -> 8); the depthwise one is never fixed (nor saturates)
+    first, last = weights[(32, 16, 1, 1)], weights[(8, 32, 1, 1)]
+    assert first <= 64 and (last <= 64) == (fix == "enable"), weights

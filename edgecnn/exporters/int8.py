@@ -93,12 +93,9 @@ def default_preset(isa: list[str] | None = None) -> str:
     emulators and in some VMs)."""
     from .. import hostinfo
 
-    isa = hostinfo.cpu_info()["isa"] if isa is None else isa
-    if hostinfo.has_vnni(isa) or "arm_dotprod" in isa or "neon" in isa:
-        return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
-    if "avx2" in isa:
-        return "u8s8-saturation-aware"  # beats global reduce_range (emulated, lite0: cosine 0.998 vs 0.994)
-    return "u8s8"
+    if hostinfo.saturates_u8s8(isa):  # AVX2 without VNNI: u8 x s8 pairs saturate in int16
+        return "u8s8-saturation-aware"  # beats global reduce_range (lite0, real AVX2 kernels: int8_fidelity.md)
+    return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
 
 
 def get_preset(name: str) -> Int8Recipe:
