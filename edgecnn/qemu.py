@@ -71,7 +71,8 @@ def ort_outputs(models: list[str | Path], x, *, cpu: str = CPU, threads: int = 1
         python(args, cpu=cpu, timeout=timeout)
         outs = [np.load(Path(work) / f"{i}.npy") for i in range(len(models))]
         seen = json.loads((Path(work) / "process.json").read_text())
-    return outs, {**seen, "qemu_cpu": cpu}
+    version = subprocess.run([shutil.which("qemu-x86_64"), "--version"], capture_output=True, text=True).stdout
+    return outs, {**seen, "qemu_cpu": cpu, "qemu": (version.splitlines() or ["?"])[0]}
 
 
 def main(argv: list[str] | None = None) -> None:
