@@ -138,7 +138,8 @@ def real_avx2_under_qemu(rows: list[dict], outputs: dict, emulated: dict, x: np.
                  qemu_vs_emulated_min_crop_cosine=float(crop_cosines(out, emu).min()),
                  qemu_vs_emulated_crop_fidelity_corr=float(np.corrcoef(real_c, emu_c)[0, 1]))
         if n < len(x):  # like for like: this host and the emulator on the same crops
-            r.update(metrics(ref[:n], native, "subset_"), **metrics(ref[:n], emu, "subset_avx2_emulated_"))
+            r.update(metrics(ref[:n], native, "subset_"), **metrics(ref[:n], emu, "subset_avx2_emulated_"),
+                     **metrics(ref[:n], emulated[r["path"]][False][:n], "subset_int32_emulated_"))
     return seen
 
 
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.time()
             art = quantize_nncf(ir_fp32, work / "ov" / f"nncf-{len(rows)}.xml", calib, **kwargs)
             add(tag, "openvino", art.path, quantize_s=time.time() - t0, notes=art.notes,
-                nncf_overflow_fix=kwargs["overflow_fix"], per_tensor_activations=kwargs.get("per_tensor_activations", True))
+                nncf_overflow_fix=kwargs["overflow_fix"],
+                per_tensor_activations=kwargs.get("per_tensor_activations", True))
         if not args.no_fallback:
             from edgecnn.exporters.sensitivity import fallback_for_budget
 
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "other processes load this machine, so absolute figures are noisy; p50_all_ms: all runs",
                         "avx2_emulated_* / int32_emulated_*: the QDQ model run in float with U8S8 int16 pair "
                         "saturation emulated / with exact int32 accumulation (edgecnn/exporters/saturation.py)",
-                        "avx2_qemu_*: ONNX Runtime's real AVX2 kernels under qemu-x86_64 -cpu Haswell (edgecnn/qemu.py) "
+                        "avx2_qemu_*: ONNX Runtime's real AVX2 kernels under qemu-x86_64 -cpu Haswell "
+                        "(edgecnn/qemu.py) "
                         "on the first avx2_qemu_n crops; subset_*: this host's kernels and the emulator on those crops",
                         "vs_avx2_emulation_cosine / vs_int32_emulation_cosine (OpenVINO rows): mean per-crop cosine "
                         "of OpenVINO's logits to each emulation of the same QDQ model"]}
@@ -267,11 +270,16 @@ def main(argv: list[str] | None = None) -> dict:
 def markdown(result: dict) -> str:
     cpu = result["host"]["cpu"]
     isa = ", ".join(cpu["isa"]) or "-"
-    fmt = lambda r, p="": (f"{r[p + 'cosine']:.4f} / {r[p + 'top1_confident']:.1%} (n={r[p + 'n_confident']})"  # noqa: E731
-                           if p + "cosine" in r else "-")
+
+    def fmt(r: dict, p: str = "") -> str:
+        if p + "cosine" not in r:
+            return "-"
+        return f"{r[p + 'cosine']:.4f} / {r[p + 'top1_confident']:.1%} (n={r[p + 'n_confident']})"
+
     lines = [f"# int8 fidelity: {result['model']} (ImageNet weights)", "",
              f"{result['evaluation']} held-out crops (photos the calibration never sees), {result['calibration']} "
-             f"calibration crops; batch 1, {result['threads']} threads; {cpu['model']} (ISA seen by the process: {isa}; "
+             f"calibration crops; batch 1, {result['threads']} threads; {cpu['model']} "
+             f"(ISA seen by the process: {isa}; "
              f"int8 kernels here: {result['native_kernels']}). Cosine / top-1 agreement on confident crops (n) "
              "against PyTorch.", ""]
     seen = result.get("qemu")
@@ -288,8 +296,9 @@ def markdown(result: dict) -> str:
         for r in real:
             sub = "subset_" if "subset_cosine" in r else ""
             lines.append(f"| {r['recipe']} | {fmt(r, sub)} | {fmt(r, 'avx2_qemu_')} "
-                         f"| {fmt(r, sub + 'avx2_emulated_' if sub else 'avx2_emulated_')} | {fmt(r, 'int32_emulated_')} "
-                         f"| {r['qemu_vs_native_max_abs']:.3g} | cosine >= {r['qemu_vs_emulated_min_crop_cosine']:.4f}, "
+                         f"| {fmt(r, sub + 'avx2_emulated_')} | {fmt(r, sub + 'int32_emulated_')} "
+                         f"| {r['qemu_vs_native_max_abs']:.3g} "
+                         f"| cosine >= {r['qemu_vs_emulated_min_crop_cosine']:.4f}, "
                          f"fidelity corr. {r['qemu_vs_emulated_crop_fidelity_corr']:.4f} |")
         lines.append("")
     ov = [r for r in result["rows"] if "vs_avx2_emulation_cosine" in r]
@@ -297,12 +306,14 @@ def markdown(result: dict) -> str:
         lines += ["## OpenVINO's CPU plugin on the same QDQ models: which arithmetic does it do here?", "",
                   "| QDQ model | OpenVINO vs PyTorch | OpenVINO vs AVX2 emulation | OpenVINO vs int32 emulation |",
                   "|---|---|---|---|"]
-        lines += [f"| {r['recipe']} | {fmt(r)} | {r['vs_avx2_emulation_cosine']:.5f} | {r['vs_int32_emulation_cosine']:.5f} |"
+        lines += [f"| {r['recipe']} | {fmt(r)} | {r['vs_avx2_emulation_cosine']:.5f} "
+                  f"| {r['vs_int32_emulation_cosine']:.5f} |"
                   for r in ov]
         lines.append("")
     lines += ["## Every recipe", "",
               "p50: the lowest per-round median of interleaved rounds; the machine is shared with other work, so "
-              "latencies are noisy. 'AVX2 emulated' / 'int32': the same QDQ model with int16 pair saturation emulated / "
+              "latencies are noisy. 'AVX2 emulated' / 'int32': the same QDQ model with int16 pair saturation "
+              "emulated / "
               "with exact int32 accumulation.", "",
               "| recipe | runtime | cosine / top-1 (confident) | AVX2 emulated | int32 | p50 ms | vs fp32 |",
               "|---|---|---|---|---|---|---|"]

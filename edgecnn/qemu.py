@@ -61,7 +61,8 @@ def ort_outputs(models: list[str | Path], x, *, cpu: str = CPU, threads: int = 1
     if len(xs) != len(models):
         raise ValueError(f"{len(models)} models but {len(xs)} inputs")
     with tempfile.TemporaryDirectory(prefix="edgecnn-qemu-") as work:
-        args = ["-m", "edgecnn.qemu", "--out", work, "--threads", str(threads)] + ([] if optimize else ["--no-optimize"])
+        args = ["-m", "edgecnn.qemu", "--out", work, "--threads", str(threads)]
+        args += [] if optimize else ["--no-optimize"]
         saved: dict[int, str] = {}
         for i, (model, xi) in enumerate(zip(models, xs)):
             if id(xi) not in saved:

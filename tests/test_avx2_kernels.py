@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgecnn import hostinfo, qemu  # noqa: E402
 from edgecnn.exporters import saturation  # noqa: E402
+from edgecnn.exporters.graph import logits  # noqa: E402
 
 CROPS = 8  # Lite0 crops per preset: ~1 s each under QEMU
 PRESETS = ("u8s8", "u8s8-saturation-aware")
@@ -114,30 +115,26 @@ def outputs(kernels: str, runs: dict) -> dict:
         isa = seen["cpu"]["isa"]
         assert "avx2" in isa and not hostinfo.has_vnni(isa) and "avx512" not in isa, seen["cpu"]  # a Haswell's
         return dict(zip(runs, outs))
-    outs = {}
-    for name, (path, x) in runs.items():
-        opts = ort.SessionOptions()
-        opts.log_severity_level, opts.intra_op_num_threads = 3, 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        outs[name] = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i: i + 1]})[0] for i in range(len(x))])
-    return outs
+    return {name: logits(path, x, 1) for name, (path, x) in runs.items()}
+
+
+def real(request, cases: str) -> dict:
+    """``cases``' outputs on the real AVX2 kernels ``request.param`` names; skipped, with the reason, before
+    ``cases`` is built where there are none."""
+    reason = why_not(request.param)
+    if reason:
+        pytest.skip(reason)
+    return outputs(request.param, request.getfixturevalue(cases)["runs"])
 
 
 @pytest.fixture(scope="module", params=["native", "qemu"])
 def real_probes(request):
-    """The probes' outputs on real AVX2 kernels (skipped, with the reason, before anything is built)."""
-    reason = why_not(request.param)
-    if reason:
-        pytest.skip(reason)
-    return outputs(request.param, request.getfixturevalue("probes")["runs"])
+    return real(request, "probes")
 
 
 @pytest.fixture(scope="module", params=["native", "qemu"])
 def real_lite0(request):
-    reason = why_not(request.param)
-    if reason:
-        pytest.skip(reason)
-    return outputs(request.param, request.getfixturevalue("lite0_cases")["runs"])
+    return real(request, "lite0_cases")
 
 
 def test_matmul_integer_saturates_every_pair(real_probes):
