@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     from edgecnn.harness.check import reference_logits
     from edgecnn.harness.parity import compare
 
-    t_start = time.time()
+    t_start, load_start = time.time(), os.getloadavg()[0]
     model = edgecnn.create_model(args.model, weights="imagenet")
     prep = Preprocessing.for_spec(model.edgecnn_spec)
     calib = calibration_batch(prep, args.calib)
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
               "native_kernels": ("real AVX2 kernels, u8 x s8 pairs saturate in int16" if native_avx2
                                  else "int32 accumulation (VNNI / AMX / ARM dot-product)"),
               "qemu": seen, "seconds": time.time() - t_start, "rows": rows,
+              "load_average": {"start": load_start, "end": os.getloadavg()[0]},
               "notes": ["latency p50: lowest per-round median over interleaved rounds (every model once a round); "
                         "other processes load this machine, so absolute figures are noisy; p50_all_ms: all runs",
                         "avx2_emulated_* / int32_emulated_*: the QDQ model run in float with U8S8 int16 pair "
@@ -282,6 +283,11 @@ def markdown(result: dict) -> str:
              f"(ISA seen by the process: {isa}; "
              f"int8 kernels here: {result['native_kernels']}). Cosine / top-1 agreement on confident crops (n) "
              "against PyTorch.", ""]
+    if "load_average" in result:
+        load = result["load_average"]
+        lines += [f"Machine load (1-minute average, {cpu['cores']} cores) at the start and end of the run: "
+                  f"{load['start']:.1f}, {load['end']:.1f}" + (f"; {load['note']}" if load.get("note") else "")
+                  + ". Fidelity does not depend on load; latencies do.", ""]
     seen = result.get("qemu")
     real = [r for r in result["rows"] if "avx2_qemu_cosine" in r]
     if real:
