@@ -20,7 +20,7 @@ the same model and crops with ORT: bias correction u8s8 0.9953 -> 0.9983, u8s8-r
 0.994, per-tensor weights larger still; cross-layer equalisation finds only 2 ReLU/linear pairs in
 Lite0 (ReLU6 is not crossed) and changes per-channel results by < 0.001; on a random ShuffleNet v1
 it raised the emulated AVX2 saturation (cosine 0.9957 -> 0.9804): hence opt-in (benchmarks/int8_passes.py).
-The preset is chosen from the CPU's ISA (:func:`default_preset`), recorded in the manifest,
+The preset is chosen from the ISA the process sees (:func:`default_preset`), recorded in the manifest,
 and can be overridden. Calibration statistics come from real images preprocessed exactly as
 the model expects.
 """
@@ -92,13 +92,12 @@ TENSORRT_PRESET = "s8s8"
 
 
 def default_preset(isa: list[str] | None = None) -> str:
-    """The ONNX Runtime CPU preset for this machine's ISA."""
-    isa = hostinfo.cpu_info()["isa"] if isa is None else isa
-    if hostinfo.has_vnni(isa) or "arm_dotprod" in isa or "neon" in isa:
-        return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
-    if "avx2" in isa:
-        return "u8s8-saturation-aware"  # beats global reduce_range (emulated, lite0: cosine 0.998 vs 0.994)
-    return "u8s8"
+    """The ONNX Runtime CPU preset for the ISA this process runs on (``hostinfo.cpu_info()["isa"]``: what
+    the process sees through CPUID, which the kernels dispatch on, not /proc/cpuinfo; they differ under
+    emulators and in some VMs)."""
+    if hostinfo.saturates_u8s8(isa):  # AVX2 without VNNI: u8 x s8 pairs saturate in int16
+        return "u8s8-saturation-aware"  # beats global reduce_range (lite0, real AVX2 kernels: int8_fidelity.md)
+    return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
 
 
 def get_preset(name: str) -> Int8Recipe:
