@@ -307,6 +307,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cpu = result.host["cpu"]
     console.print(f"host: {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or '-'}; "
                   f"threads {args.threads or 'runtime default'}; GPU {result.host['gpu'] or 'none'}")
+    if cpu.get("disagree"):
+        _say(console, f"note: {cpu['disagree']}", "yellow")
     console.print(bench_table([result]))
     for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")

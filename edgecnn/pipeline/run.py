@@ -265,7 +265,8 @@ class _Export:
             self.stage(qdq, (int8.sha256, ov),
                        lambda: openvino.convert_ir(int8, ir / "model.int8.qdq.xml", precision="int8", metadata=meta))
             if int8 is not None else None,
-            self.stage(nncf, (fp32.sha256, self.calib_key, ov),
+            # the overflow fix NNCF gets depends on this CPU's ISA: part of what the IR is built from
+            self.stage(nncf, (fp32.sha256, self.calib_key, ov, openvino.default_overflow_fix()),
                        lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta))
             if fp32 is not None else None,
         ]
