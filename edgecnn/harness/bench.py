@@ -1,10 +1,13 @@
 """edgecnn bench: latency of the PyTorch original and of every artifact of an export, in one run.
 
 Every runtime is measured in its own block (warm-up, then timed runs), one after another, on the
-same input and thread count; speedups are ratios against PyTorch eager fp32 measured in that same run.
+same input and thread count; speedups are ratios against PyTorch eager fp32 measured in that same run,
+on the same device where PyTorch ran there too: an engine on CUDA is compared with PyTorch on CUDA
+(``torch-eager-cuda``), a CPU artifact with PyTorch on the CPU (``torch-eager``).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from .. import hostinfo
@@ -12,9 +15,9 @@ from ..data import Preprocessing, evaluation_batch
 from ..errors import EdgecnnError
 from ..manifest import Manifest
 from ..results import ArtifactResult
-from ..runtimes import availability, load
+from ..runtimes import availability, check_device, load
 from ..timing import measure
-from .common import original_model, runtimes_for
+from .common import original_model, runs_for
 
 EAGER = "torch-eager"
 
@@ -49,33 +52,36 @@ class BenchReport:
 
 def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] = (1,),
               threads: int | None = None, warmup: int = 10, iterations: int | None = 100,
-              duration_s: float | None = None, progress: bool = True) -> BenchReport:
-    """Latency of the PyTorch original (eager fp32) and every artifact in ``out_dir``, in one run."""
+              duration_s: float | None = None, progress: bool = True, device: str | None = None) -> BenchReport:
+    """Latency of the PyTorch original (eager fp32) and every artifact in ``out_dir``, in one run.
+
+    Each runtime runs on ``device`` when one is given (those that cannot are skipped, with why), else
+    on its default: engines on CUDA, the rest on the CPU."""
+    check_device(device)
     manifest = Manifest.load(out_dir)
     manifest.verify()  # time only what the manifest describes
     if manifest.dynamic_batch is None:
         batches = (manifest.input_shape[0],)
     x_all = evaluation_batch(Preprocessing.from_dict(manifest.preprocessing), max(batches))
     unavailable = availability()
-    jobs = [(EAGER, "torch", "fp32", original_model(manifest))]
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
                          versions=hostinfo.versions())
+    jobs = []
     for art in manifest.artifacts:
-        for rt in runtimes_for(art, runtimes):
-            if rt == "torch":
-                continue
-            if unavailable.get(rt):
-                report.skipped.append(f"{art.key}@{rt}: unavailable: {unavailable[rt]}")
-            else:
-                jobs.append((art.key, rt, art.precision, art))
+        runs, skipped = runs_for(art, runtimes, device, unavailable)
+        report.skipped += skipped
+        jobs += [(art.key, rt, art.precision, art, dev) for rt, dev in runs if rt != "torch"]
+    model = original_model(manifest)
+    jobs[:0] = [(eager_name(dev), "torch", "fp32", model if dev == "cpu" else copy.deepcopy(model), dev)
+                for dev in eager_devices(device, {job[-1] for job in jobs})]
     bar = _bar(len(jobs) * len(batches), progress)
     for b in batches:
         x = x_all[:b]
-        for name, rt_name, precision, target in jobs:
-            row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b)
+        for name, rt_name, precision, target, dev in jobs:
+            row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b, device=dev)
             try:
-                with load(target, runtime=rt_name, threads=threads, precision=precision) as rt:
+                with load(target, runtime=rt_name, threads=threads, precision=precision, device=dev) as rt:
                     row.latency = measure(rt.run, x, warmup=warmup, iterations=iterations, duration_s=duration_s)
                     row.device, row.info = rt.device, {"versions": rt.versions()}
             except EdgecnnError as e:
@@ -85,12 +91,30 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
                 bar.update(1)
     if bar is not None:
         bar.close()
-    for b in batches:
-        base = next((r for r in report.results if r.artifact == EAGER and r.latency and r.batch == b), None)
-        for r in report.results:
-            if base and r.latency and r.batch == b:
-                r.speedup = base.latency.p50_ms / r.latency.p50_ms
+    for r in report.results:
+        base = _baseline(report.results, r)
+        if base is not None and r.latency:
+            r.speedup = base.latency.p50_ms / r.latency.p50_ms
     return report
+
+
+def eager_name(device: str) -> str:
+    return EAGER if device == "cpu" else f"{EAGER}-{device}"
+
+
+def eager_devices(device: str | None, used: set[str]) -> list[str]:
+    """Where PyTorch eager is measured: on the CPU, and on CUDA too when an artifact runs there
+    (only on CUDA when ``--device cuda`` was asked); torch runs on nothing else."""
+    if device == "cuda":
+        return ["cuda"]
+    return ["cpu", "cuda"] if "cuda" in used else ["cpu"]
+
+
+def _baseline(results: list[ArtifactResult], row: ArtifactResult) -> ArtifactResult | None:
+    """PyTorch eager at the same batch on the row's device, else on the CPU."""
+    eager = {r.device: r for r in results if r.runtime == "torch" and r.artifact.startswith(EAGER) and r.latency
+             and r.batch == row.batch}
+    return eager.get(row.device) or eager.get("cpu")
 
 
 def _bar(total: int, enabled: bool):

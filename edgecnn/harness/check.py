@@ -12,10 +12,10 @@ from ..errors import EdgecnnError
 from ..manifest import Manifest
 from ..parity import Tolerance, compare
 from ..results import ArtifactResult, all_pass
-from ..runtimes import availability, load
+from ..runtimes import availability, check_device, device_for, load
 from ..runtimes.torch import reference_logits
 from ..timing import measure
-from .common import original_model, run_batched, runtimes_for
+from .common import original_model, run_batched, runs_for
 from .layers import localise
 
 # Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
@@ -25,10 +25,11 @@ RANDOM_INT8_ADVISORY = "random weights: int8 fidelity is judged only with traine
 
 def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, batch: int = 1,
                       threads: int | None = None, latency: bool = True, runtime: str | None = None,
-                      device: str = "cpu", tolerance: Tolerance | None = None,
+                      device: str | None = None, tolerance: Tolerance | None = None,
                       random_weights: bool = False) -> ArtifactResult:
-    """Parity (and a quick latency) of one artifact on one runtime. A backend that fails is a failed
-    result, not a crash. ``random_weights``: int8 results are advisory (shown, not judged)."""
+    """Parity (and a quick latency) of one artifact on one runtime, on ``device`` (``None``: where that
+    runtime runs by default: an engine on CUDA). A backend that fails is a failed result, not a crash.
+    ``random_weights``: int8 results are advisory (shown, not judged)."""
     rt_name = runtime or art.runtime
     result = ArtifactResult(artifact=art.key, precision=art.precision, runtime=rt_name, parent=art.parent,
                             device=device)
@@ -36,7 +37,8 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
         result.advisory = RANDOM_INT8_ADVISORY
     name = art.key if runtime is None else f"{art.key}@{runtime}"
     try:
-        with load(art, runtime=runtime, threads=threads, device=device) as rt:
+        result.device = device_for(rt_name, device)
+        with load(art, runtime=runtime, threads=threads, device=result.device) as rt:
             out = run_batched(rt, x, batch)
             result.parity = compare(reference, out, name=name, precision=art.precision, tolerance=tolerance)
             if latency:
@@ -70,12 +72,15 @@ class CheckReport:
 
 def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple[str, ...] | None = None,
               n_images: int = 32, threads: int | None = None, tolerances: dict[str, Tolerance] | None = None,
-              layers: bool = False) -> CheckReport:
+              layers: bool = False, device: str | None = None) -> CheckReport:
     """Parity of every artifact in ``out_dir`` against the original.
 
     Every ONNX artifact runs on each requested runtime that reads ONNX (ONNX Runtime, OpenVINO);
-    IR and engines run on their own runtime. Losing alternatives are shown but do not decide ``passed``.
+    IR and engines run on their own runtime. Each runtime runs on ``device`` when one is given (those
+    that cannot are skipped, with why), else on its default: engines on CUDA, the rest on the CPU.
+    Losing alternatives are shown but do not decide ``passed``.
     """
+    check_device(device)
     manifest = Manifest.load(out_dir)
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     prep = Preprocessing.from_dict(manifest.preprocessing)
@@ -87,12 +92,10 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
                          images=images or "bundled held-out photos")
     unavailable = availability()
     for art in manifest.artifacts:
-        for rt_name in runtimes_for(art, runtimes):
-            why = unavailable.get(rt_name)
-            if why:
-                report.skipped.append(f"{art.key}@{rt_name}: unavailable: {why}")
-                continue
-            res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name,
+        runs, skipped = runs_for(art, runtimes, device, unavailable)
+        report.skipped += skipped
+        for rt_name, rt_device in runs:
+            res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name, device=rt_device,
                                     latency=False, tolerance=(tolerances or {}).get(art.precision),
                                     random_weights=manifest.config.get("weights") is None)
             res.alternative = art.key in alternatives

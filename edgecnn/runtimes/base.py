@@ -20,6 +20,16 @@ from .. import backends
 from ..errors import ArtifactError, ConfigError, EdgecnnError, backend_message
 
 
+def cuda_missing() -> str | None:
+    """Why CUDA cannot be used here (one line), or ``None`` when torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    build = " (torch here is a CPU-only build)" if torch.version.cuda is None else ""
+    return f"device 'cuda' asked for, but torch sees no CUDA device on this machine{build}"
+
+
 @dataclass
 class RuntimeInfo:
     runtime: str
@@ -34,13 +44,13 @@ class Runtime(ABC):
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
     extra: ClassVar[str | None] = None  # pip extra that installs the backend
-    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # the first is where it runs unless asked otherwise
 
-    def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str = "cpu",
+    def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str | None = None,
                  threads: int | None = None, input_shape: tuple[int, ...] | None = None) -> None:
         self.path = path
         self.precision = precision
-        self.device = device
+        self.device = device or self.devices[0]
         self.threads = threads
         self.input_shape = tuple(input_shape) if input_shape else None
         self._closed = False

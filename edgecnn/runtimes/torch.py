@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .base import Runtime
+from .base import Runtime, cuda_missing
 
 
 @torch.inference_mode()
@@ -22,8 +22,8 @@ class TorchRuntime(Runtime):
     def _load(self) -> None:
         if not isinstance(self.path, torch.nn.Module):
             raise TypeError("the torch runtime runs an nn.Module (the original model), not a file")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device on this machine")
+        if self.device == "cuda" and (why := cuda_missing()):
+            raise ConfigError(why)
         if self.threads:
             torch.set_num_threads(self.threads)
         self.model = self.path.eval().to(self.device)
