@@ -13,6 +13,9 @@ from ..models import ModelSpec, get_spec
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 32
 DYNAMIC_MAX_BATCH = 32
+# TensorRT 10's ONNX parser documents opsets 9 to 20 (onnx-tensorrt docs/operators.md, 10.0); later 10.x
+# releases read more, but 10.3 is what JetPack 6 has, so a TensorRT target caps the opset here.
+TENSORRT_MAX_OPSET = 20
 
 
 @dataclass
@@ -56,10 +59,16 @@ class ExportConfig:
             raise ConfigError("calibration and evaluation sizes must be at least 1")
         if self.max_drop is not None and not 0 < self.max_drop < 1:
             raise ConfigError(f"--max-drop is a fraction of logit cosine, between 0 and 1 (e.g. 0.01), got {self.max_drop}")
+        if self.dynamic_batch and self.batch > DYNAMIC_MAX_BATCH:  # the batch is the profile's optimum: within 1..max
+            raise ConfigError(f"with a dynamic batch, batch (the size to optimise for) must be at most "
+                              f"{DYNAMIC_MAX_BATCH}, got {self.batch}")
         recipe = self.int8 if isinstance(self.int8, Int8Recipe) else recipe_for() if self.int8 else None
         targets, missing = resolve_targets(self.targets)
-        return Plan(self, spec, spec.check_resolution(self.resolution), check_opset(self.opset, exporter=self.exporter),
-                    recipe, targets, missing)
+        opset = check_opset(self.opset, exporter=self.exporter)
+        if "tensorrt" in targets and opset > TENSORRT_MAX_OPSET:
+            raise ConfigError(f"opset {opset} is above what TensorRT's ONNX parser supports ({TENSORRT_MAX_OPSET}); "
+                              f"use --opset {TENSORRT_MAX_OPSET} or lower, or leave tensorrt out of --targets")
+        return Plan(self, spec, spec.check_resolution(self.resolution), opset, recipe, targets, missing)
 
     def to_dict(self, plan: "Plan") -> dict:
         """The config as recorded in manifest.json, defaults resolved."""
