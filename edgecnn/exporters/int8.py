@@ -95,6 +95,7 @@ PRESETS = {
     "s8s8": Int8Recipe(preset="s8s8", activation_type="int8"),
 }
 TENSORRT_PRESET = "s8s8"
+TENSORRT_STAGE = "int8-tensorrt"  # the QDQ model made for TensorRT (model.int8-tensorrt.onnx)
 
 
 def tensorrt_recipe(recipe: Int8Recipe) -> Int8Recipe:

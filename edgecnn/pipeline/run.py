@@ -20,7 +20,7 @@ from ..backends import tensorrt as tensorrt_backend
 from ..data import Preprocessing, calibration_batch, evaluation_batch
 from ..exporters import openvino, tensorrt
 from ..exporters.fp16 import convert_fp16
-from ..exporters.int8 import Int8Recipe, quantize_int8, tensorrt_recipe
+from ..exporters.int8 import TENSORRT_STAGE, Int8Recipe, quantize_int8, tensorrt_recipe
 from ..exporters.sensitivity import fallback_for_budget
 from ..exporters.simplify import simplify_onnx
 from ..exporters.torch_onnx import export_onnx
@@ -35,7 +35,6 @@ from .verify import Verifier
 
 SENSITIVITY_IMAGES = 64
 OPENVINO_INT8_ROUTES = ("openvino-int8-qdq", "openvino-int8-nncf")
-TENSORRT_INT8 = "int8-tensorrt"  # the QDQ model made for TensorRT (model.int8-tensorrt.onnx)
 TENSORRT_DEVICE = 0  # the CUDA device engines are built on (build_engine's default)
 
 
@@ -100,7 +99,7 @@ class _Export:
             self.openvino(base, fp16 is not None, int8)
         if "tensorrt" in plan.targets:
             # Its own QDQ model (symmetric, float biases and outputs), whatever the ONNX Runtime preset.
-            sym = self.int8(base, TENSORRT_INT8, tensorrt_recipe(plan.recipe)) if plan.recipe else None
+            sym = self.int8(base, TENSORRT_STAGE, tensorrt_recipe(plan.recipe)) if plan.recipe else None
             self.tensorrt([a for a in (base, fp16, sym) if a is not None])
         return self.manifest(weights)
 
