@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__, backends
-from .errors import ConfigError, EdgecnnError, MissingBackendError
+from .errors import ConfigError, EdgecnnError
 from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
 from .fileio import atomic_path, writable_dir, write_failure
 from .timing import BASELINES, MODES
@@ -210,6 +210,19 @@ def _runtime_names() -> list[str]:
     return RUNTIMES.names()
 
 
+def _device(text: str) -> str:
+    """An argparse type: one device some runtime runs on (read from the runtimes, only when given)."""
+    from .runtimes import DEVICES
+
+    if text not in DEVICES:
+        raise argparse.ArgumentTypeError(f"unknown device '{text}'; devices are: {', '.join(DEVICES)}")
+    return text
+
+
+DEVICE_HELP = ("run every artifact on this device, skipping runtimes that cannot (default: each runtime's own: "
+               "TensorRT engines on cuda, the rest on cpu)")
+
+
 @command
 def cmd_export(args: argparse.Namespace) -> int:
     from .pipeline import ExportConfig, run_export
@@ -231,7 +244,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = run_export(cfg, log=(lambda m: _say(console, m)) if not args.quiet else (lambda _m: None))
     console.print(export_table(result.manifest))
     for target, why in result.missing_targets.items():
-        _say(console, f"{target}: not built: {MissingBackendError(target, extra=target, reason=why)}", "yellow")
+        _say(console, f"{target}: not built: {backends.missing(target) or why}", "yellow")
     console.print(f"manifest: {result.out_dir / 'manifest.json'}")
     if not result.passed:
         manifest = result.manifest
@@ -271,7 +284,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.fp32_atol is not None:
         tolerances["fp32"] = Tolerance(max_abs_rel=args.fp32_atol, cosine=Tolerance.for_precision("fp32").cosine)
     result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
-                       threads=args.threads, tolerances=tolerances, layers=args.layers)
+                       threads=args.threads, tolerances=tolerances, layers=args.layers, device=args.device)
     console = _console()
     console.print(check_table(result))
     for line in result.skipped:
@@ -300,7 +313,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_outputs(args.json, args.csv, args.plot)
     result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
                        warmup=args.warmup, iterations=None if args.duration else args.iterations,
-                       duration_s=args.duration, mode=args.mode, baselines=args.baselines, progress=_progress(args))
+                       duration_s=args.duration, mode=args.mode, baselines=args.baselines, device=args.device,
+                       progress=_progress(args))
     if args.label:
         result.label = args.label
     console = _console()
@@ -444,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtimes", type=_names("runtime", _runtime_names),
                    help="comma list (default: every runtime that reads each artifact)")
     p.add_argument("--threads", type=positive_int)
+    p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--layers", action="store_true", help="localise int8 error: worst layers by SQNR")
     p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
     p.add_argument("--int8-top1", type=float, help="override the int8 confident top-1 agreement (default 0.97)")
@@ -474,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", type=_names("baseline", lambda: BASELINES), default=("eager",),
                    help=f"PyTorch baselines to measure besides eager: comma list of {','.join(BASELINES)} "
                         "(compile = torch.compile with inductor; its compile time is reported separately)")
+    p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--warmup", type=int, default=10)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iterations", type=positive_int, default=100)

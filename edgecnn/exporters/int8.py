@@ -40,6 +40,7 @@ from ..artifact import INPUT_NAME, Artifact, describe
 from ..errors import CalibrationDataError, ConfigError
 from ..fileio import atomic_path
 from . import bias_correction, equalize, saturation
+from .graph import chunks, consumers, static_batch
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute) needs 13
@@ -59,6 +60,11 @@ class Int8Recipe:
     saturation_aware: bool = False  # 7-bit weights only where int16 pair saturation costs more (saturation.py)
     equalize: bool = False  # cross-layer equalisation of Conv-Relu-Conv pairs first (equalize.py)
     bias_correction: bool = True  # remove the mean output shift of int8 weights (bias_correction.py)
+    # TensorRT (:func:`tensorrt_recipe`): its DequantizeLinear takes only int8/fp8/int4 inputs, so biases stay
+    # float (ONNX Runtime fuses int32 biases into QLinearConv, so its route keeps them); and its placement
+    # guidance leaves the outputs of the last layers unquantized: the logits stay float.
+    quantize_bias: bool = True
+    quantize_output: bool = True
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_METHODS:
@@ -90,6 +96,23 @@ PRESETS = {
     "s8s8": Int8Recipe(preset="s8s8", activation_type="int8"),
 }
 TENSORRT_PRESET = "s8s8"
+TENSORRT_STAGE = "int8-tensorrt"  # the QDQ model made for TensorRT (model.int8-tensorrt.onnx)
+
+
+def tensorrt_recipe(recipe: Int8Recipe) -> Int8Recipe:
+    """The recipe for TensorRT's QDQ model, keeping what the user chose besides the layout: symmetric
+    int8 (zero point 0, which TensorRT requires), float biases, float graph outputs.
+
+    Float biases: TensorRT's IDequantizeLayer accepts only int8/fp8/int4 inputs, and ONNX Runtime's
+    default int32 bias behind a DequantizeLinear fails its ONNX parser. Float outputs: NVIDIA's placement
+    guidance is to quantize the inputs of weighted layers, not their outputs (its ONNX quantizer,
+    ModelOpt, drives this same ONNX Runtime quantizer with QuantizeBias=False and no output
+    quantization); here only the graph outputs are taken out of Q/DQ (nothing after them can use int8,
+    and the logits keep full precision), so the interior keeps the placement the parity table measured."""
+    sym = get_preset(TENSORRT_PRESET)
+    return replace(recipe, preset=sym.preset, activation_type=sym.activation_type, weight_type=sym.weight_type,
+                   reduce_range=False, saturation_aware=False, reduce_range_nodes=(), quantize_bias=False,
+                   quantize_output=False)
 
 
 def default_preset(isa: list[str] | None = None) -> str:
@@ -116,21 +139,26 @@ def recipe_for(preset: str | None = None, **overrides) -> Int8Recipe:
 
 
 class BatchReader:
-    """onnxruntime CalibrationDataReader over an array of preprocessed inputs (batch 1), with progress."""
+    """onnxruntime CalibrationDataReader over an array of preprocessed inputs, with progress.
 
-    def __init__(self, data: np.ndarray, progress: bool = False) -> None:
+    ``batch``: the model's fixed batch (1 for a dynamic batch axis): a model exported with ``--batch N``
+    takes exactly N inputs, so the calibration images go in N at a time, the last group completed by
+    repeating its last image (min/max statistics do not change; histograms count it twice)."""
+
+    def __init__(self, data: np.ndarray, progress: bool = False, batch: int = 1) -> None:
         self.data = data
         self.progress = progress
+        self.batch = batch
         self.rewind()
 
     def _iter(self) -> Iterator[dict]:
-        it = range(len(self.data))
+        it = chunks(self.data, self.batch)
         if self.progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(it, desc="int8 calibration", unit="img", leave=False)
-        for i in it:
-            yield {INPUT_NAME: self.data[i: i + 1]}
+            it = tqdm(it, desc="int8 calibration", unit="batch", total=-(-len(self.data) // self.batch), leave=False)
+        for chunk, _ in it:
+            yield {INPUT_NAME: chunk}
 
     def get_next(self) -> dict | None:
         return next(self._it, None)
@@ -161,6 +189,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
         "WeightSymmetric": recipe.weight_type == "int8",
         "CalibPercentile": recipe.percentile,
         "CalibMovingAverage": False,
+        "QuantizeBias": recipe.quantize_bias,
     }
     seven_bit = list(recipe.reduce_range_nodes)
     passes: list[str] = []
@@ -168,6 +197,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
     with tempfile.TemporaryDirectory(prefix=".edgecnn-int8-", dir=Path(dest).parent) as work, atomic_path(dest) as tmp:
         prepped = os.path.join(work, "prepped.onnx")
         quant_pre_process(str(src.path), prepped, skip_symbolic_shape=True)
+        batch = model_batch(prepped)
         if recipe.equalize:
             import onnx
 
@@ -177,7 +207,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
 
         def run(out: str, nodes: list[str]) -> None:
             overrides = _reduce_range_overrides(prepped, nodes, per_channel=recipe.per_channel)
-            quantize_static(prepped, out, BatchReader(calibration, progress), quant_format=QuantFormat.QDQ,
+            quantize_static(prepped, out, BatchReader(calibration, progress, batch), quant_format=QuantFormat.QDQ,
                             per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
                             activation_type=qtype[recipe.activation_type], weight_type=qtype[recipe.weight_type],
                             calibrate_method=method, nodes_to_exclude=list(recipe.exclude_nodes),
@@ -195,6 +225,12 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
                 run(str(tmp), seven_bit)
         else:
             run(str(tmp), seven_bit)
+        if not recipe.quantize_output:
+            import onnx
+
+            model = onnx.load(str(tmp))
+            passes.append(f"{float_outputs(model)} graph output(s) kept in float")
+            onnx.save(model, str(tmp))
         if recipe.bias_correction:
             import onnx
 
@@ -202,7 +238,9 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
             onnx.save(model, str(tmp))
             passes.append(bias_correction.summary(report))
     note = (f"QDQ, {'per-channel' if recipe.per_channel else 'per-tensor'} {recipe.weight_type} weights, "
-            f"{recipe.activation_type} activations, {recipe.calibration} calibration on {len(calibration)} images")
+            f"{'int32' if recipe.quantize_bias else 'float'} biases, {recipe.activation_type} activations, "
+            f"{recipe.calibration} calibration on {len(calibration)} images"
+            + (f" (in batches of {batch})" if batch > 1 else ""))
     if seven_bit:
         note += f", 7-bit weights in {len(seven_bit)} layer(s)"
     if channels:
@@ -234,3 +272,43 @@ def _reduce_range_overrides(model_path: str, nodes: list[str], *, per_channel: b
         axis = 0 if node.op_type == "Conv" or trans_b else 1  # ORT's per-channel axis for these ops
         out[node.input[1]] = [{"axis": axis, "reduce_range": True} if per_channel else {"reduce_range": True}]
     return out
+
+
+def model_batch(model_path: str | Path) -> int:
+    """The fixed batch of the model's input (1 when its batch axis is dynamic)."""
+    import onnx
+
+    dims = onnx.load(str(model_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return static_batch([d.dim_value or None for d in dims])
+
+
+def float_outputs(model) -> int:
+    """Take the QuantizeLinear -> DequantizeLinear pair off every graph output of ``model`` (in place), so
+    the last layer writes the output in float; returns how many outputs were changed.
+
+    ONNX Runtime quantizes a graph output as ``last -> t -> Q -> DQ -> output``; this rewires ``last`` to
+    write ``output`` itself. A pair whose tensors anything else reads is left alone."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = consumers(model)
+    outputs = {o.name for o in graph.output}
+    dropped = []
+    for name in outputs:
+        dq = producer.get(name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or len(readers.get(q.output[0], [])) != 1:
+            continue
+        t = q.input[0]
+        last = producer.get(t)
+        if last is None or len(readers.get(t, [])) != 1 or t in outputs:
+            continue
+        last.output[list(last.output).index(t)] = name
+        dropped += [q, dq]
+    for node in dropped:
+        graph.node.remove(node)
+    gone = {t for node in dropped for t in [*node.input, *node.output]}
+    used = {i for n in graph.node for i in n.input} | outputs
+    for items in (graph.initializer, graph.value_info):  # the pairs' scales, zero points and tensors
+        for item in [i for i in items if i.name in gone and i.name not in used]:
+            items.remove(item)
+    return len(dropped) // 2

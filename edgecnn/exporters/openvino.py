@@ -17,6 +17,7 @@ from .. import hostinfo
 from ..artifact import Artifact, describe, rt_info_path
 from ..backends.openvino import ov as _ov
 from ..errors import ExportError, backend_message
+from .graph import chunks, static_batch
 
 
 def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool, metadata: dict[str, str] | None = None) -> None:
@@ -76,7 +77,9 @@ def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarr
     import nncf
 
     model = ov.Core().read_model(str(fp32_ir.path))
-    dataset = nncf.Dataset([calibration[i: i + 1] for i in range(len(calibration))])
+    dims = [d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()]
+    items = [chunk for chunk, _ in chunks(calibration, static_batch(dims))]  # as many inputs as the IR's fixed batch
+    dataset = nncf.Dataset(items)
     from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, OverflowFix,
                                                        QuantizationParameters)
 
@@ -88,7 +91,7 @@ def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarr
     if per_tensor_activations:
         extra["activations_quantization_params"] = QuantizationParameters(per_channel=False)
     advanced = AdvancedQuantizationParameters(**extra)
-    quantized = nncf.quantize(model, dataset, subset_size=len(calibration), fast_bias_correction=fast_bias_correction,
+    quantized = nncf.quantize(model, dataset, subset_size=len(items), fast_bias_correction=fast_bias_correction,
                               advanced_parameters=advanced)
     save_ir(quantized, Path(dest_xml), compress_to_fp16=False, metadata=metadata)
     note = (f"NNCF PTQ on {len(calibration)} images" + (", per-tensor activations" if per_tensor_activations else "")

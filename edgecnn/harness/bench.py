@@ -12,6 +12,7 @@ other's time). Speedups are ratios against PyTorch eager fp32, and against the f
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -20,10 +21,10 @@ from ..data import Preprocessing, evaluation_batch
 from ..errors import ConfigError, EdgecnnError
 from ..manifest import Manifest
 from ..results import ArtifactResult
-from ..runtimes import availability, load
+from ..runtimes import availability, check_device, load
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, measure
-from .common import original_model, runtimes_for
+from .common import original_model, runs_for
 
 EAGER = "torch-eager"
 ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
@@ -63,13 +64,19 @@ class BenchReport:
 def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] = (1,),
               threads: int | None = None, warmup: int = 10, iterations: int | None = 100,
               duration_s: float | None = None, mode: str = "latency", baselines: tuple[str, ...] = ("eager",),
-              progress: bool = True) -> BenchReport:
-    """The PyTorch ``baselines`` (eager fp32 always first) and every artifact in ``out_dir``, in one run."""
+              device: str | None = None, progress: bool = True) -> BenchReport:
+    """The PyTorch ``baselines`` of the original (eager fp32 always first; for an ONNX original, ONNX Runtime
+    fp32 on it) and every artifact in ``out_dir``, in one run.
+
+    Each runtime runs on ``device`` when one is given (those that cannot are skipped, with why), else on
+    its default: engines on CUDA, the rest on the CPU. PyTorch runs on every device an artifact uses, so
+    an engine on CUDA is compared with PyTorch on CUDA (``torch-eager-cuda``)."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown PyTorch baseline '{unknown[0]}'; baselines are: {', '.join(BASELINES)}")
+    check_device(device)
     manifest = Manifest.load(out_dir)
     manifest.verify()  # time only what the manifest describes
     if manifest.dynamic_batch is None:
@@ -78,27 +85,27 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
                          versions=hostinfo.versions(), mode=mode)
-    orig = original_model(manifest)
-    if orig.runtime == "torch":  # the PyTorch baselines of the original, eager first (torch.compile is lazy)
-        jobs = [(f"torch-{b}", "torch", "fp32", baseline(orig.target, b)) for b in dict.fromkeys(("eager", *baselines))]
-    else:  # an ONNX original: ONNX Runtime fp32 on it is the baseline
-        jobs = [(ORIGINAL_ONNX, orig.runtime, "fp32", orig.target)]
     unavailable = availability()
+    jobs = []  # (name, runtime, precision, what to load, device)
     for art in manifest.artifacts:
-        for rt in runtimes_for(art, runtimes):
-            if rt == "torch":
-                continue
-            if unavailable.get(rt):
-                report.skipped.append(f"{art.key}@{rt}: unavailable: {unavailable[rt]}")
-            else:
-                jobs.append((art.key, rt, art.precision, art))
+        runs, skipped = runs_for(art, runtimes, device, unavailable)
+        report.skipped += skipped
+        jobs += [(art.key, rt, art.precision, art, dev) for rt, dev in runs if rt != "torch"]
+    orig = original_model(manifest)
+    if orig.runtime == "torch":  # the PyTorch baselines, eager first, on every device used (torch.compile is lazy)
+        jobs[:0] = [(torch_name(b, dev), "torch", "fp32", baseline(orig.target if dev == "cpu" else
+                                                                     copy.deepcopy(orig.target), b), dev)
+                    for dev in torch_devices(device, {job[-1] for job in jobs})
+                    for b in dict.fromkeys(("eager", *baselines))]
+    else:  # an ONNX original: ONNX Runtime fp32 on it is the baseline
+        jobs.insert(0, (ORIGINAL_ONNX, orig.runtime, "fp32", orig.target, "cpu"))
     bar = _bar(len(jobs) * len(batches), progress)
     for b in batches:
         x = x_all[:b]
-        for name, rt_name, precision, target in jobs:
-            row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b)
+        for name, rt_name, precision, target, dev in jobs:
+            row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b, device=dev)
             try:
-                with load(target, runtime=rt_name, threads=threads, precision=precision, mode=mode) as rt:
+                with load(target, runtime=rt_name, threads=threads, precision=precision, device=dev, mode=mode) as rt:
                     t0 = time.perf_counter()
                     rt.run(x)  # the first call: torch.compile compiles here, others load lazily
                     row.info = {"first_call_s": round(time.perf_counter() - t0, 3), "versions": rt.versions()}
@@ -116,23 +123,39 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
                 bar.update(1)
     if bar is not None:
         bar.close()
-    _speedups(report, baseline=EAGER if orig.runtime == "torch" else ORIGINAL_ONNX)
+    _speedups(report)
     return report
 
 
-def _speedups(report: BenchReport, *, baseline: str) -> None:
-    """Against ``baseline`` (eager, or an ONNX original) and the fastest PyTorch baseline, batch by batch."""
+def torch_name(baseline_name: str, device: str) -> str:
+    name = f"torch-{baseline_name}"
+    return name if device == "cpu" else f"{name}-{device}"
+
+
+def torch_devices(device: str | None, used: set[str]) -> list[str]:
+    """Where PyTorch is measured: on the CPU, and on CUDA too when an artifact runs there (only on CUDA
+    when ``--device cuda`` was asked); torch runs on nothing else."""
+    if device == "cuda":
+        return ["cuda"]
+    return ["cpu", "cuda"] if "cuda" in used else ["cpu"]
+
+
+def _speedups(report: BenchReport) -> None:
+    """Against eager (or an ONNX original) and against the fastest PyTorch baseline, at the same batch and on
+    the row's device where PyTorch ran there, else on the CPU."""
     def rate(r: ArtifactResult) -> float:  # higher is faster: images/s, or 1 / p50
         return r.throughput.images_per_s if r.throughput is not None else 1.0 / r.latency.p50_ms
 
-    for b in {r.batch for r in report.results}:
-        rows = [r for r in report.results if r.batch == b and r.latency is not None]
-        torch_rows = [r for r in rows if r.runtime == "torch"]
-        eager = next((r for r in rows if r.artifact == baseline), None)
-        best = max(torch_rows, key=rate, default=None)
-        for r in rows:
-            r.speedup = rate(r) / rate(eager) if eager is not None else None
-            r.speedup_vs_best_torch = rate(r) / rate(best) if best is not None else None
+    measured = [r for r in report.results if r.latency is not None]
+    for r in measured:
+        same = [q for q in measured if q.batch == r.batch]
+        here = [q for q in same if q.runtime == "torch" and q.device == r.device] or \
+            [q for q in same if q.runtime == "torch" and q.device == "cpu"]
+        eager = next((q for q in here if q.artifact.startswith(EAGER)), None) or \
+            next((q for q in same if q.artifact == ORIGINAL_ONNX), None)
+        best = max(here, key=rate, default=None)
+        r.speedup = rate(r) / rate(eager) if eager is not None else None
+        r.speedup_vs_best_torch = rate(r) / rate(best) if best is not None else None
 
 
 def _bar(total: int, enabled: bool):

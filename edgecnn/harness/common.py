@@ -1,5 +1,5 @@
 """What check and bench share: the original model behind an export folder, which runtimes read an
-artifact, and feeding a fixed-batch artifact."""
+artifact and on which device, and feeding a fixed-batch artifact."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from ..artifact import Artifact
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError
+from ..exporters.graph import chunks
 from ..fileio import sha256_file
 from ..manifest import Manifest
 from ..models import create_model
 from ..models.sources import ModelSource, build_factory, load_program
-from ..runtimes import RUNTIMES, load
+from ..runtimes import RUNTIMES, device_for, load
 from ..runtimes.torch import reference_logits
 
 ORIGINAL_BATCH = 16  # the chunk an original with a free batch dimension is run in
@@ -87,13 +88,24 @@ def runtimes_for(art: Artifact, wanted: tuple[str, ...] | None) -> list[str]:
     return [n for n in names if wanted is None or n in wanted]
 
 
+def runs_for(art: Artifact, wanted: tuple[str, ...] | None, device: str | None,
+             unavailable: dict[str, str | None]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(runtime, device) pairs to run ``art`` on, and the pairs left out with why.
+
+    Each runtime runs on ``device`` when one is asked for, else on its own default (:func:`runtimes.device_for`):
+    an engine on CUDA, the rest on the CPU. A runtime that cannot use the asked device is left out, not failed."""
+    runs, skipped = [], []
+    for name in runtimes_for(art, wanted):
+        if unavailable.get(name):
+            skipped.append(f"{art.key}@{name}: unavailable: {unavailable[name]}")
+            continue
+        try:
+            runs.append((name, device_for(name, device)))
+        except ConfigError as e:
+            skipped.append(f"{art.key}@{name}: {e}")
+    return runs, skipped
+
+
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
     """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition."""
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i: i + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        outs.append(rt.run(chunk)[:n])
-    return np.concatenate(outs)
+    return np.concatenate([rt.run(chunk)[:n] for chunk, n in chunks(x, batch)])

@@ -20,6 +20,9 @@ from ..models.sources import ModelSource, Program, module_defaults, parse_source
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 32
 DYNAMIC_MAX_BATCH = 32
+# TensorRT 10's ONNX parser documents opsets 9 to 20 (onnx-tensorrt docs/operators.md, 10.0); later 10.x
+# releases read more, but 10.3 is what JetPack 6 has, so a TensorRT target caps the opset here.
+TENSORRT_MAX_OPSET = 20
 
 
 @dataclass
@@ -86,9 +89,15 @@ class ExportConfig:
             raise ConfigError(f"--max-drop is a fraction of logit cosine, between 0 and 1 (e.g. 0.01), got {self.max_drop}")
         if self.input_shape is not None:
             _check_shape(self.input_shape)
+        if self.dynamic_batch and self.batch > DYNAMIC_MAX_BATCH:  # the batch is the profile's optimum: within 1..max
+            raise ConfigError(f"with a dynamic batch, batch (the size to optimise for) must be at most "
+                              f"{DYNAMIC_MAX_BATCH}, got {self.batch}")
         recipe = self.int8 if isinstance(self.int8, Int8Recipe) else recipe_for() if self.int8 else None
         opset = check_opset(self.opset, exporter=self.exporter)
         targets, missing = resolve_targets(self.targets)
+        if "tensorrt" in targets and opset > TENSORRT_MAX_OPSET:
+            raise ConfigError(f"opset {opset} is above what TensorRT's ONNX parser supports ({TENSORRT_MAX_OPSET}); "
+                              f"use --opset {TENSORRT_MAX_OPSET} or lower, or leave tensorrt out of --targets")
         labels = _given_labels(self.labels)
         for folder in (self.calib_dir if recipe else None, self.eval_dir):
             if folder is not None:

@@ -17,10 +17,11 @@ import numpy as np
 
 from .. import hostinfo
 from ..artifact import Artifact
+from ..backends import tensorrt as tensorrt_backend
 from ..data import Preprocessing, calibration_batch, imagefolder_classes, match_classes
 from ..exporters import openvino, tensorrt
 from ..exporters.fp16 import convert_fp16
-from ..exporters.int8 import TENSORRT_PRESET, Int8Recipe, get_preset, quantize_int8
+from ..exporters.int8 import TENSORRT_STAGE, Int8Recipe, quantize_int8, tensorrt_recipe
 from ..exporters.metadata import embed_onnx, model_metadata
 from ..exporters.onnx_import import import_onnx
 from ..exporters.sensitivity import fallback_for_budget
@@ -39,6 +40,7 @@ from .verify import Verifier
 
 SENSITIVITY_IMAGES = 64
 OPENVINO_INT8_ROUTES = ("openvino-int8-qdq", "openvino-int8-nncf")
+TENSORRT_DEVICE = 0  # the CUDA device engines are built on (build_engine's default)
 
 
 @dataclass
@@ -158,9 +160,8 @@ class _Export:
         if "openvino" in plan.targets:
             self.openvino(base, fp16 is not None, int8)
         if "tensorrt" in plan.targets:
-            sym = int8
-            if plan.recipe and plan.recipe.preset != TENSORRT_PRESET:  # TensorRT needs zero-point-0 activations
-                sym = self.int8(base, f"int8-{TENSORRT_PRESET}", _tensorrt_recipe(plan.recipe))
+            # Its own QDQ model (symmetric, float biases and outputs), whatever the ONNX Runtime preset.
+            sym = self.int8(base, TENSORRT_STAGE, tensorrt_recipe(plan.recipe)) if plan.recipe else None
             self.tensorrt([a for a in (base, fp16, sym) if a is not None])
         return self.manifest(weights)
 
@@ -285,11 +286,15 @@ class _Export:
             self.say("openvino int8: no route works on this machine")
 
     def tensorrt(self, sources: list[Artifact]) -> None:
+        # An engine runs only on the TensorRT and GPU that built it: both are in its build key, the version as
+        # the module reports it (tensorrt-cu12/-cu13 wheels and JetPack's packages have no "tensorrt" metadata).
+        target = tensorrt_backend.gpu_info(TENSORRT_DEVICE)
         for src in sources:
             stage = f"tensorrt-{src.precision}"
-            art = self.cache.stage(stage, (src.sha256, _versions("tensorrt"), self.plan.input_shape), lambda: replace(
+            parts = (src.sha256, target, self.plan.input_shape, self.plan.dynamic_batch)
+            art = self.cache.stage(stage, parts, lambda: replace(
                 tensorrt.build_engine(src, self.out / "tensorrt", input_shape=self.plan.input_shape,
-                                      dynamic_batch=self.plan.dynamic_batch,
+                                      dynamic_batch=self.plan.dynamic_batch, device=TENSORRT_DEVICE,
                                       timing_cache=self.out / "tensorrt" / "timing.cache"), stage=stage))
             if art is not None:
                 self.verify.evaluate(art)
@@ -297,13 +302,6 @@ class _Export:
     def say(self, msg: str) -> None:
         self.messages.append(msg)
         self.log(f"  {msg}")
-
-
-def _tensorrt_recipe(recipe: Int8Recipe) -> Int8Recipe:
-    """The symmetric recipe TensorRT needs, keeping what the user chose besides the layout."""
-    sym = get_preset(TENSORRT_PRESET)
-    return replace(recipe, preset=sym.preset, activation_type=sym.activation_type, weight_type=sym.weight_type,
-                   reduce_range=False, saturation_aware=False, reduce_range_nodes=())
 
 
 def _precision(stage: str) -> str:

@@ -24,6 +24,16 @@ from ..errors import ArtifactError, ConfigError, EdgecnnError, backend_message
 from ..timing import MODES, Throughput, summarize
 
 
+def cuda_missing() -> str | None:
+    """Why CUDA cannot be used here (one line), or ``None`` when torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    build = " (torch here is a CPU-only build)" if torch.version.cuda is None else ""
+    return f"device 'cuda' asked for, but torch sees no CUDA device on this machine{build}"
+
+
 @dataclass
 class RuntimeInfo:
     runtime: str
@@ -37,15 +47,15 @@ class RuntimeInfo:
 class Runtime(ABC):
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
-    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # the first is where it runs unless asked otherwise
 
-    def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str = "cpu",
+    def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str | None = None,
                  threads: int | None = None, input_shape: tuple[int, ...] | None = None, mode: str = "latency") -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
         self.path = path
         self.precision = precision
-        self.device = device
+        self.device = device or self.devices[0]
         self.threads = threads
         self.mode = mode  # latency: one request at a time, all threads on it; throughput: several in flight
         self.input_shape = tuple(input_shape) if input_shape else None

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ConfigError
 from ..timing import BASELINES
-from .base import Runtime
+from .base import Runtime, cuda_missing
 
 
 @torch.inference_mode()
@@ -46,8 +46,8 @@ class TorchRuntime(Runtime):
     def _load(self) -> None:
         if not isinstance(self.path, torch.nn.Module):
             raise TypeError("the torch runtime runs an nn.Module (the original model), not a file")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device on this machine")
+        if self.device == "cuda" and (why := cuda_missing()):
+            raise ConfigError(why)
         self._threads_before = torch.get_num_threads()  # a process-wide setting: restored by close()
         if self.mode == "throughput":
             torch.set_num_threads(1)  # every request in flight runs on one thread, streams() of them at once
