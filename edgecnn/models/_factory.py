@@ -69,8 +69,12 @@ def checkpoint_classes(spec: ModelSpec, weights: str | Path | None, num_classes:
 
 
 def published_weights(spec: ModelSpec, weights: str | Path | None) -> Weights | None:
-    """The published checkpoint record ``weights`` names (``"imagenet"``...), or None for random init or a file."""
-    return spec.weights_named(weights) if isinstance(weights, str) else None
+    """The published checkpoint record ``weights`` names (``"imagenet"``...), or None for random init or a file.
+    Naming ``"imagenet"`` for a model without published weights is an error, not a file name."""
+    record = spec.weights_named(weights) if isinstance(weights, str) else None
+    if record is None and weights == "imagenet" and not Path(weights).is_file():
+        raise WeightsError(f"{spec.name} has no published ImageNet weights; pass a local checkpoint with --weights PATH")
+    return record
 
 
 def preprocessing(spec: ModelSpec, resolution: int | None = None, weights: str | Path | None = None) -> Preprocessing:
@@ -127,8 +131,6 @@ def build_model(spec: ModelSpec, num_classes: int, options: dict) -> nn.Module:
 
 def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_classes: int) -> None:
     source = published_weights(spec, weights)
-    if weights == "imagenet" and source is None:
-        raise WeightsError(f"{spec.name} has no published ImageNet weights; pass a local checkpoint with --weights PATH")
     if source is not None:
         if source.package is not None:
             try:
