@@ -7,13 +7,18 @@ edgecnn: run_export(int8, targets onnxruntime+openvino): the same calls plus mod
 held-out parity on every artifact, quick latency, hashes and the manifest.
 Both run in one process, one after another, warm (a first throwaway run loads the libraries).
 
-    python benchmarks/export_overhead.py [MODEL] [--repeat N]
+    python benchmarks/export_overhead.py [MODEL] [--weights random|imagenet] [--repeat N]
+
+Both sides get the same weights (random init, or the published checkpoint) and the same calibration
+images; the run is cold for edgecnn (``force``: nothing reused from an earlier export). The machine's
+load average is recorded with the figures: other processes slow both sides, which are interleaved.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import os
 import sys
 import tempfile
 import time
@@ -24,7 +29,7 @@ import numpy as np
 from _results import save_json  # benchmarks/_results.py
 
 
-def bare(model_name: str, work: Path, calib: np.ndarray) -> float:
+def bare(model_name: str, weights: str, work: Path, calib: np.ndarray) -> float:
     import nncf
     import onnx
     import onnxsim
@@ -34,7 +39,7 @@ def bare(model_name: str, work: Path, calib: np.ndarray) -> float:
 
     import edgecnn
 
-    model = edgecnn.create_model(model_name)  # not timed: both sides need the model
+    model = edgecnn.create_model(model_name, weights=weights)  # not timed: both sides need the model
     spec = model.edgecnn_spec
 
     class Reader:
@@ -66,11 +71,11 @@ def bare(model_name: str, work: Path, calib: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
-def wrapped(model_name: str, work: Path, calib_size: int) -> float:
+def wrapped(model_name: str, weights: str, work: Path, calib_size: int) -> float:
     from edgecnn.pipeline import ExportConfig, run_export
 
     t0 = time.perf_counter()
-    run_export(ExportConfig(model=model_name, int8=True, calib_size=calib_size, targets=("onnxruntime", "openvino"),
+    run_export(ExportConfig(model=model_name, weights=weights, int8=True, calib_size=calib_size, targets=("onnxruntime", "openvino"),
                             out=str(work / "edgecnn"), force=True, progress=False, threads=2), log=lambda _m: None)
     return time.perf_counter() - t0
 
@@ -78,30 +83,35 @@ def wrapped(model_name: str, work: Path, calib_size: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?", default="mobilenet_v2")
+    ap.add_argument("--weights", default="random", help="random (default) or imagenet (the published checkpoint)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--calib-size", type=int, default=128)
-    ap.add_argument("--json", default="benchmarks/results/export_overhead.json")
+    ap.add_argument("--json", default=None, help="default: benchmarks/results/export_overhead.MODEL.json")
     args = ap.parse_args()
 
     from edgecnn import hostinfo
     from edgecnn.data import calibration_batch
     from edgecnn.models import get_spec, preprocessing
 
-    calib = calibration_batch(preprocessing(get_spec(args.model)), args.calib_size)
+    weights = None if args.weights == "random" else args.weights
+    calib = calibration_batch(preprocessing(get_spec(args.model), weights=weights), args.calib_size)
+    load_start = os.getloadavg()[0]
     bare_s, ours_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        bare(args.model, work, calib)  # warm-up: library imports and first-call costs
+        bare(args.model, args.weights, work, calib)  # warm-up: library imports and first-call costs
         for _ in range(args.repeat):
-            bare_s.append(bare(args.model, work, calib))
-            ours_s.append(wrapped(args.model, work, args.calib_size))
+            bare_s.append(bare(args.model, args.weights, work, calib))
+            ours_s.append(wrapped(args.model, args.weights, work, args.calib_size))
     b, o = float(np.median(bare_s)), float(np.median(ours_s))
-    result = {"model": args.model, "calib_size": args.calib_size, "repeat": args.repeat, "bare_s": bare_s,
+    result = {"model": args.model, "weights": args.weights, "calib_size": args.calib_size, "repeat": args.repeat, "bare_s": bare_s,
               "edgecnn_s": ours_s, "bare_median_s": b, "edgecnn_median_s": o, "ratio": o / b,
-              "host": hostinfo.host()["cpu"], "versions": hostinfo.versions()}
+              "host": hostinfo.host()["cpu"], "versions": hostinfo.versions(),
+              "load_average": {"start": load_start, "end": os.getloadavg()[0]}}
     print(f"{args.model}: bare library calls {b:.1f} s, edgecnn export --int8 {o:.1f} s, ratio {o / b:.2f}x "
-          f"(median of {args.repeat}; {result['host']['model']}, {result['host']['cores']} cores)")
-    save_json(args.json, result)
+          f"(median of {args.repeat}; {result['host']['model']}, {result['host']['cores']} cores, "
+          f"load average {load_start:.1f} -> {result['load_average']['end']:.1f})")
+    save_json(args.json or f"benchmarks/results/export_overhead.{args.model}.json", result)
     return 0
 
 

@@ -161,8 +161,12 @@ def _columns(layer: QLayer, codes: np.ndarray) -> np.ndarray:
     return cols.transpose(0, 2, 1, 3, 4).reshape(n, layer.group, kh * kw * cg, oh * ow).astype(np.int32)
 
 
-def analyse_layer(layer: QLayer, codes: np.ndarray) -> dict:
-    """Worst cases and measured saturation of one layer on ``codes`` (its uint8 inputs)."""
+def analyse_layer(layer: QLayer, codes: np.ndarray, *, detail: bool = True) -> dict:
+    """Worst cases and measured saturation of one layer on ``codes`` (its uint8 inputs).
+
+    ``detail=False`` skips what only a report needs (the layer's signal and the 7-bit rounding noise of
+    channels that never saturate: the two largest matmuls) and leaves out ``sqnr_db`` and
+    ``reduce_range_sqnr_db``; ``harmful_channels`` is the same either way."""
     row = {"node": layer.node, "op": layer.op, "weight_shape": list(layer.w_q.shape), "depthwise": layer.depthwise,
            "activation_zero_point": layer.a_zp}
     if layer.depthwise:
@@ -185,34 +189,53 @@ def analyse_layer(layer: QLayer, codes: np.ndarray) -> dict:
     observed = np.maximum(extreme(np.maximum), -extreme(np.minimum)) if len(g) else np.zeros(0)
     # Measured: the risky pairs on every position of every image.
     p = w0[None, :, None] * cols[:, g, k0] + np.where(valid1, w1, 0)[None, :, None] * cols[:, g, kk1]
-    err = (np.clip(p, INT16_MIN, INT16_MAX) - p).astype(np.float64)  # (N, P, L)
+    err = np.clip(p, INT16_MIN, INT16_MAX) - p  # (N, P, L) int32: exact, |p| <= 2 * 255 * 128
     cout = layer.w_q.shape[0]
     acc_err = np.zeros((cols.shape[0], cout, cols.shape[3]))
     if len(g):
         order = np.argsort(rp["oc"], kind="stable")
         oc_sorted = rp["oc"][order]
         starts = np.flatnonzero(np.r_[True, oc_sorted[1:] != oc_sorted[:-1]])
-        acc_err[:, oc_sorted[starts]] = np.add.reduceat(err[:, order], starts, axis=1)
+        acc_err[:, oc_sorted[starts]] = np.add.reduceat(err[:, order], starts, axis=1, dtype=np.int64)
+    step = layer.a_scale * layer.w_scale  # (Cout,): accumulator units -> output units
+    noise_c = ((acc_err * step[None, :, None]) ** 2).sum(axis=(0, 2))
+    centered = (cols - layer.a_zp).astype(np.float32)
+    # A channel is harmful when saturation costs it more than 7-bit weights would: only channels that
+    # saturate at all can be, so the rounding noise is computed for those alone.
+    hit = np.flatnonzero(noise_c > 0)
+    noise7_c = _seven_bit_noise(layer, centered, step, np.arange(cout) if detail else hit)
+    harmful = hit[noise_c[hit] > (noise7_c[hit] if detail else noise7_c)]
+    row.update({"pairs": rp["n_pairs"], "risky_pairs": int(len(g)),
+                "static_worst": float(U8_MAX * np.max(np.abs(w0) + np.abs(w1)) / INT16_MAX) if len(g) else 0.0,
+                "observed_worst": float(observed.max() / INT16_MAX) if len(g) else 0.0,
+                "saturated_fraction": float(np.count_nonzero(err) / (rp["n_pairs"] * err.shape[0] * err.shape[2])),
+                "outputs_hit": float(np.count_nonzero(acc_err) / acc_err.size),
+                "can_saturate": bool(len(g)), "observed_can_saturate": bool(len(g) and observed.max() > INT16_MAX),
+                "saturates": bool(len(hit)), "harmful": bool(len(harmful)), "harmful_channels": harmful.tolist()})
+    if not detail:
+        return row
     # The layer's output (dequantized accumulator + bias) as the signal.
     w = layer.flat_weights().astype(np.float32)  # (G, O, K)
-    acc = np.matmul(w[None], (cols - layer.a_zp).astype(np.float32)).reshape(cols.shape[0], cout, -1)
-    step = layer.a_scale * layer.w_scale[None, :, None]
-    y = acc * step + (layer.bias[None, :, None] if layer.bias is not None else 0.0)
-    per_channel = (acc_err * step) ** 2
-    # What 7-bit weights would cost instead: re-round the codes to 7 bits (scale x 127/64).
-    delta = (np.round(w * (64 / 127)) * (127 / 64) - w).astype(np.float32)
-    e7 = np.matmul(delta[None], (cols - layer.a_zp).astype(np.float32)).reshape(cols.shape[0], cout, -1) * step
-    noise_c, noise7_c = per_channel.sum(axis=(0, 2)), (e7.astype(np.float64) ** 2).sum(axis=(0, 2))
-    noise, noise7, signal = float(noise_c.sum()), float(noise7_c.sum()), float(np.sum(y ** 2))
-    harmful = np.flatnonzero(noise_c > noise7_c)
-    return {**row, "pairs": rp["n_pairs"], "risky_pairs": int(len(g)),
-            "static_worst": float(U8_MAX * np.max(np.abs(w0) + np.abs(w1)) / INT16_MAX) if len(g) else 0.0,
-            "observed_worst": float(observed.max() / INT16_MAX) if len(g) else 0.0,
-            "saturated_fraction": float(np.count_nonzero(err) / (rp["n_pairs"] * err.shape[0] * err.shape[2])),
-            "outputs_hit": float(np.count_nonzero(acc_err) / acc_err.size),
-            "sqnr_db": _db(signal, noise), "reduce_range_sqnr_db": _db(signal, noise7),
-            "can_saturate": bool(len(g)), "observed_can_saturate": bool(len(g) and observed.max() > INT16_MAX),
-            "saturates": bool(noise > 0), "harmful": bool(len(harmful)), "harmful_channels": harmful.tolist()}
+    acc = np.matmul(w[None], centered).reshape(cols.shape[0], cout, -1)
+    y = acc * step[None, :, None] + (layer.bias[None, :, None] if layer.bias is not None else 0.0)
+    signal = float(np.sum(y ** 2))
+    return {**row, "sqnr_db": _db(signal, float(noise_c.sum())), "reduce_range_sqnr_db": _db(signal, float(noise7_c.sum()))}
+
+
+def _seven_bit_noise(layer: QLayer, centered: np.ndarray, step: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """Energy of the error 7-bit weights (codes re-rounded to scale x 127/64) would add to each of
+    ``channels``' outputs on ``centered`` (the layer's columns minus the zero point, (N, G, K, L))."""
+    w = layer.flat_weights().astype(np.float32)  # (G, O, K)
+    per_group = w.shape[1]
+    delta = (np.round(w * (64 / 127)) * (127 / 64) - w).astype(np.float32).reshape(-1, w.shape[2])  # (Cout, K)
+    out = np.zeros(len(channels))
+    groups = channels // per_group
+    for gi in np.unique(groups):
+        mask = groups == gi
+        sel = channels[mask]
+        e = np.matmul(delta[sel], centered[:, gi]) * step[sel][None, :, None]  # (N, len(sel), L)
+        out[mask] = (e.astype(np.float64) ** 2).sum(axis=(0, 2))
+    return out
 
 
 def _db(signal: float, noise: float) -> float:
@@ -220,7 +243,7 @@ def _db(signal: float, noise: float) -> float:
 
 
 def analyse(qdq_onnx: str | Path, calibration: np.ndarray, *, max_images: int = 8,
-            threads: int | None = None) -> list[dict]:
+            threads: int | None = None, detail: bool = True) -> list[dict]:
     """Every quantized Conv/Gemm of a U8S8 QDQ model: can it saturate, and how much does it on real inputs.
 
     Per layer: ``risky_pairs`` (pairs that saturate for some uint8 input), ``static_worst`` (largest
@@ -229,7 +252,8 @@ def analyse(qdq_onnx: str | Path, calibration: np.ndarray, *, max_images: int = 
     ``outputs_hit`` (fraction of outputs with at least one saturated pair), ``sqnr_db`` (layer output
     vs the saturation error it picks up), ``reduce_range_sqnr_db`` (vs the rounding error 7-bit weights
     would add instead) and ``harmful_channels`` (output channels whose saturation error exceeds what
-    7-bit weights would cost them). Numpy only; ``max_images`` bounds the cost.
+    7-bit weights would cost them). Numpy only; ``max_images`` bounds the cost; ``detail=False`` leaves out
+    the two SQNR figures (see :func:`analyse_layer`).
     """
     import onnx
 
@@ -237,7 +261,7 @@ def analyse(qdq_onnx: str | Path, calibration: np.ndarray, *, max_images: int = 
     layers = quantized_layers(model)
     x = np.ascontiguousarray(calibration[:max_images], np.float32)
     codes = _layer_inputs(model, layers, x, threads) if layers else {}
-    return [analyse_layer(layer, codes[layer.act_codes]) for layer in layers]
+    return [analyse_layer(layer, codes[layer.act_codes], detail=detail) for layer in layers]
 
 
 def saturating_layers(qdq_onnx: str | Path, calibration: np.ndarray, *, criterion: str = "measured",
@@ -366,7 +390,7 @@ def seven_bit_channels(qdq_onnx: str | Path, float_onnx: str | Path, calibration
     import onnx
     from onnx import numpy_helper
 
-    rows = analyse(qdq_onnx, calibration, max_images=max_images, threads=threads)
+    rows = analyse(qdq_onnx, calibration, max_images=max_images, threads=threads, detail=False)
     plan = {r["node"]: r["harmful_channels"] for r in rows if r["harmful_channels"]}
     model = onnx.load(str(qdq_onnx))
     fmodel = onnx.load(str(float_onnx))
