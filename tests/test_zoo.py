@@ -9,6 +9,7 @@ import torch
 
 import edgecnn
 from edgecnn.accounting import model_stats
+from edgecnn.accounting import rounding as _rounding
 from edgecnn.data import Preprocessing, evaluation_batch
 from edgecnn.errors import ConfigError, UnknownModelError, WeightsError
 from edgecnn.models import MODELS, get_spec
@@ -63,13 +64,6 @@ def test_params_and_macs_match_published(name):
     if pub.macs is not None:
         tol = max(pub.macs_tolerance * pub.macs, _rounding(pub.macs))
         assert abs(stats.macs - pub.macs) <= tol, (stats.macs, pub.macs)
-
-
-def _rounding(figure: float) -> float:
-    """Half a unit of the last significant digit: '4.2M' means 4.15M..4.25M."""
-    mantissa, exponent = f"{figure:.6e}".split("e")
-    digits = mantissa.replace(".", "").rstrip("0")
-    return 0.5 * 10 ** (int(exponent) - len(digits) + 1)
 
 
 def test_cs231n_anchor_figures():

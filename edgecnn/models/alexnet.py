@@ -68,7 +68,7 @@ def _alexnet(
     min_resolution=63,
     published=Published(
         params=61100840, macs=0.714e9, top1=56.522,
-        source="torchvision AlexNet_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision AlexNet_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256="7be5be79"),
 )

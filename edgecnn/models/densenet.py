@@ -138,7 +138,7 @@ _URL = "https://download.pytorch.org/models/"
     min_resolution=29,
     published=Published(
         params=7978856, macs=2.834e9, top1=74.434,
-        source="torchvision DenseNet121_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision DenseNet121_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "densenet121-a639ec97.pth", sha256="a639ec97", convert=_rename_legacy_keys),
 )
@@ -152,7 +152,7 @@ def densenet121(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=29,
     published=Published(
         params=28681000, macs=7.728e9, top1=77.138,
-        source="torchvision DenseNet161_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision DenseNet161_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "densenet161-8d451a50.pth", sha256="8d451a50", convert=_rename_legacy_keys),
 )
@@ -166,7 +166,7 @@ def densenet161(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=29,
     published=Published(
         params=14149480, macs=3.36e9, top1=75.6,
-        source="torchvision DenseNet169_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision DenseNet169_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "densenet169-b2777c0a.pth", sha256="b2777c0a", convert=_rename_legacy_keys),
 )
@@ -180,7 +180,7 @@ def densenet169(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=29,
     published=Published(
         params=20013928, macs=4.291e9, top1=76.896,
-        source="torchvision DenseNet201_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision DenseNet201_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "densenet201-c1103571.pth", sha256="c1103571", convert=_rename_legacy_keys),
 )

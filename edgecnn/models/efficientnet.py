@@ -237,7 +237,7 @@ def _b_spec(enum: str, file: str, params: int, gmacs: float, top1: float, crop: 
         min_resolution=1,
         crop_pct=crop / resize,
         published=Published(params=params, macs=gmacs * 1e9, top1=top1,
-                            source=f"torchvision {enum}.IMAGENET1K_V1 model card"),
+                            kind="torchvision", source=f"torchvision {enum}.IMAGENET1K_V1 model card"),
         weights=WeightsSource(url=_URL + file, sha256=file.rsplit("-", 1)[1].split(".")[0]),
     )
 

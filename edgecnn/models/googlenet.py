@@ -172,7 +172,7 @@ def _drop_aux_heads(state_dict: dict) -> dict:
     min_resolution=15,
     published=Published(
         params=6624904, macs=1.498e9, top1=69.778,
-        source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(
         url="https://download.pytorch.org/models/googlenet-1378be20.pth",

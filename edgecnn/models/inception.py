@@ -233,7 +233,7 @@ def _drop_aux_head(state_dict: dict) -> dict:
     crop_pct=299 / 342,
     published=Published(
         params=27161264, macs=5.713e9, top1=77.294,
-        source="torchvision Inception_V3_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision Inception_V3_Weights.IMAGENET1K_V1 model card",
         options={"aux_logits": True},  # the card's parameter count includes the aux head
     ),
     weights=WeightsSource(

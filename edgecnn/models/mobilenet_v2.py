@@ -95,7 +95,7 @@ def _mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     paper="https://arxiv.org/abs/1801.04381",
     min_resolution=1,
     published=Published(
-        params=3504872, macs=0.301e9, top1=71.878, source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 model card"
+        params=3504872, macs=0.301e9, top1=71.878, kind="torchvision", source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 model card"
     ),
     weights=WeightsSource(url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", sha256="b0353104"),
 )

@@ -150,7 +150,7 @@ _URL = "https://download.pytorch.org/models/"
     min_resolution=1,
     published=Published(
         params=5483032, macs=0.217e9, top1=74.042,
-        source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
 )
@@ -164,7 +164,7 @@ def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
     min_resolution=1,
     published=Published(
         params=2542856, macs=0.057e9, top1=67.668,
-        source="torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
 )

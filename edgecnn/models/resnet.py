@@ -155,7 +155,7 @@ _URL = "https://download.pytorch.org/models/"
     min_resolution=1,
     published=Published(
         params=11689512, macs=1.814e9, top1=69.758,
-        source="torchvision ResNet18_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet18_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnet18-f37072fd.pth", sha256="f37072fd"),
 )
@@ -169,7 +169,7 @@ def resnet18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=21797672, macs=3.664e9, top1=73.314,
-        source="torchvision ResNet34_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet34_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnet34-b627a593.pth", sha256="b627a593"),
 )
@@ -183,7 +183,7 @@ def resnet34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=25557032, macs=4.089e9, top1=76.13,
-        source="torchvision ResNet50_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet50_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnet50-0676ba61.pth", sha256="0676ba61"),
 )
@@ -197,7 +197,7 @@ def resnet50(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=44549160, macs=7.801e9, top1=77.374,
-        source="torchvision ResNet101_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet101_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnet101-63fe2227.pth", sha256="63fe2227"),
 )
@@ -211,7 +211,7 @@ def resnet101(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=60192808, macs=11.514e9, top1=78.312,
-        source="torchvision ResNet152_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet152_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnet152-394f9c45.pth", sha256="394f9c45"),
 )
@@ -225,7 +225,7 @@ def resnet152(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=25028904, macs=4.23e9, top1=77.618,
-        source="torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnext50_32x4d-7cdf4587.pth", sha256="7cdf4587"),
 )
@@ -239,7 +239,7 @@ def resnext50_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=88791336, macs=16.414e9, top1=79.312,
-        source="torchvision ResNeXt101_32X8D_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNeXt101_32X8D_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnext101_32x8d-8ba56ff5.pth", sha256="8ba56ff5"),
 )
@@ -254,7 +254,7 @@ def resnext101_32x8d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     crop_pct=224 / 232,  # trained with torchvision's newer recipe: resize 232, crop 224
     published=Published(
         params=83455272, macs=15.46e9, top1=83.246,
-        source="torchvision ResNeXt101_64X4D_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNeXt101_64X4D_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "resnext101_64x4d-173b62eb.pth", sha256="173b62eb"),
 )
@@ -268,7 +268,7 @@ def resnext101_64x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=68883240, macs=11.398e9, top1=78.468,
-        source="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "wide_resnet50_2-95faca4d.pth", sha256="95faca4d"),
 )
@@ -282,7 +282,7 @@ def wide_resnet50_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=126886696, macs=22.753e9, top1=78.848,
-        source="torchvision Wide_ResNet101_2_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision Wide_ResNet101_2_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "wide_resnet101_2-32ee1156.pth", sha256="32ee1156"),
 )

@@ -119,7 +119,7 @@ _URL = "https://download.pytorch.org/models/"
 
 
 def _published(enum: str, params: int, gmacs: float, top1: float) -> Published:
-    return Published(params=params, macs=gmacs * 1e9, top1=top1, source=f"torchvision {enum}.IMAGENET1K_V1 model card")
+    return Published(params=params, macs=gmacs * 1e9, top1=top1, kind="torchvision", source=f"torchvision {enum}.IMAGENET1K_V1 model card")
 
 
 @register_model(

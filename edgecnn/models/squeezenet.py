@@ -101,7 +101,7 @@ def _squeezenet(version: str, **kwargs: Any) -> SqueezeNet:
 
 
 def _published(name: str, params: int, gmacs: float, top1: float) -> Published:
-    return Published(params=params, macs=gmacs * 1e9, top1=top1, source=f"torchvision {name}.IMAGENET1K_V1 model card")
+    return Published(params=params, macs=gmacs * 1e9, top1=top1, kind="torchvision", source=f"torchvision {name}.IMAGENET1K_V1 model card")
 
 
 @register_model(

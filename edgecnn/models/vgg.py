@@ -68,7 +68,7 @@ _URL = "https://download.pytorch.org/models/"
     min_resolution=32,
     published=Published(
         params=132863336, macs=7.609e9, top1=69.02,
-        source="torchvision VGG11_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG11_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg11-8a719046.pth", sha256="8a719046"),
 )
@@ -82,7 +82,7 @@ def vgg11(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=133047848, macs=11.308e9, top1=69.928,
-        source="torchvision VGG13_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG13_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg13-19584684.pth", sha256="19584684"),
 )
@@ -96,7 +96,7 @@ def vgg13(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=138357544, macs=15.47e9, top1=71.592,
-        source="torchvision VGG16_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG16_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg16-397923af.pth", sha256="397923af"),
 )
@@ -110,7 +110,7 @@ def vgg16(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=143667240, macs=19.632e9, top1=72.376,
-        source="torchvision VGG19_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG19_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
 )
@@ -124,7 +124,7 @@ def vgg19(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=132868840, macs=7.609e9, top1=70.37,
-        source="torchvision VGG11_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG11_BN_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg11_bn-6002323d.pth", sha256="6002323d"),
 )
@@ -138,7 +138,7 @@ def vgg11_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=133053736, macs=11.308e9, top1=71.586,
-        source="torchvision VGG13_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG13_BN_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg13_bn-abd245e5.pth", sha256="abd245e5"),
 )
@@ -152,7 +152,7 @@ def vgg13_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=138365992, macs=15.47e9, top1=73.36,
-        source="torchvision VGG16_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG16_BN_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg16_bn-6c64b313.pth", sha256="6c64b313"),
 )
@@ -166,7 +166,7 @@ def vgg16_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=143678248, macs=19.632e9, top1=74.218,
-        source="torchvision VGG19_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG19_BN_Weights.IMAGENET1K_V1 model card",
     ),
     weights=WeightsSource(url=_URL + "vgg19_bn-c79401a0.pth", sha256="c79401a0"),
 )
