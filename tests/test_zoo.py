@@ -60,7 +60,8 @@ def test_params_and_macs_match_published(name):
         pytest.skip(f"{name}: no published figures")
     stats = model_stats(name, **dict(pub.options))
     if pub.params is not None:
-        assert abs(stats.params - pub.params) <= max(0.01 * pub.params, _rounding(pub.params)), (stats.params, pub.params)
+        tol = max(pub.params_tolerance * pub.params, _rounding(pub.params))
+        assert abs(stats.params - pub.params) <= tol, (stats.params, pub.params)
     if pub.macs is not None:
         tol = max(pub.macs_tolerance * pub.macs, _rounding(pub.macs))
         assert abs(stats.macs - pub.macs) <= tol, (stats.macs, pub.macs)

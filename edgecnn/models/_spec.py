@@ -39,6 +39,7 @@ class Published:
     kind: str = "paper"  # paper | torchvision | reference | computed | lecture
     options: Mapping[str, Any] = field(default_factory=dict)  # builder options the figures hold for
     macs_tolerance: float = 0.01  # relative; wider only where the source counts differently (say why there)
+    params_tolerance: float = 0.01  # the same for parameters
     note: str = ""  # why a faithful implementation measures more than 1% away from these figures
     paper: "Published | None" = None  # the paper's figures, when the ones above are not the paper's
     others: "tuple[Published, ...]" = ()  # further sources worth setting beside them (a lecture's table)

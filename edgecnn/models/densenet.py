@@ -186,3 +186,18 @@ def densenet169(*, num_classes: int = 1000, **options: Any) -> nn.Module:
 )
 def densenet201(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _densenet(growth_rate=32, depths=(6, 12, 48, 32), stem_channels=64, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="densenet",
+    paper=_PAPER,
+    min_resolution=29,
+    published=Published(
+        # stem 9,536 + per dense layer (c input channels) 2c + 128c + 256 + 36,864, per transition 2c + c^2/2,
+        # final BN + classifier: summed in closed form, independently of the builder.
+        params=33337704, kind="computed", source="closed-form count of Huang et al. 2017, Table 1 (k=32, 6-12-64-48)",
+        paper=Published(top1=77.85, top5=93.88, source="Huang et al. 2017, Table 3 (single-crop 224, ImageNet val)"),
+    ),
+)
+def densenet264(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _densenet(growth_rate=32, depths=(6, 12, 64, 48), stem_channels=64, num_classes=num_classes, **options)
