@@ -109,7 +109,7 @@ def alexnet(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     family="alexnet",
     paper="https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html",
     resolution=227,
-    min_resolution=63,
+    min_resolution=67,
     published=Published(
         # conv 34,944 + 307,456 + 885,120 + 663,936 + 442,624; FC 37,752,832 + 16,781,312 + 4,097,000
         params=60965224, macs=0.724e9, kind="computed",
@@ -125,7 +125,7 @@ def alexnet_2012(*, num_classes: int = 1000, **options: Any) -> nn.Module:
 @register_model(
     family="zfnet",
     paper="https://arxiv.org/abs/1311.2901",
-    min_resolution=63,
+    min_resolution=47,
     published=Published(
         # conv 14,208 + 614,656 + 1,180,160 + 4,719,616 + 4,719,104; FC 75,501,568 + 16,781,312 + 4,097,000
         params=107627624, kind="computed",

@@ -92,7 +92,7 @@ def _squeezenext(width: float, v5: bool, *, num_classes: int) -> SqueezeNext:
 
 
 def _spec(name: str, params: int, mparams: float, top1: float, top5: float) -> dict[str, Any]:
-    return dict(family="squeezenext", paper=PAPER, resolution=227, min_resolution=32, published=Published(
+    return dict(family="squeezenext", paper=PAPER, resolution=227, min_resolution=9, published=Published(
         params=params, kind="reference",
         source=f"{REPO} {name}/train_val.prototxt: conv weights + BN scale/shift + FC, counted from the definition",
         paper=Published(params=int(mparams * 1e6), top1=top1, top5=top5, resolution=227,
