@@ -12,13 +12,13 @@ parameter counts are the reference): -ResNet-v2 repeats its blocks 10/20/10 time
 draws 5/10/5, and ends with a 1536-channel 1x1 conv. Inception-ResNet-v1 was never released; it
 follows the figures (5/10/5 blocks) and its count is computed from them.
 
-Blocks are tables: a branch is a sequence of convolutions ``(out, kernel, stride, padding)``,
-``"max"`` (3x3/2 max-pool) or ``"avg"`` (3x3/1 average pool, padding not counted), and may end in a
-``Fork`` of two convolutions whose outputs are concatenated (Inception-v4's C block).
+Blocks are tables: a branch is a sequence of convolutions ``(out, kernel, stride, padding)`` and
+pools (:data:`POOLS`), and may end in a ``Fork`` of two convolutions whose outputs are concatenated
+(Inception-v4's C block). BN-Inception (``bn_inception.py``) is written in the same tables.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
@@ -39,22 +39,29 @@ def _k(kernel, padding) -> dict[str, Any]:
     return {"kernel_size": kernel, "padding": padding}
 
 
+# "max": 3x3/2 max-pool, no padding (TF's VALID); "maxc": the same rounding up (Caffe); "max1": 3x3/1
+# max-pool; "avg": 3x3/1 average pool whose padding is not counted.
+POOLS: dict[str, Callable[[], nn.Module]] = {
+    "max": lambda: nn.MaxPool2d(3, 2),
+    "maxc": lambda: nn.MaxPool2d(3, 2, ceil_mode=True),
+    "max1": lambda: nn.MaxPool2d(3, 1, 1),
+    "avg": lambda: nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+}
+
+
 class Branch(nn.Sequential):
-    def __init__(self, in_channels: int, ops: Sequence) -> None:
+    def __init__(self, in_channels: int, ops: Sequence, conv: Callable[..., nn.Module] = BasicConv2d) -> None:
         super().__init__()
-        self.out_channels = in_channels
         c = in_channels
         for op in ops:
-            if op == "max":
-                self.append(nn.MaxPool2d(3, 2))
-            elif op == "avg":
-                self.append(nn.AvgPool2d(3, 1, 1, count_include_pad=False))
+            if isinstance(op, str):
+                self.append(POOLS[op]())
             elif isinstance(op, Fork):
-                self.append(ForkConv(c, op))
+                self.append(ForkConv(c, op, conv))
                 c = op.a[0] + op.b[0]
             else:
                 out, kernel, stride, padding = op
-                self.append(BasicConv2d(c, out, stride=stride, **_k(kernel, padding)))
+                self.append(conv(c, out, stride=stride, **_k(kernel, padding)))
                 c = out
         self.out_channels = c
 
@@ -62,11 +69,11 @@ class Branch(nn.Sequential):
 class ForkConv(nn.Module):
     """Two convolutions side by side on the same input (1x3 beside 3x1), concatenated."""
 
-    def __init__(self, in_channels: int, fork: Fork) -> None:
+    def __init__(self, in_channels: int, fork: Fork, conv: Callable[..., nn.Module] = BasicConv2d) -> None:
         super().__init__()
         (oa, ka, sa, pa), (ob, kb, sb, pb) = fork
-        self.a = BasicConv2d(in_channels, oa, stride=sa, **_k(ka, pa))
-        self.b = BasicConv2d(in_channels, ob, stride=sb, **_k(kb, pb))
+        self.a = conv(in_channels, oa, stride=sa, **_k(ka, pa))
+        self.b = conv(in_channels, ob, stride=sb, **_k(kb, pb))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.a(x), self.b(x)], 1)
@@ -76,9 +83,9 @@ class Mixed(nn.Module):
     """Branches side by side, concatenated; with ``residual``, projected back and added to the input."""
 
     def __init__(self, in_channels: int, branches: Sequence[Sequence], residual: float | None = None,
-                 relu: bool = True) -> None:
+                 relu: bool = True, conv: Callable[..., nn.Module] = BasicConv2d) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(Branch(in_channels, b) for b in branches)
+        self.branches = nn.ModuleList(Branch(in_channels, b, conv) for b in branches)
         width = sum(b.out_channels for b in self.branches)
         self.scale, self.relu = residual, relu
         self.up = nn.Conv2d(width, in_channels, 1) if residual is not None else None
