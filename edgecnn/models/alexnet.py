@@ -98,6 +98,8 @@ def _alexnet(features: tuple[tuple, ...], *, num_classes: int, dropout: float = 
     published=Published(
         params=61100840, macs=0.714e9, top1=56.522,
         kind="torchvision", source="torchvision AlexNet_Weights.IMAGENET1K_V1 model card",
+        paper=Published(source="Krizhevsky 2014 reports multi-GPU training runs, no per-model figures to set "
+                        "beside this card (alexnet_2012 is the 2012 paper's network)"),
     ),
     weights=WeightsSource(url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256="7be5be79"),
 )

@@ -127,7 +127,10 @@ _URL = "https://download.pytorch.org/models/"
 
 
 def _published(enum: str, params: int, gmacs: float, top1: float) -> Published:
-    return Published(params=params, macs=gmacs * 1e9, top1=top1, kind="torchvision", source=f"torchvision {enum}.IMAGENET1K_V1 model card")
+    return Published(params=params, macs=gmacs * 1e9, top1=top1, kind="torchvision",
+                     source=f"torchvision {enum}.IMAGENET1K_V1 model card",
+                     paper=Published(source="Tan et al. 2019 tabulates the A1 model (mnasnet_a1); B1 is from its first "
+                                     "arXiv version, without figures per depth multiplier"))
 
 
 @register_model(

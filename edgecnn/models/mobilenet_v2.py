@@ -112,7 +112,8 @@ def _google(width: float, mmacs: float, mparams: float, top1: float, top5: float
         params=3504872, macs=0.301e9, top1=71.878, kind="torchvision",
         source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 model card",
         paper=Published(params=3_400_000, macs=300e6, top1=72.0, source="Sandler et al. 2018, Table 4 (224 px)",
-                        others=(_google(1.0, 300, 3.47, 71.8, 91.0),)),
+                        note="the paper rounds to 3.4M what Google's table gives as 3.47M (weights only, see there)"),
+        others=(_google(1.0, 300, 3.47, 71.8, 91.0),),
     ),
     weights=WeightsSource(url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", sha256="b0353104"),
 )

@@ -113,6 +113,7 @@ def _preact_resnet(depth: int, *, num_classes: int) -> PreActResNet:
 
 
 def _spec(depth: int, params: int, paper: Published | None = None) -> dict[str, Any]:
+    paper = paper or Published(source="He et al. 2016 (ECCV) reports ImageNet results for 152 and 200 layers only")
     return dict(family="preact_resnet", paper=PAPER, min_resolution=1, published=Published(
         params=params, kind="reference", paper=paper,
         source=f"pytorchcv preresnet{depth} (its first unit is pre-activated too: 128 parameters more)"))
