@@ -15,6 +15,7 @@ from edgecnn.errors import ConfigError, UnknownModelError, WeightsError
 from edgecnn.models import MODELS, get_spec
 from edgecnn.models._factory import build_model
 from reference import key_layout, logit_tolerance, reference_logits, rounding_spread
+from zoo_selection import sweep
 
 ALL = MODELS.names()
 FIXTURES = Path(__file__).parent / "fixtures" / "torchvision"
@@ -41,7 +42,7 @@ def test_required_models_are_registered():
     assert set(REQUIRED_TORCHVISION) <= set(TORCHVISION), "every torchvision architecture has a recorded fixture"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", sweep(variants_slow=False))  # heavy non-smallest members: `pytest -m slow`
 def test_forward_at_reduced_resolution(name):
     spec = get_spec(name)
     r = small_resolution(spec)

@@ -18,9 +18,8 @@ from edgecnn.exporters.int8 import get_preset, quantize_int8
 from edgecnn.exporters.torch_onnx import export_onnx
 from edgecnn.harness.check import reference_logits, run_batched
 from edgecnn.harness.parity import Tolerance, compare
-from edgecnn.models import MODELS
-from edgecnn.models._factory import build_model
 from edgecnn.runtimes.openvino import AMX_HINT
+from zoo_selection import sweep
 
 MOBILE_FAMILIES = {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "squeezenet",
                    "mnasnet", "efficientnet_lite"}
@@ -45,31 +44,14 @@ def _resolution(spec) -> int:
     return max(spec.min_resolution, 80 if spec.name == "inception_v3" else 64)
 
 
-# The fast run (CI) exports every model except the heaviest members of a family: over 60M parameters, each
-# 20-50 s on 2 cores (VGG at 224 px, Wide ResNet-101, ResNeXt-101, ResNet-152, EfficientNet-B7), where the
+# The fast run (CI) exports every model except the heaviest members of a family (over 60M parameters, each
+# 20-50 s on 2 cores: VGG at 224 px, Wide ResNet-101, ResNeXt-101, ResNet-152, EfficientNet-B7), where the
 # family's smallest member and its other variants already exercise the same layers (and test_zoo.py checks
-# every model's forward against torchvision's). `pytest -m slow` runs them.
-HEAVY_PARAMS = 60e6
+# every model's forward against torchvision's), and issue 13's literature variants. `pytest -m slow` runs them.
+# zoo_selection.sweep says which.
 
 
-def _params() -> list:
-    cost = {n: MODELS.get(n).published.params or _count(n) for n in MODELS.names()}  # test_zoo.py pins them
-    smallest = {}
-    for name in MODELS.names():
-        family = MODELS.get(name).family
-        if family not in smallest or cost[name] < cost[smallest[family]]:
-            smallest[family] = name
-    keep = set(smallest.values())
-    heavy = {n for n, params in cost.items() if params > HEAVY_PARAMS and n not in keep}
-    return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in MODELS.names()]
-
-
-def _count(name: str) -> int:
-    with torch.device("meta"):  # shapes only: no storage, no arithmetic
-        return sum(p.numel() for p in build_model(MODELS.get(name), 1000, {}).parameters())
-
-
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", sweep(variants_slow=True))
 def test_fp32_parity_onnxruntime_and_openvino(name, tmp_path):
     model = edgecnn.create_model(name)
     spec = model.edgecnn_spec

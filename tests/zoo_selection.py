@@ -1,0 +1,44 @@
+"""Which registered models the fast (CI) run exercises, and which wait for `pytest -m slow`.
+
+Heavy models (over 60M parameters: 20-50 s each to build, export and compile on 2 cores) run in the
+slow sweep unless they are the smallest member of their family, so every family is in the fast run.
+Issue 13 added the literature's variants beside models that already exercise the same layers
+(other widths, depths or stride placements): those are exported in the slow sweep only (test_zoo.py
+still builds and runs every one of them forward, and pins its parameter and multiply-add counts).
+"""
+import pytest
+import torch
+
+from edgecnn.models import MODELS
+from edgecnn.models._factory import build_model
+
+HEAVY_PARAMS = 60e6
+LITERATURE_VARIANTS = {
+    "resnet50_v1", "resnet101_v1", "resnet152_v1", "resnext101_32x4d",
+    "se_resnet50", "se_resnet101", "se_resnext101_32x4d",
+    "preact_resnet34", "preact_resnet50", "preact_resnet101", "preact_resnet152",
+    "squeezenext23_w2", "squeezenext23v5_w2", "squeezenet1_0_simple_bypass",
+    "inception_v4", "inception_resnet_v2", "dpn92", "resattnet92", "densenet264", "googlenet_2014",
+    "mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2_130", "mobilenet_v2_140",
+    "mobilenet_v3_large_075", "mobilenet_v3_small_075",
+}
+
+
+def _count(name: str) -> int:
+    with torch.device("meta"):  # shapes only: no storage, no arithmetic
+        return sum(p.numel() for p in build_model(MODELS.get(name), 1000, {}).parameters())
+
+
+def sweep(*, variants_slow: bool) -> list:
+    """Every model as a pytest param, the heavy ones (and with ``variants_slow`` the variants) marked slow."""
+    cost = {n: MODELS.get(n).published.params or _count(n) for n in MODELS.names()}  # test_zoo.py pins them
+    smallest = {}
+    for name in MODELS.names():
+        family = MODELS.get(name).family
+        if family not in smallest or cost[name] < cost[smallest[family]]:
+            smallest[family] = name
+    keep = set(smallest.values())
+    slow = {n for n, params in cost.items() if params > HEAVY_PARAMS and n not in keep}
+    if variants_slow:
+        slow |= LITERATURE_VARIANTS - keep
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in MODELS.names()]
