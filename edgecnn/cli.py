@@ -198,7 +198,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         elif src.note:
             line += f"\n  note: {src.note}"
         _say(console, line)
-    _say(console, f"paper: {spec.paper}")
+    _say(console, f"paper link: {spec.paper}")
     mib = 2**20
     _say(console, f"activations (batch 1, training view: every forward tensor incl. input, BatchNorm outputs, "
                   f"residual adds, concatenations): {stats.activations:,} = {stats.activation_bytes / mib:.1f} MiB fp32")

@@ -19,7 +19,8 @@ REFERENCE_PARAMS = {
     "resnext101_32x4d": 44_177_704, "mobilenet_v3_large_075": 3_993_528, "mobilenet_v3_small_075": 2_041_872,
     "bn_inception": 11_295_240, "resattnet56": 31_810_728, "resattnet92": 52_466_344,
     "squeezenext23_w1": 718_280, "squeezenext23v5_w1": 931_016, "squeezenext23_w2": 2_362_728,
-    "squeezenext23v5_w2": 3_223_912, "alexnet_2012": 60_965_224,
+    "squeezenext23v5_w2": 3_223_912, "alexnet_2012": 60_965_224, "nasnet_a_mobile": 5_289_978,
+    "nasnet_a_large": 88_753_150,
 }
 
 
