@@ -5,6 +5,8 @@ slow sweep unless they are the smallest member of their family, so every family 
 Issue 13 added the literature's variants beside models that already exercise the same layers
 (other widths, depths or stride placements): those are exported in the slow sweep only (test_zoo.py
 still builds and runs every one of them forward, and pins its parameter and multiply-add counts).
+PyramidNet-200, a one-model family, costs ~2 minutes there alone (16.5 G multiply-adds at the 224 px
+of create_model's BatchNorm calibration): it is exported in the slow sweep too.
 """
 import pytest
 import torch
@@ -20,8 +22,10 @@ LITERATURE_VARIANTS = {
     "squeezenext23_w2", "squeezenext23v5_w2", "squeezenet1_0_simple_bypass",
     "inception_v4", "inception_resnet_v2", "dpn92", "resattnet92", "densenet264", "googlenet_2014",
     "mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2_130", "mobilenet_v2_140",
-    "mobilenet_v3_large_075", "mobilenet_v3_small_075",
+    "mobilenet_v3_large_075", "mobilenet_v3_small_075", "mnasnet_a1", "squeezenet1_0_complex_bypass",
+    "squeezenext23v5_w1",
 }
+EXPORT_TOO_COSTLY = {"pyramidnet200_a300"}
 
 
 def _count(name: str) -> int:
@@ -32,13 +36,14 @@ def _count(name: str) -> int:
 def sweep(*, variants_slow: bool) -> list:
     """Every model as a pytest param, the heavy ones (and with ``variants_slow`` the variants) marked slow."""
     cost = {n: MODELS.get(n).published.params or _count(n) for n in MODELS.names()}  # test_zoo.py pins them
-    smallest = {}
+    variants = LITERATURE_VARIANTS if variants_slow else set()
+    smallest = {}  # per family, the smallest member that is not a variant: the one the fast run keeps
     for name in MODELS.names():
         family = MODELS.get(name).family
-        if family not in smallest or cost[name] < cost[smallest[family]]:
+        if name not in variants and (family not in smallest or cost[name] < cost[smallest[family]]):
             smallest[family] = name
     keep = set(smallest.values())
-    slow = {n for n, params in cost.items() if params > HEAVY_PARAMS and n not in keep}
+    slow = {n for n, params in cost.items() if params > HEAVY_PARAMS and n not in keep} | variants
     if variants_slow:
-        slow |= LITERATURE_VARIANTS - keep
+        slow |= EXPORT_TOO_COSTLY
     return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in MODELS.names()]
