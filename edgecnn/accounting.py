@@ -234,7 +234,8 @@ class SourceCheck:
     @property
     def departures(self) -> list[str]:
         """Figures more than 1% (and the published rounding) away from the measurement."""
-        return [f for f in FIGURES if getattr(self.source, f) and departs(getattr(self.stats, f), getattr(self.source, f))]
+        return [f for f in FIGURES
+                if getattr(self.source, f) and departs(getattr(self.stats, f), getattr(self.source, f))]
 
 
 def compare_sources(name: str, *, resolution: int | None = None, options: dict | None = None

@@ -172,12 +172,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         table.add_row("total", "", "", f"{stats.activations:,}", f"{stats.activation_bytes:,}", f"{stats.params:,}",
                       f"{stats.macs:,}", style="bold")
         console.print(table)
-    title = f"{args.model} ({spec.family}) @ {stats.resolution}x{stats.resolution}" + (f", {options}" if options else "")
+    title = f"{args.model} ({spec.family}) @ {stats.resolution}x{stats.resolution}"
+    title += f", {options}" if options else ""
     summary = Table(title=title)
     for col in ("", "input", "params", "multiply-adds", "activations", "top-1", "top-5"):
         summary.add_column(col, justify="left" if not col else "right")
-    summary.add_row("measured", str(stats.resolution), f"{stats.params:,}", _human(stats.macs), f"{stats.activations:,}",
-                    "-", "-", style="bold")
+    summary.add_row("measured", str(stats.resolution), f"{stats.params:,}", _human(stats.macs),
+                    f"{stats.activations:,}", "-", "-", style="bold")
     for check in checks:
         src, own = check.source, check.stats
         if own is not stats:  # the source's figures hold under other conditions: measure under those
@@ -201,7 +202,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     _say(console, f"paper link: {spec.paper}")
     mib = 2**20
     _say(console, f"activations (batch 1, training view: every forward tensor incl. input, BatchNorm outputs, "
-                  f"residual adds, concatenations): {stats.activations:,} = {stats.activation_bytes / mib:.1f} MiB fp32")
+                  f"residual adds, concatenations): {stats.activations:,} = "
+                  f"{stats.activation_bytes / mib:.1f} MiB fp32")
     if memory is not None:
         train = training_memory(stats)
         params = train["parameter_bytes"]

@@ -96,7 +96,8 @@ def test_liveness_frees_dead_tensors_and_runs_in_place(tmp_path):
              helper.make_node("Relu", ["b"], ["c"]), helper.make_node("Exp", ["c"], ["y"])]
     model = helper.make_model(helper.make_graph(nodes, "chain", [x], [y]))
     g = graph_memory(model)
-    # x and a alive while a is made (the caller's x is never overwritten); a dies into b; Relu writes into b's buffer; never more than two at once.
+    # x and a alive while a is made (the caller's x is never overwritten); a dies into b; Relu writes into
+    # b's buffer; never more than two at once.
     assert g.peak_activation_bytes == 2 * 4000 and g.weight_bytes == 0
     assert [t.bytes for t in g.tensors] == [4000, 4000, 4000, 0, 4000]
     assert graph_memory(model, "fp16").peak_activation_bytes == 4000 + 2000  # I/O stays fp32; a, b, c in 2 KB

@@ -86,7 +86,8 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _alexnet(features: tuple[tuple, ...], *, num_classes: int, dropout: float = 0.5, ceil_pool: bool = False) -> AlexNet:
+def _alexnet(features: tuple[tuple, ...], *, num_classes: int, dropout: float = 0.5,
+             ceil_pool: bool = False) -> AlexNet:
     # torchvision keeps PyTorch's default init for AlexNet.
     return AlexNet(features, num_classes=num_classes, dropout=dropout, ceil_pool=ceil_pool)
 

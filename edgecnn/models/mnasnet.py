@@ -24,7 +24,8 @@ _BN_MOMENTUM = 1 - 0.9997
 
 
 class _InvertedResidual(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, expansion: int, se: bool = False) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, expansion: int,
+                 se: bool = False) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -197,7 +198,8 @@ class MnasNetA1(nn.Module):
     def __init__(self, *, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(3, _STEM, 3, 2, 1, bias=False), nn.BatchNorm2d(_STEM, momentum=_BN_MOMENTUM), nn.ReLU(inplace=True),
+            nn.Conv2d(3, _STEM, 3, 2, 1, bias=False), nn.BatchNorm2d(_STEM, momentum=_BN_MOMENTUM),
+            nn.ReLU(inplace=True),
             nn.Conv2d(_STEM, _STEM, 3, 1, 1, groups=_STEM, bias=False), nn.BatchNorm2d(_STEM, momentum=_BN_MOMENTUM),
             nn.ReLU(inplace=True), nn.Conv2d(_STEM, _SEP, 1, bias=False), nn.BatchNorm2d(_SEP, momentum=_BN_MOMENTUM),
         ]

@@ -16,6 +16,7 @@ from ._layers import ConvNormAct, SqueezeExcitation, init_conv_bn_linear, make_d
 from ._spec import Published, WeightsSource, register_model
 
 PAPER = "https://arxiv.org/abs/1905.02244"
+_TF_COUNT = "the paper counts TF's graph (1001 classes; its MAdds include the SE and hard-swish products)"
 # The TF reference trains with these; the checkpoints' running statistics assume them.
 _NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
 
@@ -158,7 +159,7 @@ _URL = "https://download.pytorch.org/models/"
         params=5483032, macs=0.217e9, top1=74.042,
         kind="torchvision", source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1 model card",
         paper=Published(params=5400000, macs=219e6, top1=75.2, source="Howard et al. 2019, Table 3 (224 px)",
-                        note="the paper counts TF's graph (1001 classes; its MAdds include the SE and hard-swish products)"),
+                        note=_TF_COUNT),
     ),
     weights=WeightsSource(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
 )
@@ -174,7 +175,7 @@ def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
         params=2542856, macs=0.057e9, top1=67.668,
         kind="torchvision", source="torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1 model card",
         paper=Published(params=2500000, macs=56e6, top1=67.4, source="Howard et al. 2019, Table 3 (224 px)",
-                        note="the paper counts TF's graph (1001 classes; its MAdds include the SE and hard-swish products)"),
+                        note=_TF_COUNT),
     ),
     weights=WeightsSource(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
 )

@@ -162,7 +162,8 @@ _WIDE = "https://arxiv.org/abs/1605.07146"
 _URL = "https://download.pytorch.org/models/"
 # torchvision's bottleneck ResNets differ from the paper by design: say so wherever the two are shown together.
 _TRUNCATED = "the paper truncates its FLOP counts to one decimal (SENet's Table 2 re-counts ResNet-50 at 3.86G)"
-_V15 = "torchvision's 'v1.5' strides the 3x3, not the first 1x1: more multiply-adds at the same parameters (the paper's: *_v1)"
+_V15 = ("torchvision's 'v1.5' strides the 3x3, not the first 1x1: more multiply-adds at the same parameters "
+        "(the paper's: *_v1)")
 
 
 def _paper(gmacs: float | None, top1: float, top5: float | None, where: str, note: str = "", params=None) -> Published:

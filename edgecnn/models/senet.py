@@ -135,9 +135,11 @@ def _senet(v: Variant, depths: tuple[int, int, int, int], *, num_classes: int) -
 def _spec(params: int, reference: str, gmacs: float | None, top1_err: float, top5_err: float,
           table: str, note: str = "") -> dict[str, Any]:
     return dict(family="senet", paper=PAPER, min_resolution=1, published=Published(
-        params=params, kind="reference", source=f"Cadene pretrainedmodels {reference} (port of the authors' Caffe model)",
-        paper=Published(macs=gmacs * 1e9 if gmacs else None, top1=round(100 - top1_err, 2), top5=round(100 - top5_err, 2),
-                        source=f"Hu et al. 2018, {table} (224 px single crop; GFLOPs = multiply-adds)", note=note)))
+        params=params, kind="reference",
+        source=f"Cadene pretrainedmodels {reference} (port of the authors' Caffe model)",
+        paper=Published(macs=gmacs * 1e9 if gmacs else None, top1=round(100 - top1_err, 2),
+                        top5=round(100 - top5_err, 2), note=note,
+                        source=f"Hu et al. 2018, {table} (224 px single crop; GFLOPs = multiply-adds)")))
 
 
 @register_model(**_spec(28088024, "se_resnet50", 3.87, 23.29, 6.62, "Table 2"))
