@@ -42,7 +42,7 @@ def test_required_models_are_registered():
     assert set(REQUIRED_TORCHVISION) <= set(TORCHVISION), "every torchvision architecture has a recorded fixture"
 
 
-@pytest.mark.parametrize("name", sweep(variants_slow=False))  # heavy non-smallest members: `pytest -m slow`
+@pytest.mark.parametrize("name", sweep(export=False))  # heavy members and variants: `pytest -m slow`
 def test_forward_at_reduced_resolution(name):
     spec = get_spec(name)
     r = small_resolution(spec)

@@ -51,7 +51,7 @@ def _resolution(spec) -> int:
 # zoo_selection.sweep says which.
 
 
-@pytest.mark.parametrize("name", sweep(variants_slow=True))
+@pytest.mark.parametrize("name", sweep(export=True))
 def test_fp32_parity_onnxruntime_and_openvino(name, tmp_path):
     model = edgecnn.create_model(name)
     spec = model.edgecnn_spec

@@ -3,8 +3,8 @@
 Heavy models (over 60M parameters: 20-50 s each to build, export and compile on 2 cores) run in the
 slow sweep unless they are the smallest member of their family, so every family is in the fast run.
 Issue 13 added the literature's variants beside models that already exercise the same layers
-(other widths, depths or stride placements): those are exported in the slow sweep only (test_zoo.py
-still builds and runs every one of them forward, and pins its parameter and multiply-add counts).
+(other widths, depths or stride placements): those are built, run and exported in the slow sweep only
+(the fast run still pins their parameter and multiply-add counts, on the meta device).
 PyramidNet-200, a one-model family, costs ~2 minutes there alone (16.5 G multiply-adds at the 224 px
 of create_model's BatchNorm calibration): it is exported in the slow sweep too.
 """
@@ -33,10 +33,11 @@ def _count(name: str) -> int:
         return sum(p.numel() for p in build_model(MODELS.get(name), 1000, {}).parameters())
 
 
-def sweep(*, variants_slow: bool) -> list:
-    """Every model as a pytest param, the heavy ones (and with ``variants_slow`` the variants) marked slow."""
+def sweep(*, export: bool) -> list:
+    """Every model as a pytest param; the heavy ones and the literature variants marked slow (with ``export``,
+    also the models whose export alone costs minutes)."""
     cost = {n: MODELS.get(n).published.params or _count(n) for n in MODELS.names()}  # test_zoo.py pins them
-    variants = LITERATURE_VARIANTS if variants_slow else set()
+    variants = LITERATURE_VARIANTS
     smallest = {}  # per family, the smallest member that is not a variant: the one the fast run keeps
     for name in MODELS.names():
         family = MODELS.get(name).family
@@ -44,6 +45,6 @@ def sweep(*, variants_slow: bool) -> list:
             smallest[family] = name
     keep = set(smallest.values())
     slow = {n for n, params in cost.items() if params > HEAVY_PARAMS and n not in keep} | variants
-    if variants_slow:
+    if export:
         slow |= EXPORT_TOO_COSTLY
     return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in MODELS.names()]
