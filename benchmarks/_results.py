@@ -8,7 +8,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def save_json(path: str | Path, data) -> None:
-    from edgecnn.exporters.artifact import atomic_path
+    from edgecnn.fileio import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1, default=str))
@@ -16,7 +16,7 @@ def save_json(path: str | Path, data) -> None:
 
 def save(stem: str | Path, data, table: str) -> None:
     """``stem``.json and ``stem``.md."""
-    from edgecnn.exporters.artifact import atomic_path
+    from edgecnn.fileio import atomic_path
 
     stem = Path(stem)
     save_json(stem.with_name(stem.name + ".json"), data)

@@ -67,7 +67,7 @@ def bare(model_name: str, work: Path, calib: np.ndarray) -> float:
 
 
 def wrapped(model_name: str, work: Path, calib_size: int) -> float:
-    from edgecnn.exporters import ExportConfig, run_export
+    from edgecnn.pipeline import ExportConfig, run_export
 
     t0 = time.perf_counter()
     run_export(ExportConfig(model=model_name, int8=True, calib_size=calib_size, targets=("onnxruntime", "openvino"),
@@ -84,10 +84,10 @@ def main() -> int:
     args = ap.parse_args()
 
     from edgecnn import hostinfo
-    from edgecnn.data import Preprocessing, calibration_batch
-    from edgecnn.models import get_spec
+    from edgecnn.data import calibration_batch
+    from edgecnn.models import get_spec, preprocessing
 
-    calib = calibration_batch(Preprocessing.for_spec(get_spec(args.model)), args.calib_size)
+    calib = calibration_batch(preprocessing(get_spec(args.model)), args.calib_size)
     bare_s, ours_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

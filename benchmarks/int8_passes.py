@@ -32,18 +32,19 @@ PASSES = ((False, False), (True, False), (False, True), (True, True))  # (equali
 
 def measure(name: str, args) -> list[dict]:
     import edgecnn
-    from edgecnn.data import Preprocessing, calibration_batch, evaluation_batch
+    from edgecnn.data import calibration_batch, evaluation_batch
+    from edgecnn.models import preprocessing
     from edgecnn.exporters.int8 import get_preset, quantize_int8
     from edgecnn.exporters.saturation import emulated_logits
     from edgecnn.exporters.graph import logits
     from edgecnn.exporters.simplify import simplify_onnx
     from edgecnn.exporters.torch_onnx import export_onnx
-    from edgecnn.harness.check import reference_logits
-    from edgecnn.harness.parity import compare
+    from edgecnn.runtimes.torch import reference_logits
+    from edgecnn.parity import compare
 
     weights = "imagenet" if name == "efficientnet_lite0" else None
     model = edgecnn.create_model(name, weights=weights)
-    prep = Preprocessing.for_spec(model.edgecnn_spec)
+    prep = preprocessing(model.edgecnn_spec, weights=weights)
     calib, x = calibration_batch(prep, args.calib), evaluation_batch(prep, args.eval)
     ref = reference_logits(model, x)
     rows = []

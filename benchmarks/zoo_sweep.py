@@ -31,9 +31,9 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results/zoo_sweep")
     args = ap.parse_args()
 
-    from edgecnn.exporters import ExportConfig, run_export
+    from edgecnn.pipeline import ExportConfig, run_export
     from edgecnn.harness.bench import bench_dir
-    from edgecnn.harness.report import markdown
+    from edgecnn.report import markdown
     from edgecnn.models import list_models
 
     models = list_models() if args.all else args.models
@@ -46,16 +46,16 @@ def main() -> int:
                                     threads=args.threads, progress=False, latency=False), log=lambda _m: None)
             res = bench_dir(out, threads=args.threads, iterations=args.iterations, warmup=10, progress=False)
             results.append(res)
-            best = min((r for r in res["results"] if "p50_ms" in r and r["artifact"] != "torch-eager"),
-                       key=lambda r: r["p50_ms"])
-            eager = next(r for r in res["results"] if r["artifact"] == "torch-eager")
-            print(f"{name}: eager {eager['p50_ms']:.2f} ms; best {best['artifact']}@{best['runtime']} "
-                  f"{best['p50_ms']:.2f} ms ({best['speedup_vs_torch']:.1f}x)", flush=True)
+            best = min((r for r in res.results if r.latency and r.artifact != "torch-eager"),
+                       key=lambda r: r.latency.p50_ms)
+            eager = next(r for r in res.results if r.artifact == "torch-eager")
+            print(f"{name}: eager {eager.latency.p50_ms:.2f} ms; best {best.artifact}@{best.runtime} "
+                  f"{best.latency.p50_ms:.2f} ms ({best.speedup:.1f}x)", flush=True)
 
-    cpu = results[0]["host"]["cpu"] if results else {}
+    cpu = results[0].host["cpu"] if results else {}
     header = (f"Measured on {cpu.get('model')} ({cpu.get('cores')} cores, ISA {' '.join(cpu.get('isa', []))}), "
               f"{args.threads} threads, batch 1, {args.iterations} iterations after 10 warm-up runs.\n\n")
-    save(args.out, results, header + markdown(results))
+    save(args.out, [r.to_dict() for r in results], header + markdown(results))
     print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 

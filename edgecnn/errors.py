@@ -5,6 +5,8 @@ Every error a user can cause by what they typed or what they pointed us at deriv
 """
 from __future__ import annotations
 
+import re
+
 
 class EdgecnnError(Exception):
     """Base class for errors a user can act on."""
@@ -35,10 +37,11 @@ class DownloadError(WeightsError):
 class MissingBackendError(EdgecnnError, ImportError):
     """An optional backend (openvino, tensorrt, CUDA...) that is not installed."""
 
-    def __init__(self, backend: str, extra: str | None = None, reason: str | None = None):
+    def __init__(self, backend: str, extra: str | None = None, reason: str | None = None, hint: str | None = None):
         self.backend = backend
         self.extra = extra
-        hint = f"; install it with: pip install 'edgecnn[{extra}]'" if extra else ""
+        # ``hint``: what fixes it on this machine, where the pip extra alone would not (a CPU-only torch, a Jetson)
+        hint = f"; {hint}" if hint else f"; install it with: pip install 'edgecnn[{extra}]'" if extra else ""
         why = f" ({reason})" if reason else ""
         super().__init__(f"{backend} is not available{why}{hint}")
 
@@ -55,16 +58,17 @@ class ArtifactError(EdgecnnError):
     """An artifact (ONNX, IR, engine, manifest) that is missing, truncated or corrupt."""
 
 
-class ParityError(EdgecnnError):
-    """An artifact whose outputs differ from the original beyond the tolerance."""
-
-    def __init__(self, message: str, *, max_abs_diff: float | None = None, tolerance: float | None = None):
-        self.max_abs_diff = max_abs_diff
-        self.tolerance = tolerance
-        super().__init__(message)
-
-
 def first_line(e: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (libraries raise multi-page C++ messages)."""
     text = str(e).strip()
     return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
+# OpenVINO prefixes its messages with the C++ call chain ("Exception from src/...", "Check '...' failed at ...").
+_TRACE_LINE = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$")
+
+
+def backend_message(e: BaseException) -> str:
+    """:func:`first_line` of a backend's own words, without the C++ call chain before them."""
+    said = [line.strip() for line in str(e).splitlines() if line.strip() and not _TRACE_LINE.match(line.strip())]
+    return first_line(RuntimeError(" ".join(said))) if said else first_line(e)

@@ -1,8 +1,8 @@
-"""One small registry class, used for models, exporters and runtimes."""
+"""One small registry class, used for models and runtimes (and any other named family of things)."""
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from .errors import UnknownNameError
 
@@ -22,12 +22,6 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} '{name}' is already registered")
         self._items[name] = obj
         return obj
-
-    def decorator(self, name: str | None = None) -> Callable[[T], T]:
-        def wrap(obj: T) -> T:
-            return self.register(name or obj.__name__, obj)  # type: ignore[attr-defined]
-
-        return wrap
 
     def get(self, name: str) -> T:
         try:

@@ -12,20 +12,27 @@ import pytest
 
 from edgecnn import runtimes
 from edgecnn.cli import main
-from edgecnn.exporters import ExportConfig, Manifest, run_export
-from edgecnn.exporters.pipeline import select_default
-from edgecnn.harness.report import export_table
+from edgecnn.manifest import Manifest
+from edgecnn.pipeline import ExportConfig, run_export
+from edgecnn.parity import ParityResult, Tolerance
+from edgecnn.pipeline.select import select_default
+from edgecnn.results import ArtifactResult
+from edgecnn.timing import Latency
+from edgecnn.report import export_table
 from edgecnn.runtimes.onnxruntime import OnnxRuntime
-from edgecnn.runtimes.openvino import AMX_HINT, OpenVINORuntime, compile_failure
+from edgecnn.backends.openvino import AMX_HINT
+from edgecnn.runtimes.openvino import OpenVINORuntime, compile_failure
 
 HAS_OV = runtimes.availability()["openvino"] is None
 
 
 def _res(cosine=0.99, p50=1.0, passed=True, error=None):
-    r = {"parity": {"cosine": cosine, "passed": passed, "top1_confident": 1.0}, "latency": {"p50_ms": p50}}
+    """A result as the verifier makes it: parity and latency, or an error and neither."""
     if error:
-        r.update(error=error, parity={"cosine": float("nan"), "passed": False, "failures": [error]}, latency=None)
-    return r
+        return ArtifactResult("route", "int8", error=error)
+    parity = ParityResult("route", "int8", 8, 0.1, 0.01, 0.01, cosine, 30.0, 1.0, 1.0, 8, 1.0,
+                          Tolerance.for_precision("int8"), () if passed else ("cosine below 0.98",))
+    return ArtifactResult("route", "int8", parity=parity, latency=Latency(20, 1, p50, p50, p50, p50, 0.0))
 
 
 def test_a_failed_candidate_is_never_the_default():
@@ -34,7 +41,8 @@ def test_a_failed_candidate_is_never_the_default():
     assert select_default({}) is None
     nan_outputs = _res(cosine=float("nan"), passed=False)  # ran, but produced NaN/Inf
     assert select_default({"a": nan_outputs, "b": _res(cosine=0.5, passed=False)}) == "b"
-    errored = {**_res(cosine=0.999), "error": "timed out after the first batch"}  # an error is final, whatever ran
+    errored = _res(cosine=0.999)
+    errored.error = "timed out after the first batch"  # an error is final, whatever ran before it
     assert select_default({"a": errored, "b": _res(cosine=0.9, passed=False)}) == "b"
 
 
@@ -78,10 +86,10 @@ def test_export_with_a_route_that_cannot_compile_and_a_slow_int8(tmp_path, monke
     result = run_export(cfg, log=lambda _m: None)
     m = Manifest.load(out)
     assert m.selected["openvino:int8"]["default"] == "openvino-int8-nncf"
-    assert "could not compile" in m.results["openvino-int8-qdq"]["error"]
-    assert AMX_HINT in m.results["openvino-int8-qdq"]["error"]
+    assert "could not compile" in m.results["openvino-int8-qdq"].error
+    assert AMX_HINT in m.results["openvino-int8-qdq"].error
     assert result.passed  # the failed route lost to a working one: the deployable set works
-    assert m.results["int8"]["slower_than_fp32"] > 1.05
+    assert m.results["int8"].slower_than_fp32 > 1.05
     assert any("int8 runs" in n and "slower than fp32" in n for n in m.notes)
     from rich.console import Console
 
@@ -115,5 +123,5 @@ def test_a_stage_that_fails_to_build_is_recorded_not_fatal(tmp_path, monkeypatch
                        progress=False, latency=False)
     result = run_export(cfg, log=lambda _m: None)
     m = Manifest.load(out)
-    assert m.failed == {"openvino-fp32": "OpenVINO could not convert model.sim.onnx: injected"}
+    assert m.failures() == {"openvino-fp32": "OpenVINO could not convert model.sim.onnx: injected"}
     assert not result.passed and {a.stage for a in m.artifacts} == {"export", "simplify"}

@@ -32,14 +32,15 @@ from PIL import Image
 from edgecnn import runtimes
 from edgecnn.data import BUNDLED_DIR, Preprocessing, calibration_batch, evaluation_batch, to_model_mode
 from edgecnn.errors import ArtifactError, ConfigError, DownloadError, MissingBackendError
-from edgecnn.exporters.manifest import Manifest
-from edgecnn.exporters.tensorrt import sidecar_path
+from edgecnn.manifest import Manifest
+from edgecnn.backends.tensorrt import sidecar_path
 from edgecnn.exporters.torch_onnx import export_onnx
-from edgecnn.harness.check import reference_logits
-from edgecnn.harness.parity import compare
-from edgecnn.models import create_model, get_spec
+from edgecnn.runtimes.torch import reference_logits
+from edgecnn.parity import compare
+from edgecnn.models import create_model, get_spec, preprocessing
 from edgecnn.runtimes.tensorrt import _check_build_record
-from edgecnn.weights import download, sha256_file
+from edgecnn.fileio import sha256_file
+from edgecnn.weights import download
 
 HAS_OV = runtimes.availability()["openvino"] is None
 TIMEOUT = 240
@@ -362,7 +363,7 @@ def test_corrupt_artifacts_through_the_python_api(exported, tmp_path):
     if not HAS_OV:
         return
     from edgecnn.exporters.openvino import convert_ir
-    from edgecnn.exporters.torch_onnx import describe
+    from edgecnn.artifact import describe
 
     good = describe(exported[0] / "model.onnx", stage="export", precision="fp32", parent=None)
     ir = convert_ir(good, tmp_path / "ir" / "model.fp32.xml", precision="fp32")
@@ -533,7 +534,7 @@ def test_fp32_export_parity_holds_for_any_configuration(config, tmp_path):
     name, options, resolution, num_classes, batch = config
     spec = get_spec(name)
     model = create_model(name, num_classes=num_classes, **options)
-    x = evaluation_batch(Preprocessing.for_spec(spec, resolution), batch)
+    x = evaluation_batch(preprocessing(spec, resolution), batch)
     with tempfile.TemporaryDirectory(dir=tmp_path) as work:
         art = export_onnx(model, Path(work) / "model.onnx", input_shape=(batch, spec.in_chans, resolution, resolution))
         with runtimes.load(art, threads=1) as rt:

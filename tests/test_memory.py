@@ -1,11 +1,11 @@
 """Memory accounting: the CS231n VGG-16 table, functional operations, training memory, the deployed peak."""
+import argparse
 import json
 
 import pytest
 
 from edgecnn import cli
 from edgecnn.accounting import OPTIMIZER_COPIES, model_stats, training_memory
-from edgecnn.errors import ConfigError
 
 # CS231n "ConvNets" notes, VGG-16 table: one row per layer output (ReLUs run in place), the input row first.
 CS231N_VGG16_ROWS = [224 * 224 * 3] + [224 * 224 * 64] * 2 + [112 * 112 * 64] + [112 * 112 * 128] * 2 \
@@ -50,12 +50,13 @@ def test_training_memory_per_image():
     assert OPTIMIZER_COPIES == {"sgd": 2, "sgd_momentum": 3, "adam": 4}
 
 
-def test_parse_model_args():
-    assert cli.parse_model_args(["width_mult=0.75", "aux_logits=true", "depth=3", "mode=fast", "x=none"]) == {
+def test_model_arg_values():
+    """info and export read --model-arg with one parser (cli.model_arg): Python literals, true/false/none."""
+    texts = ["width_mult=0.75", "aux_logits=true", "depth=3", "mode=fast", "x=none"]
+    assert dict(cli.model_arg(t) for t in texts) == {
         "width_mult": 0.75, "aux_logits": True, "depth": 3, "mode": "fast", "x": None}
-    assert cli.parse_model_args(None) == {}
-    with pytest.raises(ConfigError, match="key=value"):
-        cli.parse_model_args(["width_mult"])
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        cli.model_arg("width_mult")
 
 
 def test_info_json_carries_bytes_dtype_and_model_args(capsys):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgecnn.harness.parity import Tolerance, compare
+from edgecnn.parity import Tolerance, compare
 
 
 def _logits(n=64, k=100, seed=0):

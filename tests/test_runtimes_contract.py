@@ -54,6 +54,33 @@ def test_contract(name, artifacts):
     rt.close()
     with pytest.raises(ConfigError, match="closed"):
         rt.run(x)
+    with runtimes.load(artifacts[name], runtime=name, threads=2, mode="throughput") as busy:
+        t = busy.throughput(x, duration_s=0.2)
+        np.testing.assert_allclose(busy.run(x), expected, rtol=1e-4, atol=1e-4)  # same answers under load
+    assert t.streams >= 1 and t.requests >= t.streams and t.latency.n == t.requests
+    assert t.images_per_s == pytest.approx(t.requests * SHAPE[0] / t.duration_s)
+
+
+def test_torch_baselines_compute_what_eager_computes():
+    from edgecnn.runtimes.torch import baseline
+
+    model, x = _tiny(), torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        want = model(x)
+        np.testing.assert_allclose(baseline(model, "channels-last")(x), want, rtol=1e-5, atol=1e-6)
+    assert next(model.parameters()).is_contiguous()  # the original is left as it was
+    with pytest.raises(ConfigError, match="unknown PyTorch baseline"):
+        baseline(model, "jit")
+
+
+@pytest.mark.slow
+def test_torch_compile_baseline():
+    """Inductor on CPU (needs the C++ compiler): 15-60 s to compile even a tiny model, so in the slow run."""
+    from edgecnn.runtimes.torch import baseline
+
+    model, x = _tiny(), torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        np.testing.assert_allclose(baseline(model, "compile")(x), model(x), rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_runtime_and_device(artifacts):

@@ -10,9 +10,9 @@ import torch
 import edgecnn
 from edgecnn.accounting import compare_sources, model_stats
 from edgecnn.accounting import rounding as _rounding
-from edgecnn.data import Preprocessing, evaluation_batch
+from edgecnn.data import evaluation_batch
 from edgecnn.errors import ConfigError, UnknownModelError, WeightsError
-from edgecnn.models import MODELS, get_spec
+from edgecnn.models import MODELS, get_spec, preprocessing
 from edgecnn.models._factory import build_model
 from reference import key_layout, logit_tolerance, reference_logits, rounding_spread
 from zoo_selection import sweep
@@ -105,7 +105,7 @@ def test_random_init_is_deterministic_and_lively():
     c = edgecnn.create_model("mobilenet_v3_small", seed=4)
     for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(va, vb), ka
-    prep = Preprocessing.for_spec(get_spec("mobilenet_v3_small"))
+    prep = preprocessing(get_spec("mobilenet_v3_small"))
     x = torch.from_numpy(evaluation_batch(prep, 8))  # held-out photos, not the calibration ones
     with torch.no_grad():
         ya, yc = a(x), c(x)
@@ -155,13 +155,13 @@ def test_imagenet_download_path_uses_hash_checked_cache(tmp_path, monkeypatch):
     torch.save(src.state_dict(), ckpt)
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     spec = get_spec("squeezenet1_1")
-    fake = dataclasses.replace(spec, weights=dataclasses.replace(spec.weights, url=ckpt.as_uri(), sha256=digest[:8]))
+    fake = dataclasses.replace(spec, weights=(dataclasses.replace(spec.weights[0], url=ckpt.as_uri(), sha256=digest[:8]),))
     monkeypatch.setitem(_spec.MODELS._items, "squeezenet1_1", fake)
     monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache"))
     m = edgecnn.create_model("squeezenet1_1", weights="imagenet")
     assert torch.equal(m.state_dict()["classifier.1.weight"], src.state_dict()["classifier.1.weight"])
     assert (tmp_path / "cache" / "checkpoints" / "squeezenet.pth").is_file()
-    bad = dataclasses.replace(fake, weights=dataclasses.replace(fake.weights, url=ckpt.as_uri(), sha256="00000000"))
+    bad = dataclasses.replace(fake, weights=(dataclasses.replace(fake.weights[0], url=ckpt.as_uri(), sha256="00000000"),))
     monkeypatch.setitem(_spec.MODELS._items, "squeezenet1_1", bad)
     monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache2"))
     with pytest.raises(WeightsError, match="does not match"):

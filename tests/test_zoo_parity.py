@@ -12,13 +12,15 @@ import torch
 
 import edgecnn
 from edgecnn import hostinfo, runtimes
-from edgecnn.data import Preprocessing, calibration_batch, evaluation_batch
+from edgecnn.data import calibration_batch, evaluation_batch
 from edgecnn.errors import ArtifactError
 from edgecnn.exporters.int8 import get_preset, quantize_int8
 from edgecnn.exporters.torch_onnx import export_onnx
-from edgecnn.harness.check import reference_logits, run_batched
-from edgecnn.harness.parity import Tolerance, compare
-from edgecnn.runtimes.openvino import AMX_HINT
+from edgecnn.backends.openvino import AMX_HINT
+from edgecnn.harness.common import run_batched
+from edgecnn.models import preprocessing
+from edgecnn.parity import Tolerance, compare
+from edgecnn.runtimes.torch import reference_logits
 from zoo_selection import sweep
 
 MOBILE_FAMILIES = {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "squeezenet",
@@ -55,7 +57,7 @@ def _resolution(spec) -> int:
 def test_fp32_parity_onnxruntime_and_openvino(name, tmp_path):
     model = edgecnn.create_model(name)
     spec = model.edgecnn_spec
-    prep = Preprocessing.for_spec(spec, _resolution(spec))
+    prep = preprocessing(spec, _resolution(spec))
     x = evaluation_batch(prep, 4)
     ref = reference_logits(model, x)
     art = export_onnx(model, tmp_path / "m.onnx", input_shape=(1, *x.shape[1:]))

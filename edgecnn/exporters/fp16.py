@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import Artifact, atomic_path
-from .torch_onnx import describe
+from ..artifact import Artifact, describe
+from ..fileio import atomic_path
 
 
 def convert_fp16(src: Artifact, dest: str | Path) -> Artifact:

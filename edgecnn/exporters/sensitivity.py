@@ -28,15 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import logits
+from ..artifact import describe
+from ..fileio import atomic_path
+from ..parity import compare
+from .equalize import equalize
+from .graph import collect, dequantized, logits
+from .int8 import Int8Recipe, quantize_int8
 
 METRICS = ("cosine", "top1")
 
 
 def drop_of(reference: np.ndarray, candidate: np.ndarray, metric: str = "cosine") -> float:
     """1 - cosine, or 1 - top-1 agreement on confident inputs (0 when there are none)."""
-    from ..harness.parity import compare
-
     r = compare(reference, candidate, precision="int8")
     if metric == "cosine":
         return 1.0 - r.cosine
@@ -67,8 +70,6 @@ class _Graph:
 
     def float_weight(self, node, i: int, dq):
         """Input ``i`` of ``node`` (a quantized weight or bias) in float: the fp32 model's, else dequantized."""
-        from .graph import dequantized
-
         name = f"{dq.input[0]}__float"  # a fresh name: the QDQ model may use the original one for a DQ output
         f = self.f_nodes.get(node.name)
         if f is not None and i < len(f.input) and f.input[i] in self.f_inits:
@@ -115,8 +116,6 @@ class _Graph:
 
 def _rank(graph: _Graph, x: np.ndarray, threads: int | None) -> list[dict]:
     """Candidate nodes, largest added noise-to-signal ratio first (float-simulated, a few inputs)."""
-    from .graph import collect
-
     f_names = {o for n in graph.fp32.graph.node for o in n.output}
     cands = graph.candidates()
     rows = []
@@ -161,10 +160,6 @@ def fallback_for_budget(fp32_onnx: str | Path, calibration: np.ndarray, evaluati
     """
     import onnx
 
-    from .artifact import atomic_path
-    from .int8 import Int8Recipe, quantize_int8
-    from .torch_onnx import describe
-
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     t0 = time.perf_counter()
@@ -174,8 +169,6 @@ def fallback_for_budget(fp32_onnx: str | Path, calibration: np.ndarray, evaluati
     drop = lambda model: drop_of(reference_logits, logits(model, x, threads), metric)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="edgecnn-sens-") as work:
         if recipe.equalize:  # the float twins of kept-in-float nodes must be the equalised weights
-            from .equalize import equalize
-
             fp32_onnx = Path(work) / "equalized.onnx"
             onnx.save(equalize(onnx.load(str(src.path)), calibration)[0], str(fp32_onnx))
             src = describe(fp32_onnx, stage="fp32", precision="fp32", parent=None)

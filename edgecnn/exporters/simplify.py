@@ -9,9 +9,9 @@ import contextlib
 import io
 from pathlib import Path
 
+from ..artifact import Artifact, describe
 from ..errors import first_line
-from .artifact import Artifact, atomic_path
-from .torch_onnx import describe
+from ..fileio import atomic_path
 
 
 def simplify_onnx(src: Artifact, dest: str | Path) -> tuple[Artifact | None, str]:

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..artifact import INPUT_NAME, OUTPUT_NAME, Artifact, describe
 from ..errors import ConfigError, ExportError, first_line
-from .artifact import Artifact, atomic_path
+from ..fileio import atomic_path
+from .int8 import MIN_OPSET
 
 DEFAULT_OPSET = 17
-MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute) needs 13
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
 PROTOBUF_LIMIT = 2**31  # a single ONNX protobuf file cannot exceed 2 GiB
 
 
@@ -87,29 +87,3 @@ def _export(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: i
             torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
                               do_constant_folding=True)
-
-
-def describe(path: str | Path, *, stage: str, precision: str, parent: str | None, notes: str = "",
-             fmt: str = "onnx", runtime: str | None = "onnxruntime") -> Artifact:
-    """An Artifact for a finished file (hash and size read from disk)."""
-    from ..weights import sha256_file
-
-    path = Path(path).resolve()
-    files = [path] + ([path.with_suffix(".bin")] if fmt == "openvino" else [])
-    digest = sha256_file(path) if fmt != "openvino" else _combined_sha(files)
-    return Artifact(stage=stage, format=fmt, precision=precision, path=path, sha256=digest,
-                    bytes=sum(f.stat().st_size for f in files), parent=parent, runtime=runtime, notes=notes)
-
-
-def _combined_sha(files: list[Path]) -> str:
-    import hashlib
-
-    from ..weights import sha256_file
-
-    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
-
-
-def node_count(path: str | Path) -> int:
-    import onnx
-
-    return len(onnx.load(str(path), load_external_data=False).graph.node)

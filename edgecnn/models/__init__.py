@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import importlib
 
-from ._factory import create_model, get_spec, list_models
-from ._spec import MODELS, ModelSpec, Published, WeightsSource, register_model
+from ._factory import create_model, get_spec, list_models, preprocessing
+from ._spec import MODELS, ModelSpec, Published, Weights, register_model
 
 FAMILIES = (
     "lenet", "alexnet", "vgg", "googlenet", "inception", "resnet", "densenet", "squeezenet",
@@ -16,4 +16,5 @@ FAMILIES = (
 for _family in FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")
 
-__all__ = ["MODELS", "ModelSpec", "Published", "WeightsSource", "create_model", "get_spec", "list_models", "register_model"]
+__all__ = ["MODELS", "ModelSpec", "Published", "Weights", "create_model", "get_spec", "list_models", "preprocessing",
+           "register_model"]

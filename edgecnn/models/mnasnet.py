@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import SqueezeExcitation, make_divisible
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1807.11626"
 # The paper's TF decay of 0.9997 expressed as PyTorch momentum (1 - decay).
@@ -139,7 +139,7 @@ def _published(enum: str, params: int, gmacs: float, top1: float) -> Published:
     paper=PAPER,
     min_resolution=1,
     published=_published("MNASNet0_5_Weights", 2218512, 0.104, 67.734),
-    weights=WeightsSource(url=_URL + "mnasnet0.5_top1_67.823-3ffadce67e.pth", sha256="3ffadce67e"),
+    weights=Weights(url=_URL + "mnasnet0.5_top1_67.823-3ffadce67e.pth", sha256="3ffadce67e"),
 )
 def mnasnet0_5(**kwargs: Any) -> MNASNet:
     return _mnasnet(0.5, **kwargs)
@@ -150,9 +150,8 @@ def mnasnet0_5(**kwargs: Any) -> MNASNet:
     family="mnasnet",
     paper=PAPER,
     min_resolution=1,
-    crop_pct=224 / 232,
     published=_published("MNASNet0_75_Weights", 3170208, 0.215, 71.18),
-    weights=WeightsSource(url=_URL + "mnasnet0_75-7090bc5f.pth", sha256="7090bc5f"),
+    weights=Weights(url=_URL + "mnasnet0_75-7090bc5f.pth", sha256="7090bc5f", crop_pct=224 / 232),
 )
 def mnasnet0_75(**kwargs: Any) -> MNASNet:
     return _mnasnet(0.75, **kwargs)
@@ -163,7 +162,7 @@ def mnasnet0_75(**kwargs: Any) -> MNASNet:
     paper=PAPER,
     min_resolution=1,
     published=_published("MNASNet1_0_Weights", 4383312, 0.314, 73.456),
-    weights=WeightsSource(url=_URL + "mnasnet1.0_top1_73.512-f206786ef8.pth", sha256="f206786ef8"),
+    weights=Weights(url=_URL + "mnasnet1.0_top1_73.512-f206786ef8.pth", sha256="f206786ef8"),
 )
 def mnasnet1_0(**kwargs: Any) -> MNASNet:
     return _mnasnet(1.0, **kwargs)
@@ -173,9 +172,8 @@ def mnasnet1_0(**kwargs: Any) -> MNASNet:
     family="mnasnet",
     paper=PAPER,
     min_resolution=1,
-    crop_pct=224 / 232,
     published=_published("MNASNet1_3_Weights", 6282256, 0.526, 76.506),
-    weights=WeightsSource(url=_URL + "mnasnet1_3-a4c69d6f.pth", sha256="a4c69d6f"),
+    weights=Weights(url=_URL + "mnasnet1_3-a4c69d6f.pth", sha256="a4c69d6f", crop_pct=224 / 232),
 )
 def mnasnet1_3(**kwargs: Any) -> MNASNet:
     return _mnasnet(1.3, **kwargs)

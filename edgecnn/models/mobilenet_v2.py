@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import ConvNormAct, init_conv_bn_linear, make_divisible
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 
 class InvertedResidual(nn.Module):
@@ -115,7 +115,7 @@ def _google(width: float, mmacs: float, mparams: float, top1: float, top5: float
                         note="the paper rounds to 3.4M what Google's table gives as 3.47M (weights only, see there)"),
         others=(_google(1.0, 300, 3.47, 71.8, 91.0),),
     ),
-    weights=WeightsSource(url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", sha256="b0353104"),
+    weights=Weights(url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", sha256="b0353104"),
 )
 def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     return _mobilenet_v2(**kwargs)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import ConvNormAct, SqueezeExcitation, init_conv_bn_linear, make_divisible
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1905.02244"
 _TF_COUNT = "the paper counts TF's graph (1001 classes; its MAdds include the SE and hard-swish products)"
@@ -161,7 +161,7 @@ _URL = "https://download.pytorch.org/models/"
         paper=Published(params=5400000, macs=219e6, top1=75.2, source="Howard et al. 2019, Table 3 (224 px)",
                         note=_TF_COUNT),
     ),
-    weights=WeightsSource(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
+    weights=Weights(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
 )
 def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
     return _mobilenet_v3("large", **kwargs)
@@ -177,7 +177,7 @@ def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
         paper=Published(params=2500000, macs=56e6, top1=67.4, source="Howard et al. 2019, Table 3 (224 px)",
                         note=_TF_COUNT),
     ),
-    weights=WeightsSource(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
+    weights=Weights(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
 )
 def mobilenet_v3_small(**kwargs: Any) -> MobileNetV3:
     return _mobilenet_v3("small", **kwargs)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import init_conv_bn_linear
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 
 class BasicBlock(nn.Module):
@@ -189,7 +189,7 @@ def _paper_resnet(depth: int, note: str = "") -> Published:
         kind="torchvision", source="torchvision ResNet18_Weights.IMAGENET1K_V1 model card",
         paper=_paper_resnet(18),
     ),
-    weights=WeightsSource(url=_URL + "resnet18-f37072fd.pth", sha256="f37072fd"),
+    weights=Weights(url=_URL + "resnet18-f37072fd.pth", sha256="f37072fd"),
 )
 def resnet18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, **options)
@@ -204,7 +204,7 @@ def resnet18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision ResNet34_Weights.IMAGENET1K_V1 model card",
         paper=_paper_resnet(34, _TRUNCATED),
     ),
-    weights=WeightsSource(url=_URL + "resnet34-b627a593.pth", sha256="b627a593"),
+    weights=Weights(url=_URL + "resnet34-b627a593.pth", sha256="b627a593"),
 )
 def resnet34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, **options)
@@ -219,7 +219,7 @@ def resnet34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision ResNet50_Weights.IMAGENET1K_V1 model card",
         paper=_paper_resnet(50, _V15),
     ),
-    weights=WeightsSource(url=_URL + "resnet50-0676ba61.pth", sha256="0676ba61"),
+    weights=Weights(url=_URL + "resnet50-0676ba61.pth", sha256="0676ba61"),
 )
 def resnet50(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, **options)
@@ -234,7 +234,7 @@ def resnet50(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision ResNet101_Weights.IMAGENET1K_V1 model card",
         paper=_paper_resnet(101, _V15),
     ),
-    weights=WeightsSource(url=_URL + "resnet101-63fe2227.pth", sha256="63fe2227"),
+    weights=Weights(url=_URL + "resnet101-63fe2227.pth", sha256="63fe2227"),
 )
 def resnet101(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), num_classes=num_classes, **options)
@@ -249,7 +249,7 @@ def resnet101(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision ResNet152_Weights.IMAGENET1K_V1 model card",
         paper=_paper_resnet(152, _V15),
     ),
-    weights=WeightsSource(url=_URL + "resnet152-394f9c45.pth", sha256="394f9c45"),
+    weights=Weights(url=_URL + "resnet152-394f9c45.pth", sha256="394f9c45"),
 )
 def resnet152(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 8, 36, 3), num_classes=num_classes, **options)
@@ -265,7 +265,7 @@ def resnet152(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         paper=Published(params=25_000_000, macs=4.2e9, top1=77.8, source="Xie et al. 2017, Table 1 (parameters, FLOPs) "
                         "and Table 3 (224 px single crop, 22.2% error)"),
     ),
-    weights=WeightsSource(url=_URL + "resnext50_32x4d-7cdf4587.pth", sha256="7cdf4587"),
+    weights=Weights(url=_URL + "resnext50_32x4d-7cdf4587.pth", sha256="7cdf4587"),
 )
 def resnext50_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4, num_classes=num_classes, **options)
@@ -280,7 +280,7 @@ def resnext50_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision ResNeXt101_32X8D_Weights.IMAGENET1K_V1 model card",
         paper=Published(source="not in Xie et al. 2017 (32x8d is torchvision's own training)"),
     ),
-    weights=WeightsSource(url=_URL + "resnext101_32x8d-8ba56ff5.pth", sha256="8ba56ff5"),
+    weights=Weights(url=_URL + "resnext101_32x8d-8ba56ff5.pth", sha256="8ba56ff5"),
 )
 def resnext101_32x8d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=8, num_classes=num_classes, **options)
@@ -290,14 +290,14 @@ def resnext101_32x8d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     family="resnext",
     paper=_RESNEXT,
     min_resolution=1,
-    crop_pct=224 / 232,  # trained with torchvision's newer recipe: resize 232, crop 224
     published=Published(
         params=83455272, macs=15.46e9, top1=83.246,
         kind="torchvision", source="torchvision ResNeXt101_64X4D_Weights.IMAGENET1K_V1 model card",
         paper=Published(params=83_600_000, macs=15.6e9, top1=79.6, top5=94.7,
                         source="Xie et al. 2017, Table 5 (224 px single crop, 20.4% / 5.3% error)"),
     ),
-    weights=WeightsSource(url=_URL + "resnext101_64x4d-173b62eb.pth", sha256="173b62eb"),
+    # trained with torchvision's newer recipe: resize 232, crop 224
+    weights=Weights(url=_URL + "resnext101_64x4d-173b62eb.pth", sha256="173b62eb", crop_pct=224 / 232),
 )
 def resnext101_64x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), groups=64, width_per_group=4, num_classes=num_classes, **options)
@@ -313,7 +313,7 @@ def resnext101_64x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         paper=Published(params=68_900_000, top1=78.1, top5=93.97, source="Zagoruyko & Komodakis 2016, ImageNet "
                         "table (WRN-50-2-bottleneck, 224 px single crop, 21.9% / 6.03% error)"),
     ),
-    weights=WeightsSource(url=_URL + "wide_resnet50_2-95faca4d.pth", sha256="95faca4d"),
+    weights=Weights(url=_URL + "wide_resnet50_2-95faca4d.pth", sha256="95faca4d"),
 )
 def wide_resnet50_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 6, 3), width_per_group=128, num_classes=num_classes, **options)
@@ -328,7 +328,7 @@ def wide_resnet50_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision Wide_ResNet101_2_Weights.IMAGENET1K_V1 model card",
         paper=Published(source="not in Zagoruyko & Komodakis 2016 (WRN-101-2 is torchvision's own training)"),
     ),
-    weights=WeightsSource(url=_URL + "wide_resnet101_2-32ee1156.pth", sha256="32ee1156"),
+    weights=Weights(url=_URL + "wide_resnet101_2-32ee1156.pth", sha256="32ee1156"),
 )
 def wide_resnet101_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), width_per_group=128, num_classes=num_classes, **options)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1807.11164"
 
@@ -135,7 +135,7 @@ def _published(enum: str, params: int, gmacs: float, top1: float) -> Published:
     paper=PAPER,
     min_resolution=1,
     published=_published("ShuffleNet_V2_X0_5_Weights", 1366792, 0.04, 60.552),
-    weights=WeightsSource(url=_URL + "shufflenetv2_x0.5-f707e7126e.pth", sha256="f707e7126e"),
+    weights=Weights(url=_URL + "shufflenetv2_x0.5-f707e7126e.pth", sha256="f707e7126e"),
 )
 def shufflenet_v2_x0_5(**kwargs: Any) -> ShuffleNetV2:
     return _shufflenet_v2("x0_5", **kwargs)
@@ -146,7 +146,7 @@ def shufflenet_v2_x0_5(**kwargs: Any) -> ShuffleNetV2:
     paper=PAPER,
     min_resolution=1,
     published=_published("ShuffleNet_V2_X1_0_Weights", 2278604, 0.145, 69.362),
-    weights=WeightsSource(url=_URL + "shufflenetv2_x1-5666bf0f80.pth", sha256="5666bf0f80"),
+    weights=Weights(url=_URL + "shufflenetv2_x1-5666bf0f80.pth", sha256="5666bf0f80"),
 )
 def shufflenet_v2_x1_0(**kwargs: Any) -> ShuffleNetV2:
     return _shufflenet_v2("x1_0", **kwargs)
@@ -157,9 +157,8 @@ def shufflenet_v2_x1_0(**kwargs: Any) -> ShuffleNetV2:
     family="shufflenet_v2",
     paper=PAPER,
     min_resolution=1,
-    crop_pct=224 / 232,
     published=_published("ShuffleNet_V2_X1_5_Weights", 3503624, 0.296, 72.996),
-    weights=WeightsSource(url=_URL + "shufflenetv2_x1_5-3c479a10.pth", sha256="3c479a10"),
+    weights=Weights(url=_URL + "shufflenetv2_x1_5-3c479a10.pth", sha256="3c479a10", crop_pct=224 / 232),
 )
 def shufflenet_v2_x1_5(**kwargs: Any) -> ShuffleNetV2:
     return _shufflenet_v2("x1_5", **kwargs)
@@ -169,9 +168,8 @@ def shufflenet_v2_x1_5(**kwargs: Any) -> ShuffleNetV2:
     family="shufflenet_v2",
     paper=PAPER,
     min_resolution=1,
-    crop_pct=224 / 232,
     published=_published("ShuffleNet_V2_X2_0_Weights", 7393996, 0.583, 76.23),
-    weights=WeightsSource(url=_URL + "shufflenetv2_x2_0-8be3c8ee.pth", sha256="8be3c8ee"),
+    weights=Weights(url=_URL + "shufflenetv2_x2_0-8be3c8ee.pth", sha256="8be3c8ee", crop_pct=224 / 232),
 )
 def shufflenet_v2_x2_0(**kwargs: Any) -> ShuffleNetV2:
     return _shufflenet_v2("x2_0", **kwargs)

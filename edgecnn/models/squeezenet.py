@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1602.07360"
 
@@ -139,7 +139,7 @@ def _table6(mb: float, top1: float, top5: float, note: str = "") -> Published:
     paper=PAPER,
     min_resolution=21,
     published=_published("SqueezeNet1_0_Weights", 1248424, 0.819, 58.092, paper=_table6(4.8, 57.5, 80.3)),
-    weights=WeightsSource(url="https://download.pytorch.org/models/squeezenet1_0-b66bff10.pth", sha256="b66bff10"),
+    weights=Weights(url="https://download.pytorch.org/models/squeezenet1_0-b66bff10.pth", sha256="b66bff10"),
 )
 def squeezenet1_0(**kwargs: Any) -> SqueezeNet:
     return _squeezenet("1_0", **kwargs)
@@ -151,7 +151,7 @@ def squeezenet1_0(**kwargs: Any) -> SqueezeNet:
     min_resolution=17,
     published=_published("SqueezeNet1_1_Weights", 1235496, 0.349, 58.178, paper=Published(
         source="not in the paper: the authors' SqueezeNet_v1.1 README (2.4x less computation, same accuracy)")),
-    weights=WeightsSource(url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0"),
+    weights=Weights(url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0"),
 )
 def squeezenet1_1(**kwargs: Any) -> SqueezeNet:
     return _squeezenet("1_1", **kwargs)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import init_conv_bn_linear
-from ._spec import Published, WeightsSource, register_model
+from ._spec import Published, Weights, register_model
 
 # Five stages of 3x3 convolutions, each closed by a 2x2/2 max-pool; the variants (paper, Table 1)
 # differ only in how many convolutions each stage has.
@@ -89,7 +89,7 @@ _CS231N = Published(
         kind="torchvision", source="torchvision VGG11_Weights.IMAGENET1K_V1 model card",
         paper=_paper("A"),
     ),
-    weights=WeightsSource(url=_URL + "vgg11-8a719046.pth", sha256="8a719046"),
+    weights=Weights(url=_URL + "vgg11-8a719046.pth", sha256="8a719046"),
 )
 def vgg11(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((1, 1, 2, 2, 2), batch_norm=False, num_classes=num_classes, **options)
@@ -104,7 +104,7 @@ def vgg11(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision VGG13_Weights.IMAGENET1K_V1 model card",
         paper=_paper("B"),
     ),
-    weights=WeightsSource(url=_URL + "vgg13-19584684.pth", sha256="19584684"),
+    weights=Weights(url=_URL + "vgg13-19584684.pth", sha256="19584684"),
 )
 def vgg13(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 2, 2, 2), batch_norm=False, num_classes=num_classes, **options)
@@ -120,7 +120,7 @@ def vgg13(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         paper=_paper("D"),
         others=(_CS231N,),
     ),
-    weights=WeightsSource(url=_URL + "vgg16-397923af.pth", sha256="397923af"),
+    weights=Weights(url=_URL + "vgg16-397923af.pth", sha256="397923af"),
 )
 def vgg16(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 3, 3, 3), batch_norm=False, num_classes=num_classes, **options)
@@ -135,7 +135,7 @@ def vgg16(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision VGG19_Weights.IMAGENET1K_V1 model card",
         paper=_paper("E"),
     ),
-    weights=WeightsSource(url=_URL + "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
+    weights=Weights(url=_URL + "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
 )
 def vgg19(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 4, 4, 4), batch_norm=False, num_classes=num_classes, **options)
@@ -150,7 +150,7 @@ def vgg19(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision VGG11_BN_Weights.IMAGENET1K_V1 model card",
         paper=_paper("A", bn=True),
     ),
-    weights=WeightsSource(url=_URL + "vgg11_bn-6002323d.pth", sha256="6002323d"),
+    weights=Weights(url=_URL + "vgg11_bn-6002323d.pth", sha256="6002323d"),
 )
 def vgg11_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((1, 1, 2, 2, 2), batch_norm=True, num_classes=num_classes, **options)
@@ -165,7 +165,7 @@ def vgg11_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision VGG13_BN_Weights.IMAGENET1K_V1 model card",
         paper=_paper("B", bn=True),
     ),
-    weights=WeightsSource(url=_URL + "vgg13_bn-abd245e5.pth", sha256="abd245e5"),
+    weights=Weights(url=_URL + "vgg13_bn-abd245e5.pth", sha256="abd245e5"),
 )
 def vgg13_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 2, 2, 2), batch_norm=True, num_classes=num_classes, **options)
@@ -180,7 +180,7 @@ def vgg13_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision VGG16_BN_Weights.IMAGENET1K_V1 model card",
         paper=_paper("D", bn=True),
     ),
-    weights=WeightsSource(url=_URL + "vgg16_bn-6c64b313.pth", sha256="6c64b313"),
+    weights=Weights(url=_URL + "vgg16_bn-6c64b313.pth", sha256="6c64b313"),
 )
 def vgg16_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 3, 3, 3), batch_norm=True, num_classes=num_classes, **options)
@@ -195,7 +195,7 @@ def vgg16_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
         kind="torchvision", source="torchvision VGG19_BN_Weights.IMAGENET1K_V1 model card",
         paper=_paper("E", bn=True),
     ),
-    weights=WeightsSource(url=_URL + "vgg19_bn-c79401a0.pth", sha256="c79401a0"),
+    weights=Weights(url=_URL + "vgg19_bn-c79401a0.pth", sha256="c79401a0"),
 )
 def vgg19_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _vgg((2, 2, 4, 4, 4), batch_norm=True, num_classes=num_classes, **options)

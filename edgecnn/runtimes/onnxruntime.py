@@ -3,31 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends.onnxruntime import PROVIDERS, session
 from ..errors import ConfigError
 from .base import Runtime
-
-# device -> execution providers to ask for, best first (CPU always last as the fallback).
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
-
-def session_options(threads: int | None, *, optimize: bool = True):
-    """ONNX Runtime session options: quiet, ``threads`` intra-op threads, optionally no graph rewrites
-    (exact Q/DQ arithmetic for analysis instead of fused int8 kernels)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return opts
-
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
@@ -45,7 +23,8 @@ class OnnxRuntime(Runtime):
                 f"onnxruntime has no {wanted[0]} here (available: {', '.join(ort.get_available_providers())}); "
                 "install onnxruntime-gpu on a machine with CUDA"
             )
-        self.session = ort.InferenceSession(str(self.path), sess_options=session_options(self.threads), providers=wanted)
+        # Throughput mode: every request in flight runs on one intra-op thread (streams() of them at once).
+        self.session = session(self.path, 1 if self.mode == "throughput" else self.threads, providers=wanted)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
@@ -65,3 +44,6 @@ class OnnxRuntime(Runtime):
 
     def provider(self) -> str | None:
         return self.session.get_providers()[0]
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)

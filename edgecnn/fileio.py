@@ -1,53 +1,37 @@
-"""Artifact: one file (or IR pair) the pipeline produced, with where it came from."""
+"""Files written so that nothing half-written is ever trusted, and the lock that serialises writers.
+
+- :func:`atomic_path`: write to a temporary name beside the destination, rename only on success;
+- :func:`writable_dir`: prove a folder is writable before minutes of work, not after;
+- :func:`write_failure`: the one-line error for a full disk or a read-only folder;
+- :func:`sha256_file`: the content hash every artifact, checkpoint and download is checked against;
+- :func:`locked`: an exclusive lock on an output folder for a whole export.
+"""
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
 import secrets
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ExportError
+from .errors import ExportError
 
-FORMATS = ("onnx", "openvino", "tensorrt")
 # A write that fails for lack of room (or a read-only disk): the user's to fix, not a bug.
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-PRECISIONS = ("fp32", "fp16", "int8")
+LOCK = ".edgecnn.lock"
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """``path`` is relative to the output folder in the manifest, absolute in memory."""
-
-    stage: str  # export | simplify | fp16 | int8 | openvino | tensorrt ...
-    format: str
-    precision: str
-    path: Path
-    sha256: str = ""
-    bytes: int = 0
-    parent: str | None = None  # the stage this one was derived from
-    runtime: str | None = None  # the runtime that executes it, e.g. "onnxruntime"
-    notes: str = ""
-    build_key: str = ""  # hash of everything it was built from: equal key + equal sha256 => reuse
-
-    @property
-    def key(self) -> str:
-        """Unique name inside a manifest: the stage (``export``, ``int8``, ``openvino-int8-nncf``...)."""
-        return self.stage
-
-    def to_json(self, root: Path) -> dict:
-        d = asdict(self)
-        d["path"] = os.path.relpath(self.path, root)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict, root: Path) -> "Artifact":
-        return cls(**{**d, "path": (root / d["path"]).resolve()})
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_path(dest: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.
 
@@ -95,3 +79,24 @@ def write_failure(e: OSError, dest: str | Path) -> ExportError | None:
     if e.errno not in NO_ROOM:
         return None
     return ExportError(f"cannot write {dest}: {os.strerror(e.errno)}; free some space or choose another output folder")
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Exclusive lock on the output folder for the whole export (POSIX; elsewhere atomic renames only)."""
+    writable_dir(root)
+    try:
+        import fcntl  # POSIX only
+    except ImportError:
+        yield
+        return
+    with open(root / LOCK, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another edgecnn export into {root} to finish...", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

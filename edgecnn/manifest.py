@@ -2,22 +2,24 @@
 
 Written atomically (temp file + rename) under an exclusive lock on the output folder, so two
 exports into one folder cannot interleave and a crash never leaves a half-written manifest.
+The journal (``.edgecnn-journal.json``) records the artifacts an unfinished run completed, so the
+next run reuses them; it is never read as a result.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
-from ..errors import ArtifactError
-from .artifact import Artifact, atomic_path, writable_dir
+from .artifact import Artifact, digest
+from .errors import ArtifactError
+from .fileio import atomic_path
+from .results import ArtifactResult, all_pass
 
 MANIFEST = "manifest.json"
 JOURNAL = ".edgecnn-journal.json"  # artifacts finished by a run that has not ended (yet): reusable, not a result
-SCHEMA = 1
+SCHEMA = 2
 
 
 @dataclass
@@ -31,11 +33,21 @@ class Manifest:
     versions: dict
     host: dict
     artifacts: list[Artifact] = field(default_factory=list)
-    results: dict = field(default_factory=dict)  # artifact key -> {"parity": ..., "latency": ...}
-    # "openvino:int8" -> {"default": stage, "candidates": [stages]}: routes built and measured, best kept
+    # artifact key (stage) -> its result on its own runtime; a stage that failed to build has a result, no artifact
+    results: dict[str, ArtifactResult] = field(default_factory=dict)
+    # "openvino:int8" -> {"default": stage or None, "candidates": [stages]}: routes built and measured, best kept
     selected: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    failed: dict = field(default_factory=dict)  # stage -> why it could not be built: shown, never a default
+    # where the original came from (models.sources.ModelSource.to_dict); None: a zoo model (older manifests)
+    source: dict | None = None
+    labels: list[str] | None = None  # class name of each output, where known
+    # the held-out images results were measured on; with class sub-folders, the original's accuracy too
+    evaluation: dict | None = None
+    # where the export's time went: stage -> {"build_s": ..., "evaluate_s": ...}, and "total_s"
+    timings: dict = field(default_factory=dict)
+
+    def artifact(self, key: str) -> Artifact | None:
+        return next((a for a in self.artifacts if a.key == key), None)
 
     def alternatives(self) -> set[str]:
         """Stages that lost a selection to a working default: shown and kept, but not what a user deploys.
@@ -47,18 +59,15 @@ class Manifest:
     def defaults(self) -> set[str]:
         return {sel["default"] for sel in self.selected.values() if sel.get("default")}
 
+    def failures(self) -> dict[str, str]:
+        """Stages that could not be built (no artifact), with why."""
+        built = {a.key for a in self.artifacts}
+        return {k: r.error for k, r in self.results.items() if k not in built and r.error}
+
     def passed(self) -> bool:
-        """Every deployable artifact passes (or is advisory) and every stage asked for was built.
-
-        An artifact that could not be run fails, advisory or not: there is nothing to advise on. A losing
-        alternative does not count, nor a stage that failed where a working candidate took its place."""
-        alt = self.alternatives()
-        results_ok = all("error" not in r and (r["parity"].get("passed") or r.get("advisory"))
-                         for k, r in self.results.items() if k not in alt)
-        return results_ok and all(stage in alt for stage in self.failed)
-
-    def artifact(self, key: str) -> Artifact | None:
-        return next((a for a in self.artifacts if a.key == key), None)
+        """Every deployable artifact passes (or is advisory) and every stage asked for was built
+        (or replaced by a working candidate of its selection group)."""
+        return all_pass(self.results.values())
 
     def verify(self) -> None:
         """Raise :class:`ArtifactError` naming the first artifact that is missing or differs from its record."""
@@ -70,8 +79,9 @@ class Manifest:
                                     f"{self.model} ...` into this folder again to rebuild it")
 
     def save(self, root: Path) -> Path:
-        data = {"schema": SCHEMA, **{k: v for k, v in self.__dict__.items() if k != "artifacts"},
-                "artifacts": [a.to_json(root) for a in self.artifacts]}
+        data = {"schema": SCHEMA, **{k: v for k, v in self.__dict__.items() if k not in ("artifacts", "results")},
+                "artifacts": [a.to_json(root) for a in self.artifacts],
+                "results": {k: r.to_dict() for k, r in self.results.items()}}
         with atomic_path(root / MANIFEST) as tmp:
             tmp.write_text(json.dumps(data, indent=2, default=str))
         return root / MANIFEST
@@ -84,9 +94,11 @@ class Manifest:
             raise ArtifactError(f"no {MANIFEST} in {root}: run `edgecnn export MODEL --out {root}` first")
         try:
             data = json.loads(path.read_text())
-            data.pop("schema", None)
+            if data.pop("schema", None) != SCHEMA:
+                raise ValueError("schema")
             arts = [Artifact.from_json(a, path.parent) for a in data.pop("artifacts")]
-            return cls(**data, artifacts=arts)
+            results = {k: ArtifactResult.from_dict(r) for k, r in data.pop("results").items()}
+            return cls(**data, artifacts=arts, results=results)
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as e:
             raise ArtifactError(f"{path} is corrupt or from another edgecnn version ({type(e).__name__}); "
                                 "export again into this folder to rebuild it") from None
@@ -125,33 +137,7 @@ def reusable(previous: list[Artifact], key: str, build: str) -> Artifact | None:
 
 def intact(art: Artifact) -> bool:
     """The artifact's file(s) are on disk with the sha256 recorded when it was built."""
-    from ..exporters.torch_onnx import describe
-
-    if not art.path.is_file():
-        return False
     try:
-        now = describe(art.path, stage=art.stage, precision=art.precision, parent=art.parent, fmt=art.format)
+        return all(f.is_file() for f in art.files) and digest(art) == art.sha256
     except OSError:
         return False
-    return now.sha256 == art.sha256
-
-
-@contextlib.contextmanager
-def locked(root: Path) -> Iterator[None]:
-    """Exclusive lock on the output folder for the whole export (POSIX; elsewhere atomic renames only)."""
-    writable_dir(root)
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(root / ".edgecnn.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another edgecnn export into {root} to finish...", flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,33 @@
+"""ONNX Runtime session options and sessions, for the runtime and for the int8 passes that run models."""
+from __future__ import annotations
+
+# device -> execution providers to ask for, best first (CPU always last as the fallback).
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def session_options(threads: int | None, *, optimize: bool = True):
+    """ONNX Runtime session options: quiet, ``threads`` intra-op threads, optionally no graph rewrites
+    (exact Q/DQ arithmetic for analysis instead of fused int8 kernels)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return opts
+
+
+def session(model_or_path, threads: int | None = None, *, optimize: bool = True, providers: list[str] | None = None):
+    """An ONNX Runtime session for a ModelProto or a file (CPU unless ``providers`` say otherwise)."""
+    import onnxruntime as ort
+
+    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    return ort.InferenceSession(src, session_options(threads, optimize=optimize),
+                                providers=providers or PROVIDERS["cpu"])

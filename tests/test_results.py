@@ -1,0 +1,42 @@
+"""The typed result every table, manifest and report shares, and its one pass rule."""
+import json
+
+import numpy as np
+
+from edgecnn.parity import Tolerance, compare
+from edgecnn.results import ArtifactResult, all_pass
+from edgecnn.timing import Latency
+
+
+def _logits(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 3, (16, 10))
+    x[np.arange(16), rng.integers(0, 10, 16)] += 8
+    return x
+
+
+def test_a_failing_result_survives_the_manifest_round_trip():
+    ref = _logits()
+    failing = compare(ref, -ref, name="int8", precision="int8")
+    r = ArtifactResult("int8", "int8", runtime="onnxruntime", parity=failing,
+                       latency=Latency(20, 1, 2.0, 2.5, 3.0, 2.1, 0.2), slower_than_fp32=1.4)
+    back = ArtifactResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.parity is not None and not back.parity.passed and back.parity.cosine == failing.cosine
+    assert back.parity.tolerance == Tolerance.for_precision("int8") and back.parity.failures == failing.failures
+    assert back.latency == r.latency and back.slower_than_fp32 == 1.4 and not back.ok and back.verdict == "FAIL"
+
+
+def test_the_pass_rule():
+    ref = _logits()
+    good = compare(ref, ref, precision="fp32")
+    bad = compare(ref, ref + 1.0, precision="fp32")
+    assert ArtifactResult("a", "fp32", parity=good).ok
+    assert not ArtifactResult("a", "fp32", parity=bad).ok
+    advisory = ArtifactResult("q", "int8", parity=compare(ref, -ref, precision="int8"), advisory="random weights")
+    assert advisory.ok and advisory.verdict == "advisory"
+    broken = ArtifactResult("q", "int8", error="could not compile", advisory="random weights")
+    assert not broken.ok and broken.verdict == "failed"  # never hides behind "advisory"
+    loser = ArtifactResult("route", "int8", parity=bad, alternative=True)
+    assert loser.verdict == "fail" and all_pass([ArtifactResult("a", "fp32", parity=good), loser])
+    assert not all_pass([ArtifactResult("a", "fp32", parity=good), ArtifactResult("b", "fp32", parity=bad)])
+    assert not all_pass([ArtifactResult("stage", "fp16", error="could not build")])
