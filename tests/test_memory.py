@@ -6,6 +6,7 @@ import pytest
 
 from edgecnn import cli
 from edgecnn.accounting import OPTIMIZER_COPIES, model_stats, training_memory
+from edgecnn.harness.memory import MEASURED_ON
 
 # CS231n "ConvNets" notes, VGG-16 table: one row per layer output (ReLUs run in place), the input row first.
 CS231N_VGG16_ROWS = [224 * 224 * 3] + [224 * 224 * 64] * 2 + [112 * 112 * 64] + [112 * 112 * 128] * 2 \
@@ -72,7 +73,7 @@ def test_info_json_carries_bytes_dtype_and_model_args(capsys):
 onnx = pytest.importorskip("onnx")
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121"])
+@pytest.mark.parametrize("name", MEASURED_ON)  # the families `info --memory` says the tolerance was checked on
 def test_inference_peak_agrees_with_onnxruntime(name):
     from edgecnn.harness.memory import MEASURED_TOLERANCE, inference_memory
 
