@@ -8,7 +8,6 @@ claim: fidelity is proved on real weights in test_real_weights.py / test_int8_qu
 """
 import numpy as np
 import pytest
-import torch
 
 import edgecnn
 from edgecnn import hostinfo, runtimes
@@ -21,7 +20,7 @@ from edgecnn.harness.common import run_batched
 from edgecnn.models import preprocessing
 from edgecnn.parity import Tolerance, compare
 from edgecnn.runtimes.torch import reference_logits
-from zoo_selection import sweep
+from zoo_selection import EXPORT_TOO_COSTLY, sweep
 
 MOBILE_FAMILIES = {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "squeezenet",
                    "mnasnet", "efficientnet_lite"}
@@ -55,7 +54,18 @@ def _resolution(spec) -> int:
 
 @pytest.mark.parametrize("name", sweep(export=True))
 def test_fp32_parity_onnxruntime_and_openvino(name, tmp_path):
-    model = edgecnn.create_model(name)
+    _parity(name, {}, tmp_path)
+
+
+@pytest.mark.parametrize("name, options", list(EXPORT_TOO_COSTLY.items()),
+                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in EXPORT_TOO_COSTLY.items()])
+def test_fp32_parity_of_a_shallow_build(name, options, tmp_path):
+    """A family whose only member exports in the slow sweep alone: the same units, fewer of them, every run."""
+    _parity(name, options, tmp_path)
+
+
+def _parity(name, options, tmp_path):
+    model = edgecnn.create_model(name, **options)
     spec = model.edgecnn_spec
     prep = preprocessing(spec, _resolution(spec))
     x = evaluation_batch(prep, 4)

@@ -75,7 +75,10 @@ class PyramidNet(nn.Module):
     published=Published(params=62_100_000, top1=79.5, top5=94.7,
                         source="Han et al. 2017, Table 5 (PyramidNet-200, alpha=300; 224 px single crop)"),
 )
-def pyramidnet200_a300(*, num_classes: int = 1000, **options: Any) -> nn.Module:
-    model = PyramidNet((3, 24, 36, 3), 300, num_classes=num_classes, **options)
+def pyramidnet200_a300(*, num_classes: int = 1000, depths: tuple[int, int, int, int] = (3, 24, 36, 3),
+                       alpha: float = 300, **options: Any) -> nn.Module:
+    """The paper's ImageNet net; ``depths`` (units per stage) and ``alpha`` build the other members of the
+    family from the same units (``--model-arg depths=(3,4,23,3) --model-arg alpha=250``)."""
+    model = PyramidNet(tuple(depths), alpha, num_classes=num_classes, **options)
     init_conv_bn_linear(model)
     return model
