@@ -23,7 +23,7 @@ from edgecnn.runtimes.torch import reference_logits
 from zoo_selection import EXPORT_TOO_COSTLY, sweep
 
 MOBILE_FAMILIES = {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "squeezenet",
-                   "mnasnet", "efficientnet_lite"}
+                   "mnasnet", "efficientnet_lite", "squeezenext"}
 RUNTIMES = [r for r in ("onnxruntime", "openvino") if runtimes.availability()[r] is None]
 # Random weights make int8-vs-fp32 fidelity meaningless (measured here: cosine 0.88-0.97 at 64 px; even
 # ONNX Runtime vs OpenVINO on the same QDQ MobileNetV2 differ by cosine 0.97, each rounding its own way),
