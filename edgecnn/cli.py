@@ -106,18 +106,37 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_label(src) -> str:
+    return {"torchvision": "torchvision card", "reference": "reference impl.", "computed": "computed",
+            "lecture": "lecture"}.get(src.kind, "paper")
+
+
+def _gap(check, figure: str) -> str:
+    gap = check.gap(figure)
+    return "" if gap is None or abs(gap) < 0.0005 else f" ({gap:+.1%})"
+
+
 @command
 def cmd_info(args: argparse.Namespace) -> int:
-    from .accounting import model_stats
+    from .accounting import compare_sources, training_memory
     from .models import get_spec
 
     spec = get_spec(args.model)
-    stats = model_stats(args.model, args.resolution, **({"num_classes": args.num_classes} if args.num_classes else {}))
-    pub = spec.published
+    options = dict(args.model_arg or ())
+    if args.num_classes:
+        options["num_classes"] = args.num_classes
+    stats, checks = compare_sources(args.model, resolution=args.resolution, options=options)
+    memory = None
+    if args.memory:
+        from .harness.memory import inference_memory
+
+        memory = inference_memory(args.model, resolution=stats.resolution, options=options)
     if args.json:
         out = stats.to_dict(layers=args.layers)
-        out.update(family=spec.family, paper=spec.paper, mean=list(spec.mean), std=list(spec.std),
-                   published={"params": pub.params, "macs": pub.macs, "top1": pub.top1, "source": pub.source})
+        out.update(family=spec.family, paper=spec.paper, mean=list(spec.mean), std=list(spec.std), options=options,
+                   published=[_source_dict(c) for c in checks])
+        if memory is not None:
+            out["inference_memory"] = memory.to_dict(layers=args.layers)
         print(json.dumps(out, indent=2))
         return 0
     from rich.table import Table
@@ -125,27 +144,70 @@ def cmd_info(args: argparse.Namespace) -> int:
     console = _console()
     if args.layers:
         table = Table(title=f"{args.model} @ {stats.resolution}x{stats.resolution}, per layer (batch 1)")
-        for col in ("layer", "type", "output", "activations", "params", "MACs"):
+        for col in ("layer", "type", "output", "activations", "bytes", "params", "MACs"):
             table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
         for layer in stats.layers:
             table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape[1:])),
-                          f"{layer.activations:,}", f"{layer.params:,}", f"{layer.macs:,}")
+                          f"{layer.activations:,}", f"{layer.bytes:,}" if layer.bytes else "0",
+                          f"{layer.params:,}", f"{layer.macs:,}")
+        table.add_row("total", "", "", f"{stats.activations:,}", f"{stats.activation_bytes:,}", f"{stats.params:,}",
+                      f"{stats.macs:,}", style="bold")
         console.print(table)
-    summary = Table(title=f"{args.model} ({spec.family}) @ {stats.resolution}x{stats.resolution}", show_header=True)
-    summary.add_column("")
-    summary.add_column("measured", justify="right")
-    summary.add_column("published", justify="right")
-    summary.add_row("params", f"{stats.params:,}", f"{pub.params:,}" if pub.params else "-")
-    summary.add_row("multiply-adds", _human(stats.macs), _human(pub.macs) if pub.macs else "-")
-    summary.add_row("activations (batch 1)", f"{stats.activations:,}  ({stats.activation_bytes / 2**20:.1f} MiB fp32)", "-")
-    summary.add_row("ImageNet top-1", "-", f"{pub.top1:.2f}%" if pub.top1 else "-")
+    title = f"{args.model} ({spec.family}) @ {stats.resolution}x{stats.resolution}"
+    title += f", {options}" if options else ""
+    summary = Table(title=title)
+    for col in ("", "input", "params", "multiply-adds", "activations", "top-1", "top-5"):
+        summary.add_column(col, justify="left" if not col else "right")
+    summary.add_row("measured", str(stats.resolution), f"{stats.params:,}", _human(stats.macs),
+                    f"{stats.activations:,}", "-", "-", style="bold")
+    for check in checks:
+        src, own = check.source, check.stats
+        if own is not stats:  # the source's figures hold under other conditions: measure under those
+            where = ", ".join([f"{own.resolution} px"] + [f"{k}={v}" for k, v in check.options.items()])
+            summary.add_row(f"  measured ({where})", str(own.resolution), f"{own.params:,}", _human(own.macs),
+                            f"{own.activations:,}", "-", "-")
+        summary.add_row(_source_label(src), str(own.resolution),
+                        f"{src.params:,}{_gap(check, 'params')}" if src.params else "-",
+                        f"{_human(src.macs)}{_gap(check, 'macs')}" if src.macs else "-",
+                        f"{src.activations:,}{_gap(check, 'activations')}" if src.activations else "-",
+                        f"{src.top1:.2f}%" if src.top1 else "-", f"{src.top5:.2f}%" if src.top5 else "-")
     console.print(summary)
-    if pub.source:
-        console.print(f"published: {pub.source}; paper: {spec.paper}")
-    if pub.options or (stats.resolution != spec.resolution):
-        console.print("note: published figures hold at the default resolution" +
-                      (f" with {dict(pub.options)}" if pub.options else ""))
+    for check in checks:
+        src = check.source
+        line = f"{_source_label(src)}: {src.source}"
+        if check.departures:
+            line += f"\n  differs by more than 1% ({', '.join(check.departures)}): {src.note or 'no reason recorded'}"
+        elif src.note:
+            line += f"\n  note: {src.note}"
+        _say(console, line)
+    _say(console, f"paper link: {spec.paper}")
+    mib = 2**20
+    _say(console, f"activations (batch 1, training view: every forward tensor incl. input, BatchNorm outputs, "
+                  f"residual adds, concatenations): {stats.activations:,} = "
+                  f"{stats.activation_bytes / mib:.1f} MiB fp32")
+    if memory is not None:
+        train = training_memory(stats)
+        params = train["parameter_bytes"]
+        _say(console, f"training memory per image: activations {stats.activation_bytes / mib:.1f} MiB x2 (backward) = "
+                      f"{train['activations_forward_backward_bytes'] / mib:.1f} MiB; parameters "
+                      f"{stats.param_bytes / mib:.1f} MiB x3 (SGD+momentum) = {params['sgd_momentum'] / mib:.1f} MiB, "
+                      f"x4 (Adam) = {params['adam'] / mib:.1f} MiB; total at batch 1: "
+                      f"{train['total_bytes_batch1']['sgd_momentum'] / mib:.1f} MiB (SGD+momentum), "
+                      f"{train['total_bytes_batch1']['adam'] / mib:.1f} MiB (Adam)")
+        console.print(memory.table())
+        for line in memory.notes():
+            _say(console, line)
     return 0
+
+
+def _source_dict(check) -> dict:
+    src = check.source
+    return {"kind": src.kind, "source": src.source, "params": src.params, "macs": src.macs, "top1": src.top1,
+            "top5": src.top5, "activations": src.activations, "resolution": check.stats.resolution,
+            "options": check.options, "note": src.note, "measured": {"params": check.stats.params,
+                                                                    "macs": check.stats.macs,
+                                                                    "activations": check.stats.activations},
+            "departs_over_1pct": check.departures}
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -402,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=positive_int, help="input size (default: the model's)")
     p.add_argument("--num-classes", type=positive_int)
     p.add_argument("--layers", action="store_true", help="per-layer table")
+    p.add_argument("--memory", action="store_true",
+                   help="training memory per image and the deployed inference peak (exports the model to ONNX)")
+    p.add_argument("--model-arg", action="append", type=model_arg, metavar="KEY=VALUE",
+                   help="builder option, repeatable (e.g. --model-arg width_mult=0.75 --model-arg aux_logits=true)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("export", help="torch -> ONNX -> simplify -> fp16/int8 -> OpenVINO/TensorRT, with parity")

@@ -8,7 +8,6 @@ claim: fidelity is proved on real weights in test_real_weights.py / test_int8_qu
 """
 import numpy as np
 import pytest
-import torch
 
 import edgecnn
 from edgecnn import hostinfo, runtimes
@@ -16,15 +15,15 @@ from edgecnn.data import calibration_batch, evaluation_batch
 from edgecnn.errors import ArtifactError
 from edgecnn.exporters.int8 import get_preset, quantize_int8
 from edgecnn.exporters.torch_onnx import export_onnx
-from edgecnn.harness.common import run_batched
-from edgecnn.runtimes.torch import reference_logits
-from edgecnn.parity import Tolerance, compare
-from edgecnn.models import MODELS, preprocessing
-from edgecnn.models._factory import build_model
 from edgecnn.backends.openvino import AMX_HINT
+from edgecnn.harness.common import run_batched
+from edgecnn.models import preprocessing
+from edgecnn.parity import Tolerance, compare
+from edgecnn.runtimes.torch import reference_logits
+from zoo_selection import EXPORT_TOO_COSTLY, sweep
 
 MOBILE_FAMILIES = {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "squeezenet",
-                   "mnasnet", "efficientnet_lite"}
+                   "mnasnet", "efficientnet_lite", "squeezenext"}
 RUNTIMES = [r for r in ("onnxruntime", "openvino") if runtimes.availability()[r] is None]
 # Random weights make int8-vs-fp32 fidelity meaningless (measured here: cosine 0.88-0.97 at 64 px; even
 # ONNX Runtime vs OpenVINO on the same QDQ MobileNetV2 differ by cosine 0.97, each rounding its own way),
@@ -46,33 +45,27 @@ def _resolution(spec) -> int:
     return max(spec.min_resolution, 80 if spec.name == "inception_v3" else 64)
 
 
-# The fast run (CI) exports every model except the heaviest members of a family: over 60M parameters, each
-# 20-50 s on 2 cores (VGG at 224 px, Wide ResNet-101, ResNeXt-101, ResNet-152, EfficientNet-B7), where the
+# The fast run (CI) exports every model except the heaviest members of a family (over 60M parameters, each
+# 20-50 s on 2 cores: VGG at 224 px, Wide ResNet-101, ResNeXt-101, ResNet-152, EfficientNet-B7), where the
 # family's smallest member and its other variants already exercise the same layers (and test_zoo.py checks
-# every model's forward against torchvision's). `pytest -m slow` runs them.
-HEAVY_PARAMS = 60e6
+# every model's forward against torchvision's), and issue 13's literature variants. `pytest -m slow` runs them.
+# zoo_selection.sweep says which.
 
 
-def _params() -> list:
-    cost = {n: MODELS.get(n).published.params or _count(n) for n in MODELS.names()}  # test_zoo.py pins them
-    smallest = {}
-    for name in MODELS.names():
-        family = MODELS.get(name).family
-        if family not in smallest or cost[name] < cost[smallest[family]]:
-            smallest[family] = name
-    keep = set(smallest.values())
-    heavy = {n for n, params in cost.items() if params > HEAVY_PARAMS and n not in keep}
-    return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in MODELS.names()]
-
-
-def _count(name: str) -> int:
-    with torch.device("meta"):  # shapes only: no storage, no arithmetic
-        return sum(p.numel() for p in build_model(MODELS.get(name), 1000, {}).parameters())
-
-
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", sweep(export=True))
 def test_fp32_parity_onnxruntime_and_openvino(name, tmp_path):
-    model = edgecnn.create_model(name)
+    _parity(name, {}, tmp_path)
+
+
+@pytest.mark.parametrize("name, options", list(EXPORT_TOO_COSTLY.items()),
+                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in EXPORT_TOO_COSTLY.items()])
+def test_fp32_parity_of_a_shallow_build(name, options, tmp_path):
+    """A family whose only member exports in the slow sweep alone: the same units, fewer of them, every run."""
+    _parity(name, options, tmp_path)
+
+
+def _parity(name, options, tmp_path):
+    model = edgecnn.create_model(name, **options)
     spec = model.edgecnn_spec
     prep = preprocessing(spec, _resolution(spec))
     x = evaluation_batch(prep, 4)

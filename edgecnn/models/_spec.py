@@ -18,14 +18,47 @@ HALF_STD = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class Published:
-    """Figures from the paper or the torchvision model card, for the accounting tests."""
+    """What one source says about a model: parameters, multiply-adds, accuracy, at one input size.
+
+    ``spec.published`` holds the figures the implementation is held to (tests/test_zoo.py: params and
+    MACs within 1%): the torchvision model card for torchvision's code (``kind="torchvision"``), an
+    exact count of a reference implementation (``"reference"``), figures computed from the paper's
+    layer table (``"computed"``), or the paper itself (``"paper"``). ``paper`` holds the paper's own
+    figures when the held-to figures are not the paper's. Wherever a faithful implementation measures
+    more than 1% away from a source, that source's ``note`` says why in one line (``edgecnn info``
+    shows it; tests/test_zoo_literature.py insists on it).
+    """
 
     params: int | None = None
-    macs: float | None = None  # multiply-accumulates at the default resolution
-    top1: float | None = None  # ImageNet-1k top-1 (%), single crop
-    source: str = ""
+    macs: float | None = None  # multiply-accumulates at ``resolution``
+    top1: float | None = None  # ImageNet-1k top-1 (%), single crop unless ``source`` says otherwise
+    top5: float | None = None
+    activations: int | None = None  # elements the source says a batch-1 forward pass produces
+    resolution: int | None = None  # input size the figures hold for; None: the spec's default
+    source: str = ""  # citation: paper and table, model card, or reference implementation
+    kind: str = "paper"  # paper | torchvision | reference | computed | lecture
     options: Mapping[str, Any] = field(default_factory=dict)  # builder options the figures hold for
     macs_tolerance: float = 0.01  # relative; wider only where the source counts differently (say why there)
+    params_tolerance: float = 0.01  # the same for parameters
+    note: str = ""  # why a faithful implementation measures more than 1% away from these figures
+    paper: "Published | None" = None  # the paper's figures, when the ones above are not the paper's
+    others: "tuple[Published, ...]" = ()  # further sources worth setting beside them (a lecture's table)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Published.kind must be one of {KINDS}, got {self.kind!r}")
+
+    @property
+    def sources(self) -> "list[Published]":
+        """These figures, then the paper's when they are separate: what ``info`` puts side by side."""
+        return [self] + ([self.paper] if self.paper is not None else []) + list(self.others)
+
+    @property
+    def paper_figures(self) -> "Published | None":
+        return self if self.kind == "paper" else self.paper
+
+
+KINDS = ("paper", "torchvision", "reference", "computed", "lecture")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 Paper: https://arxiv.org/abs/1409.4842 (Szegedy et al., "Going Deeper with Convolutions").
 Two departures from the paper follow torchvision's checkpoint, which was ported from TensorFlow:
 every convolution is followed by BatchNorm, and the "5x5" branch is a 3x3 convolution
-(https://github.com/pytorch/vision/issues/906).
+(https://github.com/pytorch/vision/issues/906). ``googlenet_2014`` is the paper's network: 5x5
+branches, convolutions with biases and no BatchNorm (2014 predates it), and local response
+normalisation after the first pool and before the second, as in Fig. 3. Its inception (3a) 5x5 branch
+costs 28x28x192x16 + 5x5x28x28x16x32 = 12,443,648 multiply-adds, the lecture's "12M" example.
 """
 from __future__ import annotations
 
@@ -34,22 +37,34 @@ def imagenet_to_half_range(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x[:, i : i + 1] * (s / 0.5) + (m - 0.5) / 0.5 for i, (m, s) in stats], 1)
 
 
+class PlainConv2d(nn.Module):
+    """conv (with bias) -> ReLU: the paper's 2014 layer, before BatchNorm existed."""
+
+    def __init__(self, in_channels: int, out_channels: int, **conv_options: Any) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, **conv_options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x), inplace=True)
+
+
 class Inception(nn.Module):
     def __init__(
-        self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+        self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int,
+        conv: type[nn.Module] = BasicConv2d, kernel5: int = 3,
     ) -> None:
         super().__init__()
-        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch1 = conv(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(
-            BasicConv2d(in_channels, ch3x3red, kernel_size=1), BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1)
+            conv(in_channels, ch3x3red, kernel_size=1), conv(ch3x3red, ch3x3, kernel_size=3, padding=1)
         )
-        # 3x3, not the paper's 5x5: the checkpoint was trained this way (see module docstring).
+        # torchvision: 3x3, not the paper's 5x5: the checkpoint was trained this way (see module docstring).
         self.branch3 = nn.Sequential(
-            BasicConv2d(in_channels, ch5x5red, kernel_size=1), BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1)
+            conv(in_channels, ch5x5red, kernel_size=1), conv(ch5x5red, ch5x5, kernel_size=kernel5, padding=kernel5 // 2)
         )
         self.branch4 = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-            BasicConv2d(in_channels, pool_proj, kernel_size=1),
+            conv(in_channels, pool_proj, kernel_size=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,14 +114,19 @@ class GoogLeNet(nn.Module):
         transform_input: bool = False,
         dropout: float = 0.2,
         dropout_aux: float = 0.7,
+        paper: bool = False,
     ) -> None:
         super().__init__()
         self.aux_logits = aux_logits
         self.transform_input = transform_input
-        self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        conv = PlainConv2d if paper else BasicConv2d
+        self.conv1 = conv(3, 64, kernel_size=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
-        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        # The paper normalises locally (LRN) after the first pool and before the second; BN replaced both.
+        self.lrn1 = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0) if paper else nn.Identity()
+        self.conv2 = conv(64, 64, kernel_size=1)
+        self.conv3 = conv(64, 192, kernel_size=3, padding=1)
+        self.lrn2 = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0) if paper else nn.Identity()
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         channels = 192
         aux_inputs: dict[str, int] = {}
@@ -114,7 +134,7 @@ class GoogLeNet(nn.Module):
         # (block, aux head or None, max-pool or None), in execution order, for forward.
         self._plan: list[tuple[str, str | None, str | None]] = []
         for name, c1, c3r, c3, c5r, c5, proj, aux, pool in blocks:
-            self.add_module(name, Inception(channels, c1, c3r, c3, c5r, c5, proj))
+            self.add_module(name, Inception(channels, c1, c3r, c3, c5r, c5, proj, conv, 5 if paper else 3))
             channels = c1 + c3 + c5 + proj
             if aux is not None:
                 aux_inputs[aux] = channels
@@ -134,8 +154,8 @@ class GoogLeNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if self.transform_input:
             x = imagenet_to_half_range(x)
-        x = self.maxpool1(self.conv1(x))
-        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.lrn1(self.maxpool1(self.conv1(x)))
+        x = self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))
         aux_out: dict[str, torch.Tensor] = {}
         for name, aux, pool in self._plan:
             x = getattr(self, name)(x)
@@ -161,6 +181,10 @@ def _googlenet(blocks: tuple[tuple, ...], *, num_classes: int, **options: Any) -
     return model
 
 
+_TABLE1 = ("Szegedy et al. 2015, Table 1 (params and ops columns summed, classifier included, aux heads not); "
+           "top-5: Table 3, 1 model 1 crop (10.07% error)")
+
+
 def _drop_aux_heads(state_dict: dict) -> dict:
     """torchvision's checkpoint carries the aux heads; our default model, built for inference, has none."""
     return {k: v for k, v in state_dict.items() if not k.startswith(("aux1.", "aux2."))}
@@ -172,7 +196,9 @@ def _drop_aux_heads(state_dict: dict) -> dict:
     min_resolution=15,
     published=Published(
         params=6624904, macs=1.498e9, top1=69.778,
-        source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 model card",
+        paper=Published(params=6_800_000, macs=1.5e9, top1=None, top5=89.93, source=_TABLE1,
+                        note="torchvision's 3x3 '5x5' branches and BatchNorm (googlenet_2014 is the paper's)"),
     ),
     weights=Weights(
         url="https://download.pytorch.org/models/googlenet-1378be20.pth",
@@ -184,3 +210,17 @@ def _drop_aux_heads(state_dict: dict) -> dict:
 )
 def googlenet(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _googlenet(_BLOCKS, num_classes=num_classes, **options)
+
+
+@register_model(
+    family="googlenet",
+    paper="https://arxiv.org/abs/1409.4842",
+    min_resolution=15,
+    published=Published(
+        params=6_800_000, macs=1.5e9, top5=89.93, source=_TABLE1, params_tolerance=0.035, macs_tolerance=0.06,
+        note="Table 1's rows are approximate (conv1: '34M' ops for a 7x7x3 kernel at 112x112x64, 118M; inception "
+             "(3a): '159K' params, 163,328 + biases): its sums, 6.8M and 1.5G, run 3-5% under the layers it lists",
+    ),
+)
+def googlenet_2014(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _googlenet(_BLOCKS, num_classes=num_classes, paper=True, **options)

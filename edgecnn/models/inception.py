@@ -232,8 +232,15 @@ def _drop_aux_head(state_dict: dict) -> dict:
     min_resolution=75,
     published=Published(
         params=27161264, macs=5.713e9, top1=77.294,
-        source="torchvision Inception_V3_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision Inception_V3_Weights.IMAGENET1K_V1 model card",
         options={"aux_logits": True},  # the card's parameter count includes the aux head
+        note="the card counts the auxiliary classifier (3,326,696 parameters), a training-time head the default "
+             "inference build omits (23,834,568): --model-arg aux_logits=true builds it",
+        paper=Published(macs=5e9, top1=78.8, top5=94.4, resolution=299,
+                        source="Szegedy et al. 2016, Sec. 6 ('5 billion multiply-adds'), Table 3 (Inception-v3, "
+                               "single crop 299: 21.2% / 5.6% error)",
+                        note="the paper's '5 billion' is a round figure: 5.71G counting every convolution and the "
+                             "classifier"),
     ),
     weights=Weights(
         crop_pct=299 / 342,

@@ -69,7 +69,16 @@ def _lenet(layers: tuple[tuple[str, int, str | None], ...], *, num_classes: int)
         params=61706,
         macs=416520,
         top1=None,
+        kind="computed",
         source="computed from the layer sizes of LeCun et al. 1998, section II-B, with a fully connected C3",
+        paper=Published(
+            params=60000,
+            source="LeCun et al. 1998, Sec. II-B: C1 156 + S2 12 + C3 1,516 + S4 32 + C5 48,120 + F6 10,164 trainable "
+                   "parameters (the RBF output's 840 are fixed)",
+            note="this LeNet-5 simplifies the paper (module docstring): C3 fully connected (2,416, not the sparse "
+                 "table's 1,516), S2/S4 plain average pools (no 12 + 32 trainable coefficients), a linear output "
+                 "layer (850) instead of fixed RBF units",
+        ),
     ),
 )
 def lenet5(*, num_classes: int = 10, **options: Any) -> nn.Module:

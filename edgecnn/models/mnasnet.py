@@ -1,10 +1,12 @@
-"""MNASNet (the B1 architecture) at depth multipliers 0.5, 0.75, 1.0 and 1.3.
+"""MNASNet: the B1 architecture at depth multipliers 0.5, 0.75, 1.0 and 1.3, and MnasNet-A1.
 
 Paper: "MnasNet: Platform-Aware Neural Architecture Search for Mobile", Tan et al., 2018,
 https://arxiv.org/abs/1807.11626.
 
 State-dict keys and forward are identical to torchvision's ``mnasnet*`` (its "version 2", where
-the stem scales with ``alpha`` too).
+the stem scales with ``alpha`` too). ``mnasnet_a1`` is the paper's headline model (Fig. 7), with
+squeeze-excitation in three of its stages (Google's checkpoint, ported as timm's ``semnasnet_100``,
+is the parameter reference).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from ._layers import make_divisible
+from ._layers import SqueezeExcitation, make_divisible
 from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1807.11626"
@@ -22,31 +24,35 @@ _BN_MOMENTUM = 1 - 0.9997
 
 
 class _InvertedResidual(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, expansion: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, expansion: int,
+                 se: bool = False) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
         mid = in_ch * expansion
         self.apply_residual = in_ch == out_ch and stride == 1
-        self.layers = nn.Sequential(
+        layers = [
             nn.Conv2d(in_ch, mid, 1, bias=False),
             nn.BatchNorm2d(mid, momentum=_BN_MOMENTUM),
             nn.ReLU(inplace=True),
             nn.Conv2d(mid, mid, kernel_size, stride, kernel_size // 2, groups=mid, bias=False),
             nn.BatchNorm2d(mid, momentum=_BN_MOMENTUM),
             nn.ReLU(inplace=True),
-            # Linear bottleneck, as MobileNetV2.
-            nn.Conv2d(mid, out_ch, 1, bias=False),
-            nn.BatchNorm2d(out_ch, momentum=_BN_MOMENTUM),
-        )
+        ]
+        if se:  # A1: squeeze to a quarter of the block's *input* width (TF's se_ratio 0.25)
+            layers.append(SqueezeExcitation(mid, max(1, in_ch // 4)))
+        # Linear bottleneck, as MobileNetV2.
+        layers += [nn.Conv2d(mid, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch, momentum=_BN_MOMENTUM)]
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x) + x if self.apply_residual else self.layers(x)
 
 
-def _stack(in_ch: int, out_ch: int, kernel_size: int, stride: int, expansion: int, repeats: int) -> nn.Sequential:
-    blocks = [_InvertedResidual(in_ch, out_ch, kernel_size, stride, expansion)]
-    blocks += [_InvertedResidual(out_ch, out_ch, kernel_size, 1, expansion) for _ in range(repeats - 1)]
+def _stack(in_ch: int, out_ch: int, kernel_size: int, stride: int, expansion: int, repeats: int,
+           se: bool = False) -> nn.Sequential:
+    blocks = [_InvertedResidual(in_ch, out_ch, kernel_size, stride, expansion, se)]
+    blocks += [_InvertedResidual(out_ch, out_ch, kernel_size, 1, expansion, se) for _ in range(repeats - 1)]
     return nn.Sequential(*blocks)
 
 
@@ -122,7 +128,10 @@ _URL = "https://download.pytorch.org/models/"
 
 
 def _published(enum: str, params: int, gmacs: float, top1: float) -> Published:
-    return Published(params=params, macs=gmacs * 1e9, top1=top1, source=f"torchvision {enum}.IMAGENET1K_V1 model card")
+    return Published(params=params, macs=gmacs * 1e9, top1=top1, kind="torchvision",
+                     source=f"torchvision {enum}.IMAGENET1K_V1 model card",
+                     paper=Published(source="Tan et al. 2019 tabulates the A1 model (mnasnet_a1); B1 is from its first "
+                                     "arXiv version, without figures per depth multiplier"))
 
 
 @register_model(
@@ -168,3 +177,51 @@ def mnasnet1_0(**kwargs: Any) -> MNASNet:
 )
 def mnasnet1_3(**kwargs: Any) -> MNASNet:
     return _mnasnet(1.3, **kwargs)
+
+
+# MnasNet-A1 (paper Fig. 7(a)): after the 32-channel stem, a separable conv to 16 (no skip), then
+# inverted residuals, squeeze-excitation in the 40-, 112- and 160-channel stages.
+_A1_STACKS: Sequence[tuple[int, int, int, int, int, bool]] = (
+    # t, c, n, s, k, SE
+    (6, 24, 2, 2, 3, False),
+    (3, 40, 3, 2, 5, True),
+    (6, 80, 4, 2, 3, False),
+    (6, 112, 2, 1, 3, True),
+    (6, 160, 3, 2, 5, True),
+    (6, 320, 1, 1, 3, False),
+)
+
+
+class MnasNetA1(nn.Module):
+    def __init__(self, *, num_classes: int = 1000, dropout: float = 0.2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, _STEM, 3, 2, 1, bias=False), nn.BatchNorm2d(_STEM, momentum=_BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(_STEM, _STEM, 3, 1, 1, groups=_STEM, bias=False), nn.BatchNorm2d(_STEM, momentum=_BN_MOMENTUM),
+            nn.ReLU(inplace=True), nn.Conv2d(_STEM, _SEP, 1, bias=False), nn.BatchNorm2d(_SEP, momentum=_BN_MOMENTUM),
+        ]
+        c = _SEP
+        for t, out, n, s, k, se in _A1_STACKS:
+            layers.append(_stack(c, out, k, s, t, n, se))
+            c = out
+        layers += [nn.Conv2d(c, 1280, 1, bias=False), nn.BatchNorm2d(1280, momentum=_BN_MOMENTUM),
+                   nn.ReLU(inplace=True)]
+        self.layers = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(1280, num_classes))
+        MNASNet._init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.layers(x).mean([2, 3]))
+
+
+@register_model(
+    family="mnasnet",
+    paper=PAPER,
+    min_resolution=1,
+    published=Published(params=3887038, kind="reference", source="timm semnasnet_100 (Google's MnasNet-A1 checkpoint)",
+                        paper=Published(params=3_900_000, macs=312e6, top1=75.2, top5=92.5,
+                                        source="Tan et al. 2019, Table 1 (224 px)")),
+)
+def mnasnet_a1(**kwargs: Any) -> MnasNetA1:
+    return MnasNetA1(**kwargs)

@@ -16,6 +16,7 @@ from ._layers import ConvNormAct, SqueezeExcitation, init_conv_bn_linear, make_d
 from ._spec import Published, Weights, register_model
 
 PAPER = "https://arxiv.org/abs/1905.02244"
+_TF_COUNT = "the paper counts TF's graph (1001 classes; its MAdds include the SE and hard-swish products)"
 # The TF reference trains with these; the checkpoints' running statistics assume them.
 _NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
 
@@ -29,11 +30,13 @@ class BlockCfg(NamedTuple):
     use_hs: bool  # hard-swish, else ReLU
     stride: int
 
-    def scaled(self, width_mult: float) -> "BlockCfg":
+    def scaled(self, width_mult: float, expand_from_input: bool = False) -> "BlockCfg":
+        """``expand_from_input``: Google's rule, the expansion a ratio of the *scaled* input (TF's
+        ``expand_input``); torchvision scales the table's expanded width itself."""
         c = partial(_adjust, width_mult=width_mult)
-        return self._replace(
-            in_channels=c(self.in_channels), expanded=c(self.expanded), out_channels=c(self.out_channels)
-        )
+        expanded = _adjust(c(self.in_channels) * self.expanded / self.in_channels, 1.0) if expand_from_input \
+            else c(self.expanded)
+        return self._replace(in_channels=c(self.in_channels), expanded=expanded, out_channels=c(self.out_channels))
 
 
 def _adjust(channels: int, width_mult: float) -> int:
@@ -136,9 +139,13 @@ class MobileNetV3(nn.Module):
         return self.classifier(x)
 
 
-def _mobilenet_v3(arch: str, *, width_mult: float = 1.0, **kwargs: Any) -> MobileNetV3:
+def _mobilenet_v3(arch: str, *, width_mult: float = 1.0, google: bool = False, **kwargs: Any) -> MobileNetV3:
+    """``google``: scale as Google's TF models do (their checkpoints and the paper's 0.75 rows): expansions
+    as ratios of the scaled input, and the 1280/1024-wide head kept at full width (as MobileNetV2 keeps its
+    1280). torchvision instead scales the table's expanded widths and the head: another network below 1.0."""
     setting, last_channel = {"large": (_LARGE, 1280), "small": (_SMALL, 1024)}[arch]
-    return MobileNetV3([cfg.scaled(width_mult) for cfg in setting], _adjust(last_channel, width_mult), **kwargs)
+    head = last_channel if google else _adjust(last_channel, width_mult)
+    return MobileNetV3([cfg.scaled(width_mult, expand_from_input=google) for cfg in setting], head, **kwargs)
 
 
 _URL = "https://download.pytorch.org/models/"
@@ -150,7 +157,9 @@ _URL = "https://download.pytorch.org/models/"
     min_resolution=1,
     published=Published(
         params=5483032, macs=0.217e9, top1=74.042,
-        source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1 model card",
+        paper=Published(params=5400000, macs=219e6, top1=75.2, source="Howard et al. 2019, Table 3 (224 px)",
+                        note=_TF_COUNT),
     ),
     weights=Weights(url=_URL + "mobilenet_v3_large-8738ca79.pth", sha256="8738ca79"),
 )
@@ -164,9 +173,31 @@ def mobilenet_v3_large(**kwargs: Any) -> MobileNetV3:
     min_resolution=1,
     published=Published(
         params=2542856, macs=0.057e9, top1=67.668,
-        source="torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1 model card",
+        paper=Published(params=2500000, macs=56e6, top1=67.4, source="Howard et al. 2019, Table 3 (224 px)",
+                        note=_TF_COUNT),
     ),
     weights=Weights(url=_URL + "mobilenet_v3_small-047dcff4.pth", sha256="047dcff4"),
 )
 def mobilenet_v3_small(**kwargs: Any) -> MobileNetV3:
     return _mobilenet_v3("small", **kwargs)
+
+
+# Google's 0.75 models (the paper's Table 3 rows): every layer scaled but the head.
+def _google_075(params: int, timm: str, mmacs: float, mparams: float, top1: float) -> dict[str, Any]:
+    return dict(family="mobilenet_v3", paper=PAPER, min_resolution=1, published=Published(
+        params=params, kind="reference", source=f"timm {timm} (Google's TF checkpoint layout)",
+        paper=Published(params=int(mparams * 1e6), macs=mmacs * 1e6, top1=top1,
+                        source="Howard et al. 2019, Table 3 (224 px)",
+                        note="the paper's MAdds include the SE and hard-swish products a convolution + FC count "
+                             "leaves out (Small 0.75: 43.4M counted, 44M there)")))
+
+
+@register_model(**_google_075(3993528, "mobilenetv3_large_075", 155, 4.0, 73.3))
+def mobilenet_v3_large_075(**kwargs: Any) -> MobileNetV3:
+    return _mobilenet_v3("large", width_mult=0.75, google=True, **kwargs)
+
+
+@register_model(**_google_075(2041872, "mobilenetv3_small_075", 44, 2.0, 65.4))
+def mobilenet_v3_small_075(**kwargs: Any) -> MobileNetV3:
+    return _mobilenet_v3("small", width_mult=0.75, google=True, **kwargs)

@@ -3,11 +3,16 @@
 Papers: ResNet https://arxiv.org/abs/1512.03385, ResNeXt https://arxiv.org/abs/1611.05431,
 Wide ResNet https://arxiv.org/abs/1605.07146.
 
+``resnet*`` are torchvision's "v1.5" (stride on the 3x3 of a downsampling bottleneck);
+``resnet50_v1``/``101_v1``/``152_v1`` are the paper's (stride on the first 1x1, as in the authors'
+Caffe models): ~6% fewer multiply-adds, the paper's 3.8/7.6/11.3 G, same parameters.
+
 The three families are one network: a bottleneck's inner width is ``planes * width_per_group / 64
 * groups``, so ResNeXt is "more groups" and Wide ResNet is "wider groups" of the same builder.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -50,15 +55,17 @@ class Bottleneck(nn.Module):
     """
 
     expansion = 4
+    stride_in_1x1 = False
 
     def __init__(
         self, in_channels: int, planes: int, stride: int, downsample: nn.Module | None, groups: int, base_width: int
     ) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        s1, s3 = (stride, 1) if self.stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(in_channels, width, 1, s1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, s3, 1, groups=groups, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -71,6 +78,12 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
+
+
+class BottleneckV1(Bottleneck):
+    """The paper's bottleneck: the stride on the first 1x1, so the 3x3 already runs at the reduced size."""
+
+    stride_in_1x1 = True
 
 
 # The four stages after the stem; the block count of each stage is the variant's data.
@@ -147,6 +160,24 @@ _RESNET = "https://arxiv.org/abs/1512.03385"
 _RESNEXT = "https://arxiv.org/abs/1611.05431"
 _WIDE = "https://arxiv.org/abs/1605.07146"
 _URL = "https://download.pytorch.org/models/"
+# torchvision's bottleneck ResNets differ from the paper by design: say so wherever the two are shown together.
+_TRUNCATED = "the paper truncates its FLOP counts to one decimal (SENet's Table 2 re-counts ResNet-50 at 3.86G)"
+_V15 = ("torchvision's 'v1.5' strides the 3x3, not the first 1x1: more multiply-adds at the same parameters "
+        "(the paper's: *_v1)")
+
+
+def _paper(gmacs: float | None, top1: float, top5: float | None, where: str, note: str = "", params=None) -> Published:
+    return Published(params=params, macs=gmacs * 1e9 if gmacs else None, top1=top1, top5=top5,
+                     source=f"He et al. 2016 (CVPR), {where}", note=note)
+
+
+def _paper_resnet(depth: int, note: str = "") -> Published:
+    """Table 1 (FLOPs = multiply-adds) and the 10-crop ImageNet-val errors of Tables 2 (18) and 3 (34-152)."""
+    gmacs = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}[depth]
+    top1, top5 = {18: (72.12, None), 34: (75.48, 92.54), 50: (77.15, 93.29), 101: (78.25, 93.95),
+                  152: (78.57, 94.29)}[depth]
+    where = "Table 1 (FLOPs), " + ("Table 2" if depth == 18 else "Table 3") + " (top-1/5, 10-crop testing)"
+    return _paper(gmacs, top1, top5, where, note)
 
 
 @register_model(
@@ -155,7 +186,8 @@ _URL = "https://download.pytorch.org/models/"
     min_resolution=1,
     published=Published(
         params=11689512, macs=1.814e9, top1=69.758,
-        source="torchvision ResNet18_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet18_Weights.IMAGENET1K_V1 model card",
+        paper=_paper_resnet(18),
     ),
     weights=Weights(url=_URL + "resnet18-f37072fd.pth", sha256="f37072fd"),
 )
@@ -169,7 +201,8 @@ def resnet18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=21797672, macs=3.664e9, top1=73.314,
-        source="torchvision ResNet34_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet34_Weights.IMAGENET1K_V1 model card",
+        paper=_paper_resnet(34, _TRUNCATED),
     ),
     weights=Weights(url=_URL + "resnet34-b627a593.pth", sha256="b627a593"),
 )
@@ -183,7 +216,8 @@ def resnet34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=25557032, macs=4.089e9, top1=76.13,
-        source="torchvision ResNet50_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet50_Weights.IMAGENET1K_V1 model card",
+        paper=_paper_resnet(50, _V15),
     ),
     weights=Weights(url=_URL + "resnet50-0676ba61.pth", sha256="0676ba61"),
 )
@@ -197,7 +231,8 @@ def resnet50(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=44549160, macs=7.801e9, top1=77.374,
-        source="torchvision ResNet101_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet101_Weights.IMAGENET1K_V1 model card",
+        paper=_paper_resnet(101, _V15),
     ),
     weights=Weights(url=_URL + "resnet101-63fe2227.pth", sha256="63fe2227"),
 )
@@ -211,7 +246,8 @@ def resnet101(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=60192808, macs=11.514e9, top1=78.312,
-        source="torchvision ResNet152_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNet152_Weights.IMAGENET1K_V1 model card",
+        paper=_paper_resnet(152, _V15),
     ),
     weights=Weights(url=_URL + "resnet152-394f9c45.pth", sha256="394f9c45"),
 )
@@ -225,7 +261,9 @@ def resnet152(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=25028904, macs=4.23e9, top1=77.618,
-        source="torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1 model card",
+        paper=Published(params=25_000_000, macs=4.2e9, top1=77.8, source="Xie et al. 2017, Table 1 (parameters, FLOPs) "
+                        "and Table 3 (224 px single crop, 22.2% error)"),
     ),
     weights=Weights(url=_URL + "resnext50_32x4d-7cdf4587.pth", sha256="7cdf4587"),
 )
@@ -239,7 +277,8 @@ def resnext50_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=88791336, macs=16.414e9, top1=79.312,
-        source="torchvision ResNeXt101_32X8D_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNeXt101_32X8D_Weights.IMAGENET1K_V1 model card",
+        paper=Published(source="not in Xie et al. 2017 (32x8d is torchvision's own training)"),
     ),
     weights=Weights(url=_URL + "resnext101_32x8d-8ba56ff5.pth", sha256="8ba56ff5"),
 )
@@ -253,7 +292,9 @@ def resnext101_32x8d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=83455272, macs=15.46e9, top1=83.246,
-        source="torchvision ResNeXt101_64X4D_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision ResNeXt101_64X4D_Weights.IMAGENET1K_V1 model card",
+        paper=Published(params=83_600_000, macs=15.6e9, top1=79.6, top5=94.7,
+                        source="Xie et al. 2017, Table 5 (224 px single crop, 20.4% / 5.3% error)"),
     ),
     # trained with torchvision's newer recipe: resize 232, crop 224
     weights=Weights(url=_URL + "resnext101_64x4d-173b62eb.pth", sha256="173b62eb", crop_pct=224 / 232),
@@ -268,7 +309,9 @@ def resnext101_64x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=68883240, macs=11.398e9, top1=78.468,
-        source="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V1 model card",
+        paper=Published(params=68_900_000, top1=78.1, top5=93.97, source="Zagoruyko & Komodakis 2016, ImageNet "
+                        "table (WRN-50-2-bottleneck, 224 px single crop, 21.9% / 6.03% error)"),
     ),
     weights=Weights(url=_URL + "wide_resnet50_2-95faca4d.pth", sha256="95faca4d"),
 )
@@ -282,9 +325,55 @@ def wide_resnet50_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=1,
     published=Published(
         params=126886696, macs=22.753e9, top1=78.848,
-        source="torchvision Wide_ResNet101_2_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision Wide_ResNet101_2_Weights.IMAGENET1K_V1 model card",
+        paper=Published(source="not in Zagoruyko & Komodakis 2016 (WRN-101-2 is torchvision's own training)"),
     ),
     weights=Weights(url=_URL + "wide_resnet101_2-32ee1156.pth", sha256="32ee1156"),
 )
 def wide_resnet101_2(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), width_per_group=128, num_classes=num_classes, **options)
+
+
+# ---- the paper's ResNet ("v1": stride on the first 1x1) ------------------------------------------
+# Same parameters as torchvision's v1.5 (the stride moves, no weight changes shape); the figures held
+# to are the paper's own Table 1 multiply-adds, and the parameter counts of the v1.5 cards.
+
+
+def _v1_spec(depth: int, params: int, **changes: Any) -> dict[str, Any]:
+    paper = _paper_resnet(depth)
+    return dict(family="resnet", paper=_RESNET, min_resolution=1,
+                published=dataclasses.replace(paper, params=params, source=paper.source + "; parameters: torchvision "
+                                              f"ResNet{depth}_Weights card (the stride does not change any weight)",
+                                              **changes))
+
+
+@register_model(**_v1_spec(50, 25557032, note=_TRUNCATED, macs_tolerance=0.02))
+def resnet50_v1(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(BottleneckV1, (3, 4, 6, 3), num_classes=num_classes, **options)
+
+
+@register_model(**_v1_spec(101, 44549160))
+def resnet101_v1(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(BottleneckV1, (3, 4, 23, 3), num_classes=num_classes, **options)
+
+
+@register_model(**_v1_spec(152, 60192808))
+def resnet152_v1(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(BottleneckV1, (3, 8, 36, 3), num_classes=num_classes, **options)
+
+
+@register_model(
+    family="resnext",
+    paper=_RESNEXT,
+    min_resolution=1,
+    published=Published(
+        params=44177704, kind="reference",
+        source="torchvision's ResNeXt layout at 32 groups x 4 channels (timm resnext101_32x4d: 44,177,704)",
+        paper=Published(macs=7.8e9, top1=78.8, source="Xie et al. 2017, Table 3 (101 layers, 224 single crop); "
+                        "its complexity is ResNet-101's ~7.8 GFLOPs",
+                        note="the paper quotes ResNet-101's complexity for all 101-layer variants; counted with the "
+                             "stride on the 3x3 as in the paper's code: 8.0G"),
+    ),
+)
+def resnext101_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=4, num_classes=num_classes, **options)

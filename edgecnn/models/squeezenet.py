@@ -8,6 +8,7 @@ State-dict keys and forward are identical to torchvision's ``squeezenet1_0`` / `
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import torch
@@ -55,6 +56,22 @@ _ARCHS: dict[str, tuple[tuple[int, int, int], Sequence[_FireCfg | str]]] = {
 }
 
 
+class Bypass(nn.Module):
+    """A Fire module with a residual connection around it (paper Sec. 6, Fig. 2).
+
+    "simple": identity, only where the module keeps its width (fire3, 5, 7, 9); "complex": a 1x1
+    convolution on the shortcut where it changes width (fire2, 4, 6, 8), identity elsewhere.
+    """
+
+    def __init__(self, fire: Fire, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.fire = fire
+        self.shortcut = None if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fire(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
 class SqueezeNet(nn.Module):
     def __init__(
         self,
@@ -63,8 +80,11 @@ class SqueezeNet(nn.Module):
         *,
         num_classes: int = 1000,
         dropout: float = 0.5,
+        bypass: str | None = None,
     ) -> None:
         super().__init__()
+        if bypass not in (None, "simple", "complex"):
+            raise ValueError(f"bypass must be None, 'simple' or 'complex', got {bypass!r}")
         channels, kernel, stride = stem
         features: list[nn.Module] = [nn.Conv2d(3, channels, kernel_size=kernel, stride=stride), nn.ReLU(inplace=True)]
         for layer in layers:
@@ -73,7 +93,10 @@ class SqueezeNet(nn.Module):
                 features.append(nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
             else:
                 squeeze, e1, e3 = layer
-                features.append(Fire(channels, squeeze, e1, e3))
+                fire: nn.Module = Fire(channels, squeeze, e1, e3)
+                if bypass == "complex" or (bypass == "simple" and channels == e1 + e3):
+                    fire = Bypass(fire, channels, e1 + e3)
+                features.append(fire)
                 channels = e1 + e3
         self.features = nn.Sequential(*features)
         # The classifier is a 1x1 conv per class followed by global pooling: no fully connected layer.
@@ -100,15 +123,22 @@ def _squeezenet(version: str, **kwargs: Any) -> SqueezeNet:
     return SqueezeNet(stem, layers, **kwargs)
 
 
-def _published(name: str, params: int, gmacs: float, top1: float) -> Published:
-    return Published(params=params, macs=gmacs * 1e9, top1=top1, source=f"torchvision {name}.IMAGENET1K_V1 model card")
+def _published(name: str, params: int, gmacs: float, top1: float, paper: Published | None = None) -> Published:
+    return Published(params=params, macs=gmacs * 1e9, top1=top1, kind="torchvision",
+                     source=f"torchvision {name}.IMAGENET1K_V1 model card", paper=paper)
+
+
+# Table 6 of the paper (SqueezeNet 1.0 at 227 px; "model size" is the fp32 Caffe model, 4 bytes a parameter).
+def _table6(mb: float, top1: float, top5: float, note: str = "") -> Published:
+    return Published(params=int(mb * 2**20 / 4), top1=top1, top5=top5, resolution=227, note=note,
+                     source=f"Iandola et al. 2016, Table 6 (model size {mb} MB, fp32)")
 
 
 @register_model(
     family="squeezenet",
     paper=PAPER,
     min_resolution=21,
-    published=_published("SqueezeNet1_0_Weights", 1248424, 0.819, 58.092),
+    published=_published("SqueezeNet1_0_Weights", 1248424, 0.819, 58.092, paper=_table6(4.8, 57.5, 80.3)),
     weights=Weights(url="https://download.pytorch.org/models/squeezenet1_0-b66bff10.pth", sha256="b66bff10"),
 )
 def squeezenet1_0(**kwargs: Any) -> SqueezeNet:
@@ -119,8 +149,24 @@ def squeezenet1_0(**kwargs: Any) -> SqueezeNet:
     family="squeezenet",
     paper=PAPER,
     min_resolution=17,
-    published=_published("SqueezeNet1_1_Weights", 1235496, 0.349, 58.178),
+    published=_published("SqueezeNet1_1_Weights", 1235496, 0.349, 58.178, paper=Published(
+        source="not in the paper: the authors' SqueezeNet_v1.1 README (2.4x less computation, same accuracy)")),
     weights=Weights(url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0"),
 )
 def squeezenet1_1(**kwargs: Any) -> SqueezeNet:
     return _squeezenet("1_1", **kwargs)
+
+
+# The bypass variants exist only in the paper (no public checkpoint): their figures are the paper's Table 6.
+@register_model(family="squeezenet", paper=PAPER, min_resolution=21,
+                published=dataclasses.replace(_table6(4.8, 60.4, 82.5), resolution=None))
+def squeezenet1_0_simple_bypass(**kwargs: Any) -> SqueezeNet:
+    return _squeezenet("1_0", bypass="simple", **kwargs)
+
+
+@register_model(family="squeezenet", paper=PAPER, min_resolution=21, published=dataclasses.replace(_table6(
+    5.7, 58.8, 82.0), resolution=None, params_tolerance=0.07,
+    note="built with a 1x1 shortcut around every width-changing module (fire2, 4, 6, 8), as Sec. 6 describes: "
+         "+341,248 parameters, 6.06 MiB; the paper's 5.7 MB fits shortcuts around fire2, 4 and 8 only (5.69 MiB)"))
+def squeezenet1_0_complex_bypass(**kwargs: Any) -> SqueezeNet:
+    return _squeezenet("1_0", bypass="complex", **kwargs)

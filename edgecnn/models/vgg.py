@@ -60,6 +60,24 @@ def _vgg(depths: tuple[int, ...], *, batch_norm: bool, num_classes: int, dropout
 
 _PAPER = "https://arxiv.org/abs/1409.1556"
 _URL = "https://download.pytorch.org/models/"
+# Table 2 (parameters, millions) and Table 3 (single-scale evaluation, train S=256 / test Q=256; val error %).
+_TABLES = {"A": (133, 29.6, 10.4), "B": (133, 28.7, 9.9), "D": (138, 27.0, 8.8), "E": (144, 27.3, 9.0)}
+
+
+def _paper(config: str, bn: bool = False, **fields) -> Published:
+    mparams, top1_err, top5_err = _TABLES[config]
+    return Published(params=mparams * 1_000_000, top1=round(100 - top1_err, 1), top5=round(100 - top5_err, 1),
+                     source=f"Simonyan & Zisserman 2015, Tables 2-3 (configuration {config}, S=256, Q=256)",
+                     note="BatchNorm is not in the paper: these are the plain network's figures" if bn else "",
+                     **fields)
+
+
+# CS231n's VGG-16 table (literature/003): its rows, input included, add up to 15,237,608 activations.
+_CS231N = Published(
+    params=138_000_000, activations=24_000_000, kind="lecture",
+    source="CS231n ConvNets notes, VGG-16 memory table ('TOTAL memory: 24M * 4 bytes ~= 93MB / image')",
+    note="the lecture's own rows add up to 15,237,608 activations (58.1 MiB in fp32), not 24M (93 MB): an arithmetic "
+         "slip; measured adds 25,088 for torchvision's 7x7 adaptive average pool (a copy at 224 px, not in VGG)")
 
 
 @register_model(
@@ -68,7 +86,8 @@ _URL = "https://download.pytorch.org/models/"
     min_resolution=32,
     published=Published(
         params=132863336, macs=7.609e9, top1=69.02,
-        source="torchvision VGG11_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG11_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("A"),
     ),
     weights=Weights(url=_URL + "vgg11-8a719046.pth", sha256="8a719046"),
 )
@@ -82,7 +101,8 @@ def vgg11(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=133047848, macs=11.308e9, top1=69.928,
-        source="torchvision VGG13_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG13_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("B"),
     ),
     weights=Weights(url=_URL + "vgg13-19584684.pth", sha256="19584684"),
 )
@@ -96,7 +116,9 @@ def vgg13(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=138357544, macs=15.47e9, top1=71.592,
-        source="torchvision VGG16_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG16_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("D"),
+        others=(_CS231N,),
     ),
     weights=Weights(url=_URL + "vgg16-397923af.pth", sha256="397923af"),
 )
@@ -110,7 +132,8 @@ def vgg16(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=143667240, macs=19.632e9, top1=72.376,
-        source="torchvision VGG19_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG19_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("E"),
     ),
     weights=Weights(url=_URL + "vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
 )
@@ -124,7 +147,8 @@ def vgg19(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=132868840, macs=7.609e9, top1=70.37,
-        source="torchvision VGG11_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG11_BN_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("A", bn=True),
     ),
     weights=Weights(url=_URL + "vgg11_bn-6002323d.pth", sha256="6002323d"),
 )
@@ -138,7 +162,8 @@ def vgg11_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=133053736, macs=11.308e9, top1=71.586,
-        source="torchvision VGG13_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG13_BN_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("B", bn=True),
     ),
     weights=Weights(url=_URL + "vgg13_bn-abd245e5.pth", sha256="abd245e5"),
 )
@@ -152,7 +177,8 @@ def vgg13_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=138365992, macs=15.47e9, top1=73.36,
-        source="torchvision VGG16_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG16_BN_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("D", bn=True),
     ),
     weights=Weights(url=_URL + "vgg16_bn-6c64b313.pth", sha256="6c64b313"),
 )
@@ -166,7 +192,8 @@ def vgg16_bn(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     min_resolution=32,
     published=Published(
         params=143678248, macs=19.632e9, top1=74.218,
-        source="torchvision VGG19_BN_Weights.IMAGENET1K_V1 model card",
+        kind="torchvision", source="torchvision VGG19_BN_Weights.IMAGENET1K_V1 model card",
+        paper=_paper("E", bn=True),
     ),
     weights=Weights(url=_URL + "vgg19_bn-c79401a0.pth", sha256="c79401a0"),
 )
