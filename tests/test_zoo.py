@@ -114,6 +114,17 @@ def test_random_init_is_deterministic_and_lively():
     assert float(torch.softmax(ya, 1).max(1).values.mean()) > 0.05  # some inputs are confidently classified
 
 
+def test_calibration_resolution_sets_where_batchnorm_is_estimated():
+    default = edgecnn.create_model("squeezenet1_1", seed=2)
+    at_224 = edgecnn.create_model("squeezenet1_1", seed=2, calibration_resolution=224)  # the default size
+    small = edgecnn.create_model("squeezenet1_1", seed=2, calibration_resolution=96)
+    for (k, v), (_, w) in zip(default.state_dict().items(), at_224.state_dict().items()):
+        assert torch.equal(v, w), k
+    assert not torch.equal(default.classifier[1].weight, small.classifier[1].weight)  # the head scale re-fitted
+    with pytest.raises(ConfigError, match="too small"):
+        edgecnn.create_model("squeezenet1_1", calibration_resolution=8)
+
+
 def test_create_model_errors(tmp_path):
     with pytest.raises(UnknownModelError, match="did you mean"):
         edgecnn.create_model("resnet19")

@@ -87,7 +87,7 @@ def preprocessing(spec: ModelSpec, resolution: int | None = None, weights: str |
 
 
 def create_model(name: str, *, weights: str | Path | None = None, num_classes: int | None = None,
-                 seed: int = 0, **options: Any) -> nn.Module:
+                 seed: int = 0, calibration_resolution: int | None = None, **options: Any) -> nn.Module:
     """Build a registered model in eval mode.
 
     weights: ``None`` or ``"random"`` -> deterministic init from ``seed`` with data-calibrated BatchNorm
@@ -97,6 +97,8 @@ def create_model(name: str, *, weights: str | Path | None = None, num_classes: i
     ``state_dict``/``module.``/``model.`` are unwrapped).
     num_classes: a new classifier of that size; with weights, every other layer is loaded. Left out
     with a local checkpoint, it is read from the checkpoint's head.
+    calibration_resolution: random init only: the input size the BatchNorm statistics are estimated at
+    (default: the model's own, capped at 224 px); pass the size you will run the model at.
     options: the family's variant options (``width_mult``, ``dropout``...).
     """
     spec = get_spec(name)
@@ -112,7 +114,7 @@ def create_model(name: str, *, weights: str | Path | None = None, num_classes: i
         model = build_model(spec, num_classes, options)
         model.eval()
         if weights is None:
-            calibrate_random_init(model, spec)
+            calibrate_random_init(model, spec, resolution=calibration_resolution)
         else:
             _load_weights(model, spec, weights, num_classes)
     model.edgecnn_spec = spec  # type: ignore[assignment]
@@ -156,7 +158,8 @@ def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_cl
 
 
 @torch.no_grad()
-def calibrate_random_init(model: nn.Module, spec: ModelSpec, *, n_images: int = BN_CALIBRATION_IMAGES) -> None:
+def calibrate_random_init(model: nn.Module, spec: ModelSpec, *, n_images: int = BN_CALIBRATION_IMAGES,
+                          resolution: int | None = None) -> None:
     """Make a randomly initialised model behave like a trained one, numerically.
 
     Fresh BatchNorm layers have running mean 0 / var 1, so in eval mode activations drift to
@@ -165,8 +168,14 @@ def calibrate_random_init(model: nn.Module, spec: ModelSpec, *, n_images: int = 
     rest of the model in eval mode), then scale the classifier so logits have the spread of a
     trained model's. Deterministic: same photos, same crops, same seed.
     """
-    # Random nets are resolution-sensitive: calibrate where the model is used (capped: B7 at 600 px costs 10x).
-    resolution = spec.resolution if spec.fixed_resolution else max(spec.min_resolution, min(spec.resolution, 224))
+    # Random nets are resolution-sensitive: calibrate where the model is used (by default its own size,
+    # capped: B7 at 600 px costs 10x).
+    if resolution is not None:
+        resolution = spec.check_resolution(resolution)
+    elif spec.fixed_resolution:
+        resolution = spec.resolution
+    else:
+        resolution = max(spec.min_resolution, min(spec.resolution, 224))
     prep = Preprocessing(resolution, spec.mean, spec.std, spec.crop_pct, spec.in_chans)
     x = torch.from_numpy(calibration_batch(prep, n_images, seed=1234))
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
