@@ -61,22 +61,37 @@ class OpenVINORuntime(Runtime):
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
     def throughput(self, x: np.ndarray, *, duration_s: float, warmup: int = 2) -> Throughput:
-        """OpenVINO's asynchronous queue, as its benchmark_app runs it: streams() requests always in flight."""
+        """streams() asynchronous requests always in flight, as OpenVINO's benchmark_app runs them.
+
+        Each request is waited for on this thread (``wait`` releases the GIL) and restarted at once; no
+        Python callback runs on OpenVINO's threads. With ``AsyncInferQueue.set_callback`` a callback still
+        finishing after ``wait_all`` needed the GIL while ``close`` held it to join those threads:
+        measured (OpenVINO 2026.4, a loaded 2-core machine), ``bench --mode throughput`` then hung in close.
+        Every request started is counted: the ones in flight at the deadline are waited for."""
         x = self._checked(x)
         for _ in range(warmup):
             self._run(x)
         streams = self.streams()
-        queue = ov().AsyncInferQueue(self.compiled, streams)
+        requests = [self.compiled.create_infer_request() for _ in range(streams)]
         times: list[float] = []
-        queue.set_callback(lambda request, _userdata: times.append(request.latency))  # ms, as benchmark_app reads it
         t0 = time.perf_counter()
-        while time.perf_counter() - t0 < duration_s or not times:
-            queue.start_async({0: x})  # waits for a free request
-        queue.wait_all()
+        for request in requests:
+            request.start_async({0: x})
+        i = 0
+        while True:
+            request = requests[i % streams]
+            request.wait()
+            times.append(request.latency)  # ms, as benchmark_app reads it
+            if time.perf_counter() - t0 >= duration_s:
+                break
+            request.start_async({0: x})
+            i += 1
+        for k in range(1, streams):  # the others still in flight
+            request = requests[(i + k) % streams]
+            request.wait()
+            times.append(request.latency)
         elapsed = time.perf_counter() - t0
-        # Released before anything else touches the compiled model: measured (OpenVINO 2026.4), a
-        # get_property while the queue was still alive made releasing the model hang in close().
-        del queue
+        del requests
         return Throughput(len(times) * x.shape[0] / elapsed, len(times), streams, elapsed,
                           summarize(times, batch=x.shape[0]))
 
