@@ -10,3 +10,18 @@ os.environ.setdefault("CI", "true")
 import onnxruntime  # noqa: E402
 
 onnxruntime.disable_telemetry_events()  # ETW events on Windows builds; a no-op elsewhere
+
+
+import pytest  # noqa: E402
+
+from edgecnn import hostinfo  # noqa: E402
+
+
+@pytest.fixture
+def fake_isa(monkeypatch):
+    """``fake_isa("avx2", ...)``: this machine's ISA, as edgecnn sees it (hostinfo.cpu_info), for one test."""
+    def set_isa(*isa: str) -> None:
+        info = {**hostinfo.cpu_info(), "isa": sorted(isa)}
+        monkeypatch.setattr(hostinfo, "cpu_info", lambda: info)
+
+    return set_isa

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgecnn import fileio, hostinfo
+from edgecnn import fileio
 from edgecnn.artifact import Artifact
 from edgecnn.exporters import int8 as int8_mod
 from edgecnn.exporters.int8 import PRESETS, default_preset, recipe_for
@@ -34,12 +34,6 @@ def _confident(n=16, k=10, seed=0):
     x = rng.normal(0, 1, (n, k))
     x[np.arange(n), rng.integers(0, k, n)] += 12
     return x
-
-
-def fake_isa(monkeypatch, *isa: str) -> None:
-    """This machine's ISA, as edgecnn sees it (hostinfo.cpu_info), replaced by ``isa``."""
-    info = {**hostinfo.cpu_info(), "isa": sorted(isa)}
-    monkeypatch.setattr(hostinfo, "cpu_info", lambda: info)
 
 
 # --- parity: the cosine maths, its threshold, the default tolerances ------------------------------
@@ -103,21 +97,21 @@ def test_default_tolerances_are_pinned_per_precision():
     (["neon"], "u8s8"),
     ([], "u8s8"),
 ])
-def test_default_preset_follows_the_isa(monkeypatch, isa, preset):
+def test_default_preset_follows_the_isa(fake_isa, isa, preset):
     assert default_preset(isa) == preset
-    fake_isa(monkeypatch, *isa)  # and with no argument, this machine's (faked) ISA decides
+    fake_isa(*isa)  # and with no argument, this machine's (faked) ISA decides
     assert default_preset() == preset
     assert recipe_for() == PRESETS[preset]
     plan = ExportConfig("squeezenet1_1", int8=True, targets=("onnxruntime",)).resolve()
     assert plan.recipe == PRESETS[preset]
 
 
-def test_cli_int8_preset_is_the_recipe_recorded(monkeypatch):
+def test_cli_int8_preset_is_the_recipe_recorded(monkeypatch, fake_isa):
     """`--int8-preset u8s8-reduce-range`: the config the export runs with, and records, has 7-bit weights."""
     import edgecnn.pipeline
     from edgecnn.cli import main
 
-    fake_isa(monkeypatch, "avx2")  # the default would be saturation-aware here: the flag must win
+    fake_isa("avx2")  # the default would be saturation-aware here: the flag must win
     seen = []
 
     class Stop(Exception):

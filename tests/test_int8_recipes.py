@@ -1,0 +1,114 @@
+"""int8 recipes and presets, the calibration reader and the 7-bit weight overrides (fast: no quantization)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from edgecnn.artifact import INPUT_NAME
+from edgecnn.errors import ConfigError
+from edgecnn.exporters.int8 import (PRESETS, TENSORRT_PRESET, BatchReader, Int8Recipe, _reduce_range_overrides,
+                                    get_preset, recipe_for)
+
+import tiny_onnx
+
+
+def test_presets_are_pinned():
+    assert PRESETS == {
+        "u8s8": Int8Recipe(preset="u8s8"),
+        "u8s8-saturation-aware": Int8Recipe(preset="u8s8-saturation-aware", saturation_aware=True),
+        "u8s8-reduce-range": Int8Recipe(preset="u8s8-reduce-range", reduce_range=True),
+        "s8s8": Int8Recipe(preset="s8s8", activation_type="int8"),
+    }
+    default = Int8Recipe()
+    assert (default.per_channel, default.activation_type, default.weight_type, default.calibration,
+            default.percentile, default.bias_correction, default.equalize) == (True, "uint8", "int8", "minmax",
+                                                                               99.999, True, False)
+    assert TENSORRT_PRESET == "s8s8" and PRESETS[TENSORRT_PRESET].symmetric
+    assert PRESETS["u8s8"].u8s8 and not PRESETS["u8s8"].symmetric and not PRESETS["s8s8"].u8s8
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"calibration": "kl"}, "calibration method must be one of minmax, percentile, entropy, got 'kl'"),
+    ({"activation_type": "int4"}, "activation/weight type must be int8 or uint8"),
+    ({"weight_type": "float"}, "activation/weight type must be int8 or uint8"),
+])
+def test_an_invalid_recipe_is_a_config_error(fields, message):
+    with pytest.raises(ConfigError) as e:
+        Int8Recipe(**fields)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("calibration", ["minmax", "percentile", "entropy"])
+@pytest.mark.parametrize("types", [("int8", "int8"), ("uint8", "int8"), ("uint8", "uint8"), ("int8", "uint8")])
+def test_every_valid_recipe_is_accepted(calibration, types):
+    r = Int8Recipe(calibration=calibration, activation_type=types[0], weight_type=types[1])
+    assert (r.calibration, r.activation_type, r.weight_type) == (calibration, *types)
+
+
+def test_recipe_to_dict_lists_nodes():
+    r = Int8Recipe(exclude_nodes=("a", "b"), reduce_range_nodes=("c",))
+    d = r.to_dict()
+    assert d["exclude_nodes"] == ["a", "b"] and d["reduce_range_nodes"] == ["c"]
+    assert Int8Recipe(**{**d, "exclude_nodes": tuple(d["exclude_nodes"]),
+                         "reduce_range_nodes": tuple(d["reduce_range_nodes"])}) == r
+    assert d == {**r.__dict__, "exclude_nodes": ["a", "b"], "reduce_range_nodes": ["c"]}
+
+
+def test_get_preset_and_recipe_for(fake_isa):
+    assert get_preset("s8s8") is PRESETS["s8s8"]
+    with pytest.raises(ConfigError) as e:
+        get_preset("u8u8")
+    assert str(e.value) == "unknown int8 preset 'u8u8'; presets: u8s8, u8s8-saturation-aware, u8s8-reduce-range, s8s8"
+    fake_isa("avx2", "avx512", "avx512_vnni")
+    assert recipe_for() == PRESETS["u8s8"]
+    r = recipe_for("s8s8", calibration="entropy", per_channel=False, bias_correction=None, equalize=None)
+    assert r == Int8Recipe(preset="s8s8", activation_type="int8", calibration="entropy", per_channel=False)
+
+
+def test_batch_reader_feeds_batch_1_inputs_then_stops():
+    data = np.arange(3 * 2 * 1 * 1, dtype=np.float32).reshape(3, 2, 1, 1)
+    for progress in (False, True):
+        reader = BatchReader(data, progress=progress)
+        feeds = [reader.get_next() for _ in range(4)]
+        assert feeds[3] is None and [list(f) for f in feeds[:3]] == [[INPUT_NAME]] * 3
+        assert all(np.array_equal(f[INPUT_NAME], data[i: i + 1]) for i, f in enumerate(feeds[:3]))
+        reader.rewind()
+        assert np.array_equal(reader.get_next()[INPUT_NAME], data[:1])
+        assert len(list(reader)) == 3
+
+
+def _two_gemms(tmp_path):
+    """The tiny model plus a Gemm without transB and a Conv whose weights are an input, not a constant."""
+    model = tiny_onnx.conv_gemm_model()
+    g = model.graph
+    g.initializer.append(numpy_helper.from_array(np.ones((4, 4), np.float32), "fc2.w"))
+    g.node.append(helper.make_node("Gemm", ["logits", "fc2.w"], ["logits2"], name="fc2"))
+    g.node.append(helper.make_node("Conv", [INPUT_NAME, INPUT_NAME], ["odd"], name="conv_dynamic"))
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_reduce_range_overrides_give_7_bit_weights_on_the_right_axis(tmp_path):
+    path = _two_gemms(tmp_path)
+    assert _reduce_range_overrides(path, [], per_channel=True) == {}
+    assert _reduce_range_overrides(path, ["conv", "fc", "fc2"], per_channel=True) == {
+        "conv.w": [{"axis": 0, "reduce_range": True}],  # Conv: output channels first
+        "fc.w": [{"axis": 0, "reduce_range": True}],  # Gemm with transB: (out, in)
+        "fc2.w": [{"axis": 1, "reduce_range": True}],  # Gemm without: (in, out)
+    }
+    assert _reduce_range_overrides(path, ["fc2"], per_channel=False) == {"fc2.w": [{"reduce_range": True}]}
+
+
+def test_reduce_range_overrides_refuse_what_has_no_constant_weights(tmp_path):
+    path = _two_gemms(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        _reduce_range_overrides(path, ["a", "conv", "b", "c", "d", "e", "f"], per_channel=True)
+    assert str(e.value) == "reduce_range_nodes not in the model: a, b, c, d, e"
+    with pytest.raises(ConfigError) as e:
+        _reduce_range_overrides(path, ["relu"], per_channel=True)
+    assert str(e.value) == "7-bit weights need a Conv/Gemm with constant weights; 'relu' is Relu"
+    with pytest.raises(ConfigError, match="'conv_dynamic' is Conv"):
+        _reduce_range_overrides(path, ["conv_dynamic"], per_channel=True)
