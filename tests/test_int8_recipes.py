@@ -67,6 +67,17 @@ def test_get_preset_and_recipe_for(fake_isa):
     assert r == Int8Recipe(preset="s8s8", activation_type="int8", calibration="entropy", per_channel=False)
 
 
+def test_batch_reader_draws_a_progress_bar_only_when_asked(capsys):
+    data = np.zeros((3, 2, 1, 1), np.float32)
+    assert len(list(BatchReader(data))) == 3 and capsys.readouterr().err == ""
+    assert BatchReader(data).progress is False
+    reader = BatchReader(data, progress=True)
+    assert reader.progress is True and len(list(reader)) == 3
+    err = capsys.readouterr().err
+    assert "int8 calibration:" in err and "/3 [" in err and "img/s]" in err
+    assert not err.endswith("\n")  # leave=False: the finished bar is cleared, not left in the log
+
+
 def test_batch_reader_feeds_batch_1_inputs_then_stops():
     data = np.arange(3 * 2 * 1 * 1, dtype=np.float32).reshape(3, 2, 1, 1)
     for progress in (False, True):
@@ -86,6 +97,10 @@ def _two_gemms(tmp_path):
     g.initializer.append(numpy_helper.from_array(np.ones((4, 4), np.float32), "fc2.w"))
     g.node.append(helper.make_node("Gemm", ["logits", "fc2.w"], ["logits2"], name="fc2"))
     g.node.append(helper.make_node("Conv", [INPUT_NAME, INPUT_NAME], ["odd"], name="conv_dynamic"))
+    g.initializer.append(numpy_helper.from_array(np.ones((4, 4), np.float32), "fc3.w"))
+    g.node.append(helper.make_node("Gemm", ["logits2", "fc3.w"], ["logits3"], name="fc3", transA=1))
+    g.initializer.append(numpy_helper.from_array(np.ones((4,), np.float32), "shift"))
+    g.node.append(helper.make_node("Add", ["logits3", "shift"], ["shifted"], name="add"))
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     return str(path)
@@ -100,6 +115,18 @@ def test_reduce_range_overrides_give_7_bit_weights_on_the_right_axis(tmp_path):
         "fc2.w": [{"axis": 1, "reduce_range": True}],  # Gemm without: (in, out)
     }
     assert _reduce_range_overrides(path, ["fc2"], per_channel=False) == {"fc2.w": [{"reduce_range": True}]}
+    # transA is not transB: the weights of a Gemm with transA only are still (in, out)
+    assert _reduce_range_overrides(path, ["fc3"], per_channel=True) == {"fc3.w": [{"axis": 1, "reduce_range": True}]}
+
+
+def test_reduce_range_overrides_read_names_only_not_external_weights(tmp_path):
+    """A model whose weights live in an external file: only initializer names are read, never the data."""
+    model = onnx.load(_two_gemms(tmp_path))
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+                    size_threshold=0)
+    (tmp_path / "w.bin").unlink()  # would fail any attempt to load the weights
+    assert _reduce_range_overrides(str(path), ["conv"], per_channel=True) == {"conv.w": [{"axis": 0, "reduce_range": True}]}
 
 
 def test_reduce_range_overrides_refuse_what_has_no_constant_weights(tmp_path):
@@ -112,3 +139,5 @@ def test_reduce_range_overrides_refuse_what_has_no_constant_weights(tmp_path):
     assert str(e.value) == "7-bit weights need a Conv/Gemm with constant weights; 'relu' is Relu"
     with pytest.raises(ConfigError, match="'conv_dynamic' is Conv"):
         _reduce_range_overrides(path, ["conv_dynamic"], per_channel=True)
+    with pytest.raises(ConfigError, match="'add' is Add"):  # constant second input, but not a Conv/Gemm
+        _reduce_range_overrides(path, ["add"], per_channel=True)

@@ -45,6 +45,9 @@ def test_save_then_load_gives_back_every_field(tmp_path):
     raw = json.loads((tmp_path / MANIFEST).read_text())
     assert raw["schema"] == SCHEMA and [x["path"] for x in raw["artifacts"]] == ["model.export.onnx", "model.int8.onnx"]
     assert raw["config"]["out"] == str(tmp_path)  # paths are written as text
+    assert list(raw) == ["schema", "model", "weights", "input_shape", "dynamic_batch", "preprocessing", "config",
+                         "versions", "host", "selected", "notes", "artifacts", "results"]
+    assert (tmp_path / MANIFEST).read_text() == json.dumps(raw, indent=2)  # readable: indented by 2
     back = Manifest.load(tmp_path)
     assert back.artifacts == [a, b] and back.notes == ["a note"] and back.selected == m.selected
     assert back.model == m.model and back.weights == m.weights and back.input_shape == m.input_shape
@@ -54,7 +57,7 @@ def test_save_then_load_gives_back_every_field(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # written via a temporary name
 
 
-@pytest.mark.parametrize("text, why", [("{not json", "JSONDecodeError"), ('{"schema": 1}', "ValueError"),
+@pytest.mark.parametrize("text, why", [("{not json", "JSONDecodeError"), ('{"schema": 1}', "ValueError"), ("{}", "ValueError"),
                                        ('{"schema": 2}', "KeyError"), ("[]", "TypeError"),
                                        ('"text"', "AttributeError"), (b'\xff', "UnicodeDecodeError")])
 def test_unreadable_manifest_is_one_error_and_never_trusted(tmp_path, text, why):
@@ -105,6 +108,19 @@ def test_intact_checks_every_file_of_an_ir_pair(tmp_path):
     assert not intact(replace(ir, path=tmp_path))  # a folder where the file should be
 
 
+def test_an_unreadable_artifact_is_not_intact(tmp_path, monkeypatch):
+    import edgecnn.manifest
+
+    a = _art(tmp_path, "export")
+    assert intact(a)
+
+    def unreadable(_art):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(edgecnn.manifest, "digest", unreadable)
+    assert not intact(a)
+
+
 def test_selection_groups_decide_alternatives_and_defaults(tmp_path):
     m = _manifest(tmp_path, selected={"openvino:int8": {"default": "nncf", "candidates": ["qdq", "nncf"]},
                                       "tensorrt:int8": {"default": None, "candidates": ["a", "b"]}})
@@ -116,13 +132,18 @@ def test_failures_passed_and_artifact_lookup(tmp_path):
     a = _art(tmp_path, "export")
     results = {"export": ArtifactResult("export", "fp32", parity=_parity(True)),
                "openvino-fp32": ArtifactResult.failed("openvino-fp32", "fp32", "could not convert"),
-               "fp16": ArtifactResult("fp16", "fp16", error="ran out of memory at run time")}
+               "fp16": ArtifactResult("fp16", "fp16", error="ran out of memory at run time"),
+               "int8": ArtifactResult("int8", "int8", parity=_parity(True))}  # not built, no error: not a failure
     m = _manifest(tmp_path, artifacts=[a], results=results)
     assert m.failures() == {"openvino-fp32": "could not convert", "fp16": "ran out of memory at run time"}
+    results["export"].error = "crashed at run time"  # built, then failed to run: not a build failure
+    assert "export" not in m.failures()
+    results["export"].error = None
     assert m.artifact("export") == a and m.artifact("int8") is None
     assert not m.passed()
     del results["openvino-fp32"], results["fp16"]
     assert m.passed() and m.failures() == {}
+    del results["int8"]
     results["int8"] = ArtifactResult("int8", "int8", parity=_parity(False))
     assert not m.passed()
 

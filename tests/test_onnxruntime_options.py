@@ -42,6 +42,7 @@ def test_session_from_a_model_or_a_file(tmp_path):
     path = tmp_path / "m.onnx"
     tiny_onnx.save(model, path)
     from_file = session(path)
+    assert from_file.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     np.testing.assert_allclose(from_file.run(None, {"input": x})[0], from_proto.run(None, {"input": x})[0], rtol=1e-5)
 
 

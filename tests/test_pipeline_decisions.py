@@ -57,6 +57,8 @@ def test_defaults_resolved_in_one_place(no_tensorrt, fake_isa):
         ExportConfig("squeezenet1_1", resolution=8).resolve()
     with pytest.raises(ConfigError, match="opset"):
         ExportConfig("squeezenet1_1", opset=11).resolve()
+    with pytest.raises(ConfigError, match="from 18 to 23 for the dynamo exporter"):  # the exporter's own range
+        ExportConfig("squeezenet1_1", opset=17, exporter="dynamo").resolve()
 
 
 def test_the_recorded_config(no_tensorrt):
@@ -136,9 +138,10 @@ def test_int8_slower_than_the_last_fp32_of_its_runtime_is_flagged():
 def test_an_unmeasured_fp32_is_no_baseline():
     arts = [_art("export", "fp32", "onnxruntime"), _art("simplify", "fp32", "onnxruntime"), _art("int8", "int8", "onnxruntime")]
     results = {"export": _res(lat=1.0, precision="fp32"), "simplify": _res(lat=None, precision="fp32"),
-               "int8": _res(lat=1.2)}
-    assert flag_slower_int8(arts, results) == ["int8: warning: int8 runs 1.20x slower than fp32 (export) on onnxruntime "
-                                               "here (1.20 vs 1.00 ms p50)"]
+               "int8": _res(lat=1.236)}
+    assert flag_slower_int8(arts, results) == ["int8: warning: int8 runs 1.24x slower than fp32 (export) on onnxruntime "
+                                               "here (1.24 vs 1.00 ms p50)"]
+    assert results["int8"].slower_than_fp32 == 1.24  # two decimals
     results["int8"] = _res(lat=None)
     del results["export"]
     assert flag_slower_int8(arts, results) == []

@@ -51,8 +51,11 @@ def test_a_result_without_parity_or_latency_round_trips():
     assert d["parity"] is None and d["latency"] is None and d["ok"] is False and d["error"] == "could not compile"
     back = ArtifactResult.from_dict({**json.loads(json.dumps(d)), "verdict": "failed", "from_the_future": 1})
     assert back == r
-    measured = ArtifactResult("simplify", "fp32", parity=compare(_logits(), _logits()), speedup=2.0, batch=4)
+    measured = ArtifactResult("simplify", "fp32", parity=compare(_logits(), _logits()), speedup=2.0, batch=4,
+                              latency=Latency(20, 4, 2.0, 2.5, 3.0, 2.1, 0.2))
     d = measured.to_dict()
+    assert set(d) == set(ArtifactResult.__dataclass_fields__) | {"ok"}
+    assert d["latency"] == measured.latency.to_dict() and d["latency"]["throughput_ips"] == 2000.0
     assert d["ok"] is True and d["parity"]["passed"] is True and d["speedup"] == 2.0 and d["batch"] == 4
     assert ArtifactResult.from_dict(json.loads(json.dumps(d))) == measured
 
