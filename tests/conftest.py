@@ -25,3 +25,15 @@ def fake_isa(monkeypatch):
         monkeypatch.setattr(hostinfo, "cpu_info", lambda: info)
 
     return set_isa
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small forwards (batch 1-2, 32-96 px): one torch thread is fastest, and immune to a busy machine's
+    thread contention (OpenMP threads spinning for a core can take 50x longer)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

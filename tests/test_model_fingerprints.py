@@ -29,6 +29,7 @@ from reference import deterministic_state_dict, key_layout, reference_input, ref
 FIXTURES = Path(__file__).parent / "fixtures" / "torchvision"
 TORCHVISION = ["squeezenet1_0", "squeezenet1_1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"]
 BOUND = 1e-4  # x max |logit|
+pytestmark = pytest.mark.usefixtures("one_thread")
 SHUFFLENET_CLASSES = 10
 # name -> (parameters, float64 logits of reference_input(3, 32) with a 10-class head)
 SHUFFLENET_V1 = {
@@ -57,15 +58,6 @@ SHUFFLENET_V1 = {
         [-2464.0604, -1545.0766, 691.9706, 609.35437, -1024.136, -2844.2985, 279.05528, 1362.8596, -1083.9771, 765.36146],
         [-2698.6116, -1761.6374, 844.46618, 684.99074, -1315.8151, -2991.6542, 514.25641, 1129.2189, -1237.301, 1015.7263]]),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batch-2, 32 px forwards: one thread is fastest, and immune to a busy machine's thread contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @torch.no_grad()

@@ -78,7 +78,19 @@ def test_corrupt_and_missing_artifacts(tmp_path, artifacts):
 
 
 def test_availability_reports_reasons():
+    """Usable exactly when the backend can run here; otherwise the reason and the pip extra that fixes it."""
+    import importlib.util
+
     avail = runtimes.availability()
-    assert avail["torch"] is None and avail["onnxruntime"] is None
-    for name, why in avail.items():
-        assert why is None or (isinstance(why, str) and why), name
+    assert set(avail) == set(runtimes.RUNTIMES.names())
+    assert avail["torch"] is None and avail["onnxruntime"] is None  # core dependencies
+    has_openvino = importlib.util.find_spec("openvino") is not None
+    assert (avail["openvino"] is None) == has_openvino
+    if not has_openvino:
+        assert avail["openvino"] == ("openvino is not available (the openvino package is not installed); "
+                                     "install it with: pip install 'edgecnn[openvino]'")
+    has_tensorrt = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+    assert (avail["tensorrt"] is None) == has_tensorrt
+    if not has_tensorrt:
+        assert avail["tensorrt"].startswith("tensorrt is not available (") and avail["tensorrt"].endswith(
+            "); install it with: pip install 'edgecnn[tensorrt]'")
