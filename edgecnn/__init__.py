@@ -5,6 +5,7 @@ build the zoo or load the exporters):
 
     edgecnn.create_model(name, weights=..., num_classes=...)      # the zoo (edgecnn.models)
     edgecnn.run_export(edgecnn.ExportConfig(name, int8=True))     # the pipeline (edgecnn.pipeline)
+    edgecnn.export(module, input_shape=..., preprocessing=..., labels=...)   # any model, from Python
     edgecnn.runtimes.load(path_or_artifact).run(batch)             # any artifact, one interface
     edgecnn.harness.check.check_dir(out_dir), edgecnn.harness.bench.bench_dir(out_dir)
 """
@@ -14,7 +15,7 @@ import importlib
 
 __version__ = "0.1.0"
 _LAZY = {"create_model": "models", "get_spec": "models", "list_models": "models",
-         "ExportConfig": "pipeline", "run_export": "pipeline"}
+         "ExportConfig": "pipeline", "run_export": "pipeline", "export": "pipeline"}
 __all__ = ["__version__", *_LAZY]
 
 

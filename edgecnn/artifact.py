@@ -14,6 +14,15 @@ from .fileio import sha256_file
 
 # The tensor names every exported model uses: one image batch in, one logits batch out.
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+# What every artifact carries about itself, as JSON strings: ONNX ``metadata_props`` under these keys,
+# OpenVINO IR ``rt_info`` under the dotted path (``edgecnn`` > ``labels``).
+LABELS_KEY, PREPROCESSING_KEY = "edgecnn.labels", "edgecnn.preprocessing"
+METADATA_KEYS = (LABELS_KEY, PREPROCESSING_KEY)
+
+
+def rt_info_path(key: str) -> list[str]:
+    """Where a metadata key lives in an OpenVINO IR's rt_info: ``edgecnn.labels`` -> ``["edgecnn", "labels"]``."""
+    return key.split(".", 1)
 
 
 @dataclass(frozen=True)

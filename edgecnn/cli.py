@@ -9,6 +9,7 @@ are drawn only on a terminal. Heavy imports happen inside the subcommand that ne
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import signal
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__, backends
-from .errors import ConfigError, EdgecnnError, MissingBackendError
+from .errors import ConfigError, EdgecnnError
 from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
 from .fileio import atomic_path, writable_dir, write_failure
+from .timing import BASELINES, MODES
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -64,8 +66,8 @@ def _console():
     from rich.console import Console
 
     console = Console()
-    if not console.is_terminal:  # piped / CI logs: do not squeeze tables into 80 columns
-        console = Console(width=140)
+    if not console.is_terminal:  # piped / CI logs: the tables are laid out for 100 columns
+        console = Console(width=100)
     return console
 
 
@@ -164,10 +166,61 @@ def _names(kind: str, known: Callable[[], Sequence[str]]) -> Callable[[str], tup
     return parse
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    """An argparse type: a comma list of numbers (``0.485,0.456,0.406``)."""
+    try:
+        values = tuple(float(v) for v in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """An argparse type: N,C,H,W (``1,3,224,224``)."""
+    try:
+        dims = tuple(int(v) for v in _csv(text))
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected four positive integers N,C,H,W (e.g. 1,3,224,224), got {text!r}")
+    return dims
+
+
+def model_arg(text: str) -> tuple[str, object]:
+    """An argparse type for ``--model-arg KEY=VALUE``: VALUE read as a Python literal (3, 0.5, True, None,
+    [1, 2], 'text'; true/false/none too), else kept as the string typed."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python name, got {text!r}")
+    lowered = {"true": True, "false": False, "none": None}
+    if raw.strip().lower() in lowered:
+        return key, lowered[raw.strip().lower()]
+    try:
+        return key, ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        return key, raw
+
+
 def _runtime_names() -> list[str]:
     from .runtimes import RUNTIMES  # loads torch: only when --runtimes is actually given
 
     return RUNTIMES.names()
+
+
+def _device(text: str) -> str:
+    """An argparse type: one device some runtime runs on (read from the runtimes, only when given)."""
+    from .runtimes import DEVICES
+
+    if text not in DEVICES:
+        raise argparse.ArgumentTypeError(f"unknown device '{text}'; devices are: {', '.join(DEVICES)}")
+    return text
+
+
+DEVICE_HELP = ("run every artifact on this device, skipping runtimes that cannot (default: each runtime's own: "
+               "TensorRT engines on cuda, the rest on cpu)")
 
 
 @command
@@ -183,13 +236,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset, fp16=args.fp16, int8=int8,
         calib_dir=args.calib_dir, calib_size=args.calib_size, eval_dir=args.images, targets=args.targets,
         out=args.out, force=args.force, max_drop=args.max_drop, threads=args.threads, progress=_progress(args),
+        model_args=dict(args.model_arg or ()), input_shape=args.input_shape, mean=args.mean, std=args.std,
+        resize=args.resize, crop=args.crop, labels=args.labels,
     )
     console = _console()
     console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
     result = run_export(cfg, log=(lambda m: _say(console, m)) if not args.quiet else (lambda _m: None))
     console.print(export_table(result.manifest))
     for target, why in result.missing_targets.items():
-        _say(console, f"{target}: not built: {MissingBackendError(target, extra=target, reason=why)}", "yellow")
+        _say(console, f"{target}: not built: {backends.missing(target) or why}", "yellow")
     console.print(f"manifest: {result.out_dir / 'manifest.json'}")
     if not result.passed:
         manifest = result.manifest
@@ -220,7 +275,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .parity import Tolerance
     from .report import check_table, layers_table
 
-    _check_outputs(args.json)
+    _check_outputs(args.json, args.csv)
     tolerances = {}
     if args.int8_cosine is not None or args.int8_top1 is not None:
         base = Tolerance.for_precision("int8")
@@ -229,11 +284,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.fp32_atol is not None:
         tolerances["fp32"] = Tolerance(max_abs_rel=args.fp32_atol, cosine=Tolerance.for_precision("fp32").cosine)
     result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
-                       threads=args.threads, tolerances=tolerances, layers=args.layers)
+                       threads=args.threads, tolerances=tolerances, layers=args.layers, device=args.device)
     console = _console()
     console.print(check_table(result))
     for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
+    if args.csv:
+        from .report import write_check_csv
+
+        write_check_csv(result.to_dict(), args.csv)
     if args.layers:
         for t in layers_table(result.layers):
             console.print(t)
@@ -254,13 +313,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_outputs(args.json, args.csv, args.plot)
     result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
                        warmup=args.warmup, iterations=None if args.duration else args.iterations,
-                       duration_s=args.duration, progress=_progress(args))
+                       duration_s=args.duration, mode=args.mode, baselines=args.baselines, device=args.device,
+                       progress=_progress(args))
     if args.label:
         result.label = args.label
     console = _console()
     cpu = result.host["cpu"]
     console.print(f"host: {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or '-'}; "
                   f"threads {args.threads or 'runtime default'}; GPU {result.host['gpu'] or 'none'}")
+    if cpu.get("disagree"):
+        _say(console, f"note: {cpu['disagree']}", "yellow")
     console.print(bench_table([result]))
     for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
@@ -277,12 +339,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .harness.predict import predict_dir
+    from .report import predict_table
+
+    _check_outputs(args.json)
+    result = predict_dir(args.out_dir, args.images, runtime=args.runtime, artifact=args.artifact, top=args.top,
+                         threads=args.threads)
+    _console().print(predict_table(result))
+    if args.json:
+        _write_json(result.to_dict(), args.json)
+    return 0
+
+
+@command
 def cmd_report(args: argparse.Namespace) -> int:
     from .harness.bench import BenchReport
-    from .report import bench_table, markdown, plot
+    from .report import accuracy_markdown, bench_table, markdown, plot
 
     _check_outputs(args.markdown, args.plot)
-    benches, fidelity = [], {}
+    benches, fidelity, checks = [], {}, []
     for path in args.results:
         try:
             data = json.loads(open(path).read())
@@ -291,17 +367,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         rows = data.get("results") if isinstance(data, dict) else None
         if not isinstance(rows, list):
             raise ConfigError(f"{path} is not an edgecnn bench or check result")
-        if "n_images" in data:  # a check result: fidelity per artifact
+        if "n_images" in data:  # a check result: fidelity (and accuracy, where labelled) per artifact
             fidelity.update({r["artifact"]: (r.get("parity") or {}).get("cosine") for r in rows})
+            checks.append(data)
         else:
             benches.append(BenchReport.from_dict(data))
-    if not benches:
+    accuracy = accuracy_markdown(checks)
+    if not benches and not accuracy:
         raise ConfigError("no bench results among the files (pass the JSON written by `edgecnn bench --json`)")
-    _console().print(bench_table(benches))
+    if benches:
+        _console().print(bench_table(benches))
+    if accuracy:
+        print(accuracy)
     if args.markdown:
         with atomic_path(args.markdown) as tmp:
-            tmp.write_text(markdown(benches))
-    if args.plot:
+            tmp.write_text((markdown(benches) if benches else "") + accuracy)
+    if args.plot and benches:
         plot(benches, args.plot, fidelity or None)
     return 0
 
@@ -324,10 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("export", help="torch -> ONNX -> simplify -> fp16/int8 -> OpenVINO/TensorRT, with parity")
-    p.add_argument("model")
-    p.add_argument("--weights", help="'imagenet' or a local checkpoint (default: seeded random init)")
-    p.add_argument("--num-classes", type=positive_int)
+    p.add_argument("model", help="a zoo name (edgecnn list), file.py:factory or package.module:factory (a function "
+                                 "returning an nn.Module), a torch.export program (.pt2) or an ONNX file (.onnx)")
+    p.add_argument("--model-arg", action="append", type=model_arg, metavar="KEY=VALUE",
+                   help="keyword argument for the factory (zoo: a builder option); repeatable")
+    p.add_argument("--weights", help="zoo models: 'imagenet', 'random' or a checkpoint (default: the published "
+                                     "ImageNet weights where installed, cached or downloadable, else random)")
+    p.add_argument("--num-classes", type=positive_int,
+                   help="zoo models: a new head of N classes (default: read from the checkpoint's head)")
     p.add_argument("--resolution", type=positive_int)
+    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
+                   help="input shape where the model does not say it (factories; ONNX with free dimensions)")
+    p.add_argument("--mean", type=_floats, metavar="M1,M2,M3", help="normalisation mean, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", type=_floats, metavar="S1,S2,S3", help="normalisation std, e.g. 0.229,0.224,0.225")
+    p.add_argument("--resize", type=positive_int, metavar="N", help="resize the shorter side to N before the crop")
+    p.add_argument("--crop", type=positive_int, metavar="N", help="centre crop N (the model's input size)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="class names, one per line, in output order (default: the ImageFolder's class folders, "
+                        "or the weights' label set)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--batch", type=positive_int, default=1, help="fixed batch size (default 1)")
     g.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension")
@@ -346,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the int8 biases as quantized (default: correct the mean shift int8 weights cause)")
     p.add_argument("--equalize", action="store_true",
                    help="cross-layer equalisation of Conv-Relu-Conv pairs before int8 (helps per-tensor weights)")
-    p.add_argument("--images", help="held-out images for the parity table (default: bundled photos)")
+    p.add_argument("--images", help="held-out images for the parity table (default: bundled photos); an ImageFolder "
+                                    "(class sub-folders) also gives accuracy against its labels")
     p.add_argument("--targets", type=_names("target", lambda: backends.TARGETS),
                    help=f"comma list of {','.join(backends.TARGETS)} (default: the installed ones)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity/latency runs")
@@ -354,17 +450,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist")
     p.add_argument("--quiet", action="store_true")
 
-    p = sub.add_parser("check", help="parity of every artifact against the PyTorch original")
+    p = sub.add_parser("check", help="parity of every artifact against the original (and accuracy, with labels)")
     p.add_argument("out_dir")
-    p.add_argument("--images", help="image folder (default: the bundled held-out photos)")
-    p.add_argument("--num-images", type=positive_int, default=32)
+    p.add_argument("--images", help="image folder (default: the bundled held-out photos); an ImageFolder (class "
+                                    "sub-folders) adds accuracy against its labels, using every image once")
+    p.add_argument("--num-images", type=positive_int, default=32, help="held-out inputs from a flat folder")
     p.add_argument("--runtimes", type=_names("runtime", _runtime_names),
                    help="comma list (default: every runtime that reads each artifact)")
     p.add_argument("--threads", type=positive_int)
+    p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--layers", action="store_true", help="localise int8 error: worst layers by SQNR")
     p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
     p.add_argument("--int8-top1", type=float, help="override the int8 confident top-1 agreement (default 0.97)")
     p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--csv", metavar="FILE", help="one row per artifact x runtime: parity and accuracy")
+
+    p = sub.add_parser("predict", help="top-K labels of image files on a deployed artifact")
+    p.add_argument("out_dir")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--runtime", type=lambda t: _names("runtime", _runtime_names)(t)[0],
+                   help="runtime to run it on (default: onnxruntime)")
+    p.add_argument("--artifact", metavar="STAGE",
+                   help="artifact to run, e.g. int8, simplify, openvino-fp32 (default: the passing int8, else fp32)")
+    p.add_argument("--top", type=positive_int, default=5, metavar="K")
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--json", metavar="FILE")
 
     p = sub.add_parser("bench", help="latency of every artifact and of PyTorch eager, in one run")
@@ -373,6 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=lambda t: tuple(positive_int(v) for v in _csv(t)), default=(1,),
                    help="comma list of batch sizes (dynamic-batch exports only)")
     p.add_argument("--threads", type=positive_int)
+    p.add_argument("--mode", choices=MODES, default="latency",
+                   help="latency: one request at a time (default); throughput: every core busy for --duration "
+                        "seconds (default 5), images/s")
+    p.add_argument("--baselines", type=_names("baseline", lambda: BASELINES), default=("eager",),
+                   help=f"PyTorch baselines to measure besides eager: comma list of {','.join(BASELINES)} "
+                        "(compile = torch.compile with inductor; its compile time is reported separately)")
+    p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--warmup", type=int, default=10)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iterations", type=positive_int, default=100)

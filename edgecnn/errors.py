@@ -37,10 +37,11 @@ class DownloadError(WeightsError):
 class MissingBackendError(EdgecnnError, ImportError):
     """An optional backend (openvino, tensorrt, CUDA...) that is not installed."""
 
-    def __init__(self, backend: str, extra: str | None = None, reason: str | None = None):
+    def __init__(self, backend: str, extra: str | None = None, reason: str | None = None, hint: str | None = None):
         self.backend = backend
         self.extra = extra
-        hint = f"; install it with: pip install 'edgecnn[{extra}]'" if extra else ""
+        # ``hint``: what fixes it on this machine, where the pip extra alone would not (a CPU-only torch, a Jetson)
+        hint = f"; {hint}" if hint else f"; install it with: pip install 'edgecnn[{extra}]'" if extra else ""
         why = f" ({reason})" if reason else ""
         super().__init__(f"{backend} is not available{why}{hint}")
 

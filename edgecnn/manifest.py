@@ -38,6 +38,13 @@ class Manifest:
     # "openvino:int8" -> {"default": stage or None, "candidates": [stages]}: routes built and measured, best kept
     selected: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # where the original came from (models.sources.ModelSource.to_dict); None: a zoo model (older manifests)
+    source: dict | None = None
+    labels: list[str] | None = None  # class name of each output, where known
+    # the held-out images results were measured on; with class sub-folders, the original's accuracy too
+    evaluation: dict | None = None
+    # where the export's time went: stage -> {"build_s": ..., "evaluate_s": ...}, and "total_s"
+    timings: dict = field(default_factory=dict)
 
     def artifact(self, key: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.key == key), None)

@@ -50,7 +50,7 @@ class ParityResult:
     top1: float
     top1_confident: float
     n_confident: int
-    top5_overlap: float
+    top5_overlap: float | None  # None with 5 classes or fewer: any 5 of them are all of them
     tolerance: Tolerance
     failures: tuple[str, ...] = ()
 
@@ -104,17 +104,27 @@ def compare(reference: np.ndarray, candidate: np.ndarray, *, name: str = "artifa
     sqnr = float(10 * np.log10(np.sum(ref**2) / max(float(np.sum(err**2)), 1e-30)))
     same = ref.argmax(1) == out.argmax(1)
     confident = softmax(ref).max(1) > CONFIDENT
-    k = min(5, ref.shape[1])
-    top5_ref, top5_out = np.argsort(-ref, 1)[:, :k], np.argsort(-out, 1)[:, :k]
-    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top5_ref, top5_out)])
+    top5_ref, top5_out = np.argsort(-ref, 1)[:, :5], np.argsort(-out, 1)[:, :5]
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top5_ref, top5_out)]) if ref.shape[1] > 5 else None
     result = ParityResult(
         name=name, precision=precision, n=len(ref), max_abs=max_abs, max_abs_rel=max_abs / scale, rel_l2=rel_l2,
         cosine=float(cos.mean()), sqnr_db=sqnr, top1=float(same.mean()),
         top1_confident=float(same[confident].mean()) if confident.any() else float("nan"),
-        n_confident=int(confident.sum()), top5_overlap=float(overlap), tolerance=tol,
+        n_confident=int(confident.sum()), top5_overlap=None if overlap is None else float(overlap), tolerance=tol,
     )
     result.failures = tuple(_failures(result, tol, finite=bool(np.isfinite(out).all())))
     return result
+
+
+def accuracy(logits: np.ndarray, targets: np.ndarray) -> dict:
+    """Top-1 (and top-5, with more than 5 classes) accuracy of ``logits`` against true class indices;
+    a target of -1 (an image whose class the model has no output for) counts as wrong."""
+    logits, targets = np.asarray(logits), np.asarray(targets)
+    order = np.argsort(-logits, 1)
+    out = {"n": int(len(targets)), "top1": float(np.mean(order[:, 0] == targets))}
+    if logits.shape[1] > 5:
+        out["top5"] = float(np.mean((order[:, :5] == targets[:, None]).any(1)))
+    return out
 
 
 def _failures(r: ParityResult, tol: Tolerance, *, finite: bool) -> list[str]:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from .parity import ParityResult
-from .timing import Latency
+from .timing import Latency, Throughput
 
 
 @dataclass
@@ -24,7 +24,9 @@ class ArtifactResult:
     advisory: str | None = None  # shown, not judged (int8 on random weights), and why
     alternative: bool = False  # lost a selection to a working default: shown and kept, not deployed
     slower_than_fp32: float | None = None  # int8 p50 / fp32 p50 on the same runtime, when above the margin
-    speedup: float | None = None  # bench: PyTorch eager p50 / this p50, measured in the same run
+    speedup: float | None = None  # bench: PyTorch eager p50 / this p50 (throughput: this img/s / eager's), same run
+    speedup_vs_best_torch: float | None = None  # the same against the fastest PyTorch baseline of the run
+    throughput: Throughput | None = None  # bench --mode throughput: images/s with every core busy
     batch: int | None = None  # the batch size it was run at (bench rows: one per batch)
     device: str | None = None
     info: dict = field(default_factory=dict)  # what ran it: runtime versions, provider, threads
@@ -56,6 +58,7 @@ class ArtifactResult:
         # ``is not None``: a ParityResult is falsy when it fails, and a failing one must be kept.
         d["parity"] = self.parity.to_dict() if self.parity is not None else None
         d["latency"] = self.latency.to_dict() if self.latency is not None else None
+        d["throughput"] = self.throughput.to_dict() if self.throughput is not None else None
         d["ok"] = self.ok
         return d
 
@@ -64,6 +67,7 @@ class ArtifactResult:
         fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         fields["parity"] = ParityResult.from_dict(d["parity"]) if d.get("parity") else None
         fields["latency"] = Latency.from_dict(d["latency"]) if d.get("latency") else None
+        fields["throughput"] = Throughput.from_dict(d["throughput"]) if d.get("throughput") else None
         return cls(**fields)
 
 

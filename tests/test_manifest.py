@@ -46,7 +46,8 @@ def test_save_then_load_gives_back_every_field(tmp_path):
     assert raw["schema"] == SCHEMA and [x["path"] for x in raw["artifacts"]] == ["model.export.onnx", "model.int8.onnx"]
     assert raw["config"]["out"] == str(tmp_path)  # paths are written as text
     assert list(raw) == ["schema", "model", "weights", "input_shape", "dynamic_batch", "preprocessing", "config",
-                         "versions", "host", "selected", "notes", "artifacts", "results"]
+                         "versions", "host", "selected", "notes", "source", "labels", "evaluation", "timings",
+                         "artifacts", "results"]
     assert (tmp_path / MANIFEST).read_text() == json.dumps(raw, indent=2)  # readable: indented by 2
     back = Manifest.load(tmp_path)
     assert back.artifacts == [a, b] and back.notes == ["a note"] and back.selected == m.selected

@@ -71,7 +71,5 @@ def test_grouped_int8_conv_compiles_or_names_the_amx_limit(name, tmp_path):
     # int32 (VNNI, AMX, ARM); on AVX2 without VNNI, OpenVINO's kernels add u8 x s8 pairs into a saturating
     # int16 exactly as edgecnn's emulator predicts (measured on AMD EPYC Zen 3: max error 7.2 against the exact
     # result, 0 against the emulation; with 7-bit weights both are exact).
-    isa = hostinfo.cpu_info()["isa"]
-    avx2_pairs = "avx2" in isa and not hostinfo.has_vnni(isa)
-    want = saturation.emulated_logits(path, x, saturate=avx2_pairs)
+    want = saturation.emulated_logits(path, x, saturate=hostinfo.saturates_u8s8())
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())

@@ -66,7 +66,7 @@ def test_every_metric_on_a_hand_checked_case():
     assert r.top1 == 0.5  # image 1's top-1 moved from class 1 to class 2
     # softmax([4, 0, 0]) peaks at 0.96 (confident); softmax([0, 2, 1]) at 0.665: both confident
     assert r.n_confident == 2 and r.top1_confident == 0.5
-    assert r.top5_overlap == 1.0  # k = 3 classes: every top-k set is all classes
+    assert r.top5_overlap is None  # 3 classes: any 5 of them are all of them, so top-5 is not reported
     assert r.tolerance == Tolerance.for_precision("int8")
     assert r.failures == ("cosine 0.80000 < 0.98", "top-1 agreement on confident inputs 50.0% < 97%")
     assert str(r) == ("m [int8]: cosine 0.80000, max abs 3, rel L2 0.724, SQNR 2.8 dB, top-1 50.0% (50.0% of 2 "

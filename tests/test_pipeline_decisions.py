@@ -23,6 +23,8 @@ def no_tensorrt(monkeypatch):
     """onnxruntime and openvino usable, tensorrt not: decided here, whatever this machine has."""
     why = {"tensorrt": "no GPU here"}
     monkeypatch.setattr(backends, "unavailable", lambda name: why.get(name))
+    monkeypatch.setattr(backends.tensorrt, "missing",
+                        lambda: MissingBackendError("tensorrt", extra="tensorrt", reason=why["tensorrt"]))
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -43,18 +45,20 @@ def test_bad_options_are_refused_before_any_work(no_tensorrt, fields, message):
 def test_defaults_resolved_in_one_place(no_tensorrt, fake_isa):
     fake_isa("avx2")
     plan = ExportConfig("squeezenet1_1", batch=1, calib_size=1, eval_size=1, max_drop=0.999).resolve()
-    assert (plan.resolution, plan.opset, plan.recipe, plan.targets) == (224, 17, None, ("onnxruntime", "openvino"))
-    assert plan.missing == {"tensorrt": "no GPU here"} and plan.input_shape == (1, 3, 224, 224)
+    assert (plan.opset, plan.recipe, plan.targets) == (17, None, ("onnxruntime", "openvino"))
+    assert plan.missing == {"tensorrt": "no GPU here"} and plan.input_shape is None  # known once built
+    plan = plan.complete(None)  # a zoo model's shape comes from its spec, not from the built original
+    assert plan.resolution == 224 and plan.input_shape == (1, 3, 224, 224)
     assert plan.dynamic_batch is None and plan.spec.name == "squeezenet1_1"
     plan = ExportConfig("squeezenet1_1", batch=3, resolution=64, opset=13, int8=True, dynamic_batch=True,
-                        max_drop=0.001, targets=("onnxruntime",)).resolve()
+                        max_drop=0.001, targets=("onnxruntime",)).resolve().complete(None)
     assert (plan.resolution, plan.opset, plan.recipe, plan.targets, plan.missing) == (
         64, 13, PRESETS["u8s8-saturation-aware"], ("onnxruntime",), {})
     assert plan.input_shape == (3, 3, 64, 64) and plan.dynamic_batch == DYNAMIC_MAX_BATCH
     mine = Int8Recipe(preset="s8s8", activation_type="int8", calibration="entropy")
     assert ExportConfig("squeezenet1_1", int8=mine, targets=("onnxruntime",)).resolve().recipe is mine
     with pytest.raises(ConfigError, match="too small"):
-        ExportConfig("squeezenet1_1", resolution=8).resolve()
+        ExportConfig("squeezenet1_1", resolution=8).resolve().complete(None)
     with pytest.raises(ConfigError, match="opset"):
         ExportConfig("squeezenet1_1", opset=11).resolve()
     with pytest.raises(ConfigError, match="from 18 to 23 for the dynamo exporter"):  # the exporter's own range

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from edgecnn.errors import DownloadError, WeightsError
-from edgecnn.weights import download, load_checkpoint, load_into
+from edgecnn.weights import download, head_classes, load_checkpoint, load_into
 
 
 def _small(classes=10):
@@ -44,9 +44,29 @@ def test_roundtrip_and_wrapped_checkpoints(tmp_path, checkpoint):
     sd = load_checkpoint(checkpoint)
     m = _small()
     assert load_into(m, sd, source="ckpt") == []
-    wrapped = tmp_path / "wrapped.pth"
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}}, wrapped)
-    assert set(load_checkpoint(wrapped)) == set(sd)
+    for wrapper, prefix in (("state_dict", "module."), ("model", "model."), ("model_state_dict", "net."),
+                            ("state_dict", "model.module.")):  # DDP, Lightning, plain loops, nested
+        wrapped = tmp_path / "wrapped.pth"
+        torch.save({"epoch": 3, wrapper: {f"{prefix}{k}": v for k, v in sd.items()}}, wrapped)
+        m = _small()
+        assert load_into(m, load_checkpoint(wrapped), source="ckpt") == []
+        assert all(torch.equal(m.state_dict()[k], v) for k, v in sd.items())
+
+
+def test_prefix_kept_where_the_model_has_it(checkpoint):
+    """A model whose own keys start with 'model.' keeps a checkpoint's 'model.' prefix."""
+    sd = load_checkpoint(checkpoint)
+    outer = nn.Module()
+    outer.model = _small()
+    assert load_into(outer, {f"model.{k}": v for k, v in sd.items()}, source="ckpt") == []
+
+
+def test_head_classes_read_from_the_checkpoint(checkpoint):
+    sd = load_checkpoint(checkpoint)  # a 10-class head
+    assert head_classes(_small(classes=1000), sd, 1000) == 10
+    assert head_classes(_small(classes=10), sd, 10) is None  # same size: nothing to infer
+    two_layer = {**sd, "4.weight": torch.zeros(5, 10)}  # another structure: not a size difference
+    assert head_classes(_small(classes=1000), two_layer, 1000) is None
 
 
 def test_mismatch_names_first_key(checkpoint):

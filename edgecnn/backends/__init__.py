@@ -30,4 +30,8 @@ def unavailable(name: str) -> str | None:
 def missing(name: str) -> MissingBackendError | None:
     """The error that explains an unusable backend (with the pip extra), or ``None``."""
     why = unavailable(name)
-    return None if why is None else MissingBackendError(name, extra=EXTRAS.get(name), reason=why)
+    if why is None:
+        return None
+    if name == "tensorrt":  # its fix depends on the machine (a CPU-only torch, a Jetson), not only on the extra
+        return tensorrt.missing() or MissingBackendError(name, extra=EXTRAS[name], reason=why)
+    return MissingBackendError(name, extra=EXTRAS.get(name), reason=why)

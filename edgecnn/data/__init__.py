@@ -4,10 +4,18 @@ Preprocessing is the classic ImageNet evaluation transform, driven by the model 
 checkpoint's preprocessing, else the architecture's plain one: :func:`edgecnn.models.preprocessing`):
 resize the shorter side to ``resolution / crop_pct``, centre-crop ``resolution``, scale to
 [0, 1], normalise with the spec's mean/std, NCHW float32. Calibration uses random crops of
-real photos (a fixed seed), so int8 ranges see the statistics of real images, not noise.
+real photos (a fixed seed), so int8 ranges see the statistics of real images, not noise; a
+calibration ImageFolder (your own data, class sub-folders) with enough images is used as it is, one
+evaluation-transform crop per image.
+
+Labels: an ImageFolder's classes are its sub-folder names, sorted (as torchvision's ImageFolder);
+``imagenet_classes.txt`` holds the 1000 ImageNet-1k class names in the standard index order
+(WordNet ids sorted), taken from timm 1.0.31 (``timm/data/_info/imagenet_synsets.txt`` mapped through
+``imagenet_synset_to_lemma.txt``, Apache-2.0).
 """
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +24,14 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import CalibrationDataError
+from ..errors import CalibrationDataError, ConfigError
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "images"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 # Held out: int8 fidelity is judged on photos the calibration never saw.
 CALIBRATION_PHOTOS = ("astronaut", "rocket", "china", "flower")
 EVALUATION_PHOTOS = ("chelsea", "coffee", "grace_hopper")
+CLASS_LISTS = {"imagenet-1k": Path(__file__).resolve().parent / "imagenet_classes.txt"}
 
 
 @dataclass(frozen=True)
@@ -38,10 +47,32 @@ class Preprocessing:
         """Inverse of :meth:`to_dict` (a manifest's ``preprocessing``)."""
         return cls(d["resolution"], tuple(d["mean"]), tuple(d["std"]), d["crop_pct"], d["channels"])
 
+    @classmethod
+    def from_sizes(cls, *, crop: int, resize: int | None, mean: Sequence[float], std: Sequence[float],
+                   channels: int) -> "Preprocessing":
+        """Resize the shorter side to ``resize`` (default: ``crop``), centre-crop ``crop``."""
+        resize = crop if resize is None else resize
+        if resize < crop:
+            raise ConfigError(f"--resize {resize} is smaller than the crop {crop}: the crop would not fit")
+        if len(mean) != channels or len(std) != channels:
+            raise ConfigError(f"mean and std need one value per input channel ({channels}), "
+                              f"got {len(mean)} and {len(std)}")
+        if any(v <= 0 for v in std):
+            raise ConfigError(f"std values must be positive, got {tuple(std)}")
+        return cls(crop, tuple(float(v) for v in mean), tuple(float(v) for v in std), crop / resize, channels)
+
+    @property
+    def resize(self) -> int:
+        """The shorter side after resizing, before the centre crop."""
+        return max(self.resolution, int(round(self.resolution / self.crop_pct)))
+
     def to_dict(self) -> dict:
+        """Everything a consumer needs to feed the model (also embedded in every artifact's metadata)."""
         return {"resolution": self.resolution, "mean": list(self.mean), "std": list(self.std),
-                "crop_pct": self.crop_pct, "channels": self.channels, "resize": "bilinear, shorter side",
-                "crop": "centre"}
+                "crop_pct": self.crop_pct, "channels": self.channels, "resize": self.resize,
+                "crop": self.resolution, "interpolation": "bilinear", "resize_mode": "shorter side",
+                "crop_mode": "centre", "scale": "1/255", "channel_order": "RGB" if self.channels == 3 else "L",
+                "layout": "NCHW", "dtype": "float32"}
 
     def _normalise(self, img: Image.Image) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float32) / 255.0
@@ -53,8 +84,7 @@ class Preprocessing:
     def __call__(self, img: Image.Image) -> np.ndarray:
         """One PIL image -> (C, H, W) float32, the evaluation transform."""
         img = to_model_mode(img, self.channels)
-        r = self.resolution
-        short = max(r, int(round(r / self.crop_pct)))
+        r, short = self.resolution, self.resize
         w, h = img.size
         scale = short / min(w, h)
         img = img.resize((max(r, round(w * scale)), max(r, round(h * scale))), Image.Resampling.BILINEAR)
@@ -112,6 +142,102 @@ def find_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def imagefolder_classes(folder: str | Path) -> list[str] | None:
+    """The class names when ``folder`` is an ImageFolder (every image inside a class sub-folder, none at
+    the top), sorted as torchvision's ImageFolder sorts them; None for a flat or mixed folder."""
+    folder = Path(folder)
+    if not folder.is_dir() or any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return None
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                     and any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in d.rglob("*")))
+    return classes or None
+
+
+def labelled_batch(prep: Preprocessing, folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], list[Path]]:
+    """Every image of an ImageFolder, once, through the evaluation transform: ``(x, y, classes, paths)``,
+    ``y`` the index of each image's class in ``classes`` (unreadable images are skipped with a warning)."""
+    classes = imagefolder_classes(folder)
+    if classes is None:
+        raise CalibrationDataError(f"{folder} is not an ImageFolder (images in class sub-folders, none at the top)")
+    xs, ys, paths, bad = [], [], [], []
+    for i, name in enumerate(classes):
+        for path in find_images(Path(folder) / name):
+            try:
+                with Image.open(path) as im:
+                    xs.append(prep(im))
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+                bad.append(f"{path.name} ({type(e).__name__})")
+                continue
+            ys.append(i)
+            paths.append(path)
+    if not xs:
+        raise CalibrationDataError(f"none of the images in {folder} could be read: {', '.join(bad[:5])}")
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}", stacklevel=2)
+    return np.stack(xs).astype(np.float32), np.asarray(ys, np.int64), classes, paths
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """Class names, one per line (a JSON list also works); surrounding blank lines are ignored."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"labels file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read labels file {path} ({type(e).__name__}): expected UTF-8 text, "
+                          "one class name per line") from None
+    if text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{path} starts like a JSON list but is not a list of strings")
+    else:
+        names = [line.strip() for line in text.strip().splitlines()]
+        empty = [i + 1 for i, n in enumerate(names) if not n]
+        if empty:
+            raise ConfigError(f"labels file {path}: line {empty[0]} is empty (one class name per line)")
+    if not names:
+        raise ConfigError(f"labels file {path} is empty (one class name per line)")
+    return names
+
+
+def match_classes(folder_classes: Sequence[str], labels: Sequence[str], *, where: str) -> list[int]:
+    """The index in ``labels`` (the model's outputs) of each ImageFolder class. A folder name matches a
+    label exactly, else ignoring case, '_' / '-' for spaces, and for a label such as 'tabby, tabby cat'
+    any one of its comma-separated names (when that name is not shared). A class with no match is a
+    one-line error: accuracy against the wrong labels would be a wrong number, silently."""
+    def norm(text: str) -> str:
+        return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+    exact = {name: i for i, name in reversed(list(enumerate(labels)))}
+    loose: dict[str, set[int]] = {}
+    for i, label in enumerate(labels):
+        for alias in {norm(label), *(norm(a) for a in label.split(",") if a.strip())}:
+            loose.setdefault(alias, set()).add(i)
+    found, missing = [], []
+    for name in folder_classes:
+        hits = {exact[name]} if name in exact else loose.get(norm(name), set())
+        if len(hits) == 1:
+            found.append(next(iter(hits)))
+        else:
+            missing.append(name)
+    if missing:
+        sample = ", ".join(f"'{n}'" for n in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ConfigError(f"the class folders of {where} do not match the model's {len(labels)} labels: {sample} "
+                          f"{'is' if len(missing) == 1 else 'are'} not among them (labels start: "
+                          f"{', '.join(repr(label) for label in labels[:3])}); rename the folders or pass --labels")
+    return found
+
+
+def class_names(label_set: str) -> list[str] | None:
+    """The names of a shipped label set (``"imagenet-1k"``), or None for one not shipped."""
+    path = CLASS_LISTS.get(label_set)
+    return path.read_text(encoding="utf-8").splitlines() if path is not None else None
+
+
 def load_images(paths: Iterable[str | Path]) -> list[Image.Image]:
     """Open and fully decode images; unreadable or truncated ones are skipped with a warning."""
     images, bad = [], []
@@ -138,8 +264,14 @@ def calibration_batch(prep: Preprocessing, n: int, *, folder: str | Path | None 
     """``n`` inputs for calibration: random crops spread evenly over the photos."""
     if n < 1:
         raise CalibrationDataError(f"calibration size must be at least 1, got {n}")
-    images = load_images(find_images(folder)) if folder is not None else bundled_images(CALIBRATION_PHOTOS)
-    return _crops(prep, images, n, seed)
+    if folder is None:
+        return _crops(prep, bundled_images(CALIBRATION_PHOTOS), n, seed)
+    files = find_images(folder)
+    if len(files) >= n and imagefolder_classes(folder) is not None:
+        # A dataset (class sub-folders) with enough images: n of them, spread over it, as the model sees them.
+        picks = [files[i] for i in np.linspace(0, len(files) - 1, n).round().astype(int)]
+        return np.stack([prep(im) for im in load_images(picks)]).astype(np.float32)
+    return _crops(prep, load_images(files), n, seed)
 
 
 def evaluation_batch(prep: Preprocessing, n: int, *, folder: str | Path | None = None, seed: int = 1) -> np.ndarray:

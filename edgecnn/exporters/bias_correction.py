@@ -11,7 +11,9 @@ al. (ICCV 2019, section 4.2) and NNCF's FastBiasCorrection subtract that mean fr
 input to the layer, with zero padding counted exactly (a border output sees fewer pixels). The
 corrected bias stays int32 (``round(shift / bias_scale)`` is taken off), so the graph, its speed and
 its Q/DQ layout do not change. NNCF applies its own version on the OpenVINO route; ONNX Runtime's
-quantizer has none, which is what this is for.
+quantizer has none, which is what this is for. Its cost is one run of the float model per calibration
+image (graph optimisations off, so every intermediate tensor is exact): the statistics are a float64
+sum of each layer's input over the images, and the tap means are box sums taken once per layer.
 """
 from __future__ import annotations
 
@@ -20,20 +22,36 @@ import numpy as np
 from .graph import attr, dequantized, tensors_per_image
 
 
+def _strided_sums(a: np.ndarray, taps: int, dilation: int, stride: int, count: int) -> np.ndarray:
+    """``out[..., t] = sum(a[..., t * dilation + stride * y] for y < count)`` for every tap ``t`` (last axis).
+
+    Prefix sums over each residue class mod ``stride`` (one integral image per class): each tap's sum is
+    then the difference of two prefix sums, so the cost does not grow with the kernel size."""
+    n = -(-a.shape[-1] // stride)
+    a = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, n * stride - a.shape[-1])])
+    lattice = a.reshape(*a.shape[:-1], n, stride)  # lattice[..., q, r] = a[..., q * stride + r]
+    prefix = np.concatenate([np.zeros_like(lattice[..., :1, :]), np.cumsum(lattice, axis=-2)], axis=-2)
+    start = np.arange(taps) * dilation
+    q, r = start // stride, start % stride
+    return prefix[..., q + count, r] - prefix[..., q, r]
+
+
 def _taps_mean(x: np.ndarray, kernel: tuple[int, int], strides, pads, dilations) -> np.ndarray:
-    """Mean over the output positions of every kernel tap's input: (C, kh, kw), zero padding included."""
+    """Mean over the images and output positions of every kernel tap's input: (C, kh, kw), zero padding included.
+
+    The sum a tap sees is a strided box sum over the zero-padded input, separable in H and W: no loop
+    over taps. ``correct_bias`` calls this once per layer on the inputs summed over the images (it used
+    to loop over taps for every layer and image: 6,656 calls for MobileNetV2, 7.3 s of a 26 s export)."""
     kh, kw = kernel
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = strides, dilations, pads
+    total = x.sum(axis=0, dtype=np.float64)  # (C, H, W): every quantity below is linear in x
     if any(pads):
-        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    oh = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
-    ow = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
-    out = np.empty((x.shape[1], kh, kw))
-    for i in range(kh):
-        for j in range(kw):
-            tap = x[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
-            out[:, i, j] = tap.mean(axis=(0, 2, 3), dtype=np.float64)
-    return out
+        total = np.pad(total, ((0, 0), (pt, pb), (pl, pr)))
+    oh = (total.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    ow = (total.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    rows = _strided_sums(total.transpose(0, 2, 1), kh, dh, sh, oh)  # (C, W, kh)
+    taps = _strided_sums(rows.transpose(0, 2, 1), kw, dw, sw, ow)  # (C, kh, kw)
+    return taps / (len(x) * oh * ow)
 
 
 def correct_bias(qdq, float_model, calibration: np.ndarray, *, threads: int | None = None):
@@ -74,26 +92,26 @@ def correct_bias(qdq, float_model, calibration: np.ndarray, *, threads: int | No
     if not layers:
         return m, {"corrected": 0, "skipped": skipped}
 
+    # Every mean below is linear in the layer's input: sum each input over the images once (float64),
+    # then take each layer's tap means once, not once per image.
     names = list(dict.fromkeys(t for _, t, _, _ in layers))
     sums: dict[str, np.ndarray] = {}
     for outs in tensors_per_image(float_model, names, calibration, threads=threads):
-        act = dict(zip(names, outs))
-        for n, t, d_w, _ in layers:
-            x = act[t].astype(np.float64)
-            if n.op_type == "Gemm":
-                mean = x.reshape(x.shape[0], -1).mean(axis=0)
+        for t, out in zip(names, outs):
+            if t in sums:
+                np.add(sums[t], out, out=sums[t])
             else:
-                pads = tuple(attr(n, "pads", [0, 0, 0, 0]))
-                mean = _taps_mean(x, d_w.shape[2:], tuple(attr(n, "strides", [1, 1])), pads,
-                                  tuple(attr(n, "dilations", [1, 1])))
-            sums[n.name] = sums.get(n.name, 0.0) + mean
+                sums[t] = out.astype(np.float64)
     shifts = []
-    for n, _, d_w, bdq in layers:
-        mean = sums[n.name] / len(calibration)
+    for n, t, d_w, bdq in layers:
+        x = sums[t]  # batch 1: (1, C, H, W) or (1, F)
         if n.op_type == "Gemm":
             w = d_w if attr(n, "transB", 0) else d_w.T  # (out, in)
-            shift = w @ mean
+            shift = w @ (x.reshape(-1) / len(calibration))
         else:
+            mean = _taps_mean(x, d_w.shape[2:], tuple(attr(n, "strides", [1, 1])),
+                              tuple(attr(n, "pads", [0, 0, 0, 0])), tuple(attr(n, "dilations", [1, 1])))
+            mean /= len(calibration)
             g = int(attr(n, "group", 1))
             cout, cg = d_w.shape[:2]
             shift = np.einsum("gockl,gckl->go", d_w.reshape(g, cout // g, cg, *d_w.shape[2:]),

@@ -42,16 +42,34 @@ def consumers(model) -> dict[str, list]:
     return out
 
 
+def static_batch(dims) -> int:
+    """The batch a model input takes: its first dimension when fixed (an int > 0), else 1 (a dynamic axis)."""
+    first = list(dims)[0] if len(dims) else None
+    return first if isinstance(first, int) and not isinstance(first, bool) and first > 0 else 1
+
+
+def chunks(x: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, int]]:
+    """``x`` in chunks of ``batch`` inputs, each with how many of them are real: the last chunk is
+    completed by repeating its last input (a model exported at a fixed batch takes nothing else)."""
+    for i in range(0, len(x), batch):
+        chunk = x[i: i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        yield chunk, n
+
+
 def logits(model_or_path, x: np.ndarray, threads: int | None = None, *, optimize: bool = True) -> np.ndarray:
-    """The first output for every input of ``x`` (run at batch 1), concatenated."""
+    """The first output for every input of ``x`` (run at batch 1, or the model's fixed batch), concatenated."""
     sess = session(model_or_path, threads, optimize=optimize)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i: i + 1]})[0] for i in range(len(x))])
+    inp = sess.get_inputs()[0]
+    return np.concatenate([sess.run(None, {inp.name: c})[0][:n] for c, n in chunks(x, static_batch(inp.shape))])
 
 
 def tensors_per_image(model, names: list[str], x: np.ndarray, *, threads: int | None = None,
                       optimize: bool = False, elem_type: int = 1) -> Iterator[list[np.ndarray]]:
-    """Run ``model`` (a ModelProto) on each input of ``x`` (batch 1) and yield the values of ``names``.
+    """Run ``model`` (a ModelProto) on each input of ``x`` and yield the values of ``names`` (batch 1 each;
+    a model exported at a fixed batch N is run N inputs at a time, its outputs split per input).
 
     Graph optimisations are off by default, so intermediate tensors keep their names and a QDQ
     model runs its exact Q/DQ arithmetic in float. ``elem_type``: the ONNX type of the added outputs
@@ -66,9 +84,12 @@ def tensors_per_image(model, names: list[str], x: np.ndarray, *, threads: int | 
         if name not in have:
             m.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or elem_type, None))
     sess = session(m, threads, optimize=optimize)
-    inp = sess.get_inputs()[0].name
-    for i in range(len(x)):
-        yield sess.run(names, {inp: x[i: i + 1]})
+    inp = sess.get_inputs()[0]
+    batch = static_batch(inp.shape)
+    for chunk, n in chunks(x, batch):
+        outs = sess.run(names, {inp.name: chunk})
+        for k in range(n):
+            yield outs if batch == 1 else [o[k: k + 1] for o in outs]
 
 
 def collect(model, names: list[str], x: np.ndarray, *, threads: int | None = None,

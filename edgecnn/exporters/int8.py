@@ -11,16 +11,17 @@ AMD EPYC with AVX-512 VNNI: ORT fp32 6.6 ms, U8S8 5.2 ms, S8S8 14.4 ms):
   channels where saturation, measured on the calibration images, costs more than 7-bit rounding
   (:mod:`.saturation`); 8-bit everywhere else.
 - ``u8s8-reduce-range``: 7-bit weights everywhere (ORT's global ``reduce_range``).
-Measured on EfficientNet-Lite0 (real weights, 200 held-out crops; benchmarks/int8_fidelity.py), logit
-cosine / top-1 agreement on confident crops, with AVX2 saturation *emulated* (the measuring host has
-VNNI; see saturation.py), all with bias correction: u8s8 0.920 / 95.7%, u8s8-reduce-range 0.994 / 99.3%,
-u8s8-saturation-aware 0.998 / 100% (7-bit weights in ~6% of the output channels); u8s8 on VNNI 0.998 / 100%.
+Measured on EfficientNet-Lite0 (real weights, 120 held-out crops; benchmarks/int8_fidelity.py), logit
+cosine on ONNX Runtime's real AVX2 kernels (AMD EPYC Zen 3, no VNNI; the same under QEMU Haswell),
+all with bias correction: u8s8 0.922, u8s8-reduce-range 0.994, u8s8-saturation-aware 0.998 (7-bit
+weights in ~6% of the output channels); with int32 accumulation (VNNI) u8s8 gives 0.998. On that AVX2
+CPU ONNX Runtime's s8s8 kernels lose more still (0.769): TensorRT's model is judged through its engine.
 Two optional passes (:mod:`.bias_correction`, on by default; :mod:`.equalize`, opt-in), measured on
 the same model and crops with ORT: bias correction u8s8 0.9953 -> 0.9983, u8s8-reduce-range 0.980 ->
 0.994, per-tensor weights larger still; cross-layer equalisation finds only 2 ReLU/linear pairs in
 Lite0 (ReLU6 is not crossed) and changes per-channel results by < 0.001; on a random ShuffleNet v1
 it raised the emulated AVX2 saturation (cosine 0.9957 -> 0.9804): hence opt-in (benchmarks/int8_passes.py).
-The preset is chosen from the CPU's ISA (:func:`default_preset`), recorded in the manifest,
+The preset is chosen from the ISA the process sees (:func:`default_preset`), recorded in the manifest,
 and can be overridden. Calibration statistics come from real images preprocessed exactly as
 the model expects.
 """
@@ -39,6 +40,7 @@ from ..artifact import INPUT_NAME, Artifact, describe
 from ..errors import CalibrationDataError, ConfigError
 from ..fileio import atomic_path
 from . import bias_correction, equalize, saturation
+from .graph import chunks, consumers, static_batch
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis attribute) needs 13
@@ -58,6 +60,11 @@ class Int8Recipe:
     saturation_aware: bool = False  # 7-bit weights only where int16 pair saturation costs more (saturation.py)
     equalize: bool = False  # cross-layer equalisation of Conv-Relu-Conv pairs first (equalize.py)
     bias_correction: bool = True  # remove the mean output shift of int8 weights (bias_correction.py)
+    # TensorRT (:func:`tensorrt_recipe`): its DequantizeLinear takes only int8/fp8/int4 inputs, so biases stay
+    # float (ONNX Runtime fuses int32 biases into QLinearConv, so its route keeps them); and its placement
+    # guidance leaves the outputs of the last layers unquantized: the logits stay float.
+    quantize_bias: bool = True
+    quantize_output: bool = True
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_METHODS:
@@ -89,16 +96,32 @@ PRESETS = {
     "s8s8": Int8Recipe(preset="s8s8", activation_type="int8"),
 }
 TENSORRT_PRESET = "s8s8"
+TENSORRT_STAGE = "int8-tensorrt"  # the QDQ model made for TensorRT (model.int8-tensorrt.onnx)
+
+
+def tensorrt_recipe(recipe: Int8Recipe) -> Int8Recipe:
+    """The recipe for TensorRT's QDQ model, keeping what the user chose besides the layout: symmetric
+    int8 (zero point 0, which TensorRT requires), float biases, float graph outputs.
+
+    Float biases: TensorRT's IDequantizeLayer accepts only int8/fp8/int4 inputs, and ONNX Runtime's
+    default int32 bias behind a DequantizeLinear fails its ONNX parser. Float outputs: NVIDIA's placement
+    guidance is to quantize the inputs of weighted layers, not their outputs (its ONNX quantizer,
+    ModelOpt, drives this same ONNX Runtime quantizer with QuantizeBias=False and no output
+    quantization); here only the graph outputs are taken out of Q/DQ (nothing after them can use int8,
+    and the logits keep full precision), so the interior keeps the placement the parity table measured."""
+    sym = get_preset(TENSORRT_PRESET)
+    return replace(recipe, preset=sym.preset, activation_type=sym.activation_type, weight_type=sym.weight_type,
+                   reduce_range=False, saturation_aware=False, reduce_range_nodes=(), quantize_bias=False,
+                   quantize_output=False)
 
 
 def default_preset(isa: list[str] | None = None) -> str:
-    """The ONNX Runtime CPU preset for this machine's ISA."""
-    isa = hostinfo.cpu_info()["isa"] if isa is None else isa
-    if hostinfo.has_vnni(isa) or "arm_dotprod" in isa or "neon" in isa:
-        return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
-    if "avx2" in isa:
-        return "u8s8-saturation-aware"  # beats global reduce_range (emulated, lite0: cosine 0.998 vs 0.994)
-    return "u8s8"
+    """The ONNX Runtime CPU preset for the ISA this process runs on (``hostinfo.cpu_info()["isa"]``: what
+    the process sees through CPUID, which the kernels dispatch on, not /proc/cpuinfo; they differ under
+    emulators and in some VMs)."""
+    if hostinfo.saturates_u8s8(isa):  # AVX2 without VNNI: u8 x s8 pairs saturate in int16
+        return "u8s8-saturation-aware"  # beats global reduce_range (lite0, real AVX2 kernels: int8_fidelity.md)
+    return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
 
 
 def get_preset(name: str) -> Int8Recipe:
@@ -116,21 +139,26 @@ def recipe_for(preset: str | None = None, **overrides) -> Int8Recipe:
 
 
 class BatchReader:
-    """onnxruntime CalibrationDataReader over an array of preprocessed inputs (batch 1), with progress."""
+    """onnxruntime CalibrationDataReader over an array of preprocessed inputs, with progress.
 
-    def __init__(self, data: np.ndarray, progress: bool = False) -> None:
+    ``batch``: the model's fixed batch (1 for a dynamic batch axis): a model exported with ``--batch N``
+    takes exactly N inputs, so the calibration images go in N at a time, the last group completed by
+    repeating its last image (min/max statistics do not change; histograms count it twice)."""
+
+    def __init__(self, data: np.ndarray, progress: bool = False, batch: int = 1) -> None:
         self.data = data
         self.progress = progress
+        self.batch = batch
         self.rewind()
 
     def _iter(self) -> Iterator[dict]:
-        it = range(len(self.data))
+        it = chunks(self.data, self.batch)
         if self.progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(it, desc="int8 calibration", unit="img", leave=False)
-        for i in it:
-            yield {INPUT_NAME: self.data[i: i + 1]}
+            it = tqdm(it, desc="int8 calibration", unit="batch", total=-(-len(self.data) // self.batch), leave=False)
+        for chunk, _ in it:
+            yield {INPUT_NAME: chunk}
 
     def get_next(self) -> dict | None:
         return next(self._it, None)
@@ -161,6 +189,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
         "WeightSymmetric": recipe.weight_type == "int8",
         "CalibPercentile": recipe.percentile,
         "CalibMovingAverage": False,
+        "QuantizeBias": recipe.quantize_bias,
     }
     seven_bit = list(recipe.reduce_range_nodes)
     passes: list[str] = []
@@ -168,6 +197,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
     with tempfile.TemporaryDirectory(prefix=".edgecnn-int8-", dir=Path(dest).parent) as work, atomic_path(dest) as tmp:
         prepped = os.path.join(work, "prepped.onnx")
         quant_pre_process(str(src.path), prepped, skip_symbolic_shape=True)
+        batch = model_batch(prepped)
         if recipe.equalize:
             import onnx
 
@@ -177,7 +207,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
 
         def run(out: str, nodes: list[str]) -> None:
             overrides = _reduce_range_overrides(prepped, nodes, per_channel=recipe.per_channel)
-            quantize_static(prepped, out, BatchReader(calibration, progress), quant_format=QuantFormat.QDQ,
+            quantize_static(prepped, out, BatchReader(calibration, progress, batch), quant_format=QuantFormat.QDQ,
                             per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
                             activation_type=qtype[recipe.activation_type], weight_type=qtype[recipe.weight_type],
                             calibrate_method=method, nodes_to_exclude=list(recipe.exclude_nodes),
@@ -195,6 +225,12 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
                 run(str(tmp), seven_bit)
         else:
             run(str(tmp), seven_bit)
+        if not recipe.quantize_output:
+            import onnx
+
+            model = onnx.load(str(tmp))
+            passes.append(f"{float_outputs(model)} graph output(s) kept in float")
+            onnx.save(model, str(tmp))
         if recipe.bias_correction:
             import onnx
 
@@ -202,7 +238,9 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
             onnx.save(model, str(tmp))
             passes.append(bias_correction.summary(report))
     note = (f"QDQ, {'per-channel' if recipe.per_channel else 'per-tensor'} {recipe.weight_type} weights, "
-            f"{recipe.activation_type} activations, {recipe.calibration} calibration on {len(calibration)} images")
+            f"{'int32' if recipe.quantize_bias else 'float'} biases, {recipe.activation_type} activations, "
+            f"{recipe.calibration} calibration on {len(calibration)} images"
+            + (f" (in batches of {batch})" if batch > 1 else ""))
     if seven_bit:
         note += f", 7-bit weights in {len(seven_bit)} layer(s)"
     if channels:
@@ -234,3 +272,43 @@ def _reduce_range_overrides(model_path: str, nodes: list[str], *, per_channel: b
         axis = 0 if node.op_type == "Conv" or trans_b else 1  # ORT's per-channel axis for these ops
         out[node.input[1]] = [{"axis": axis, "reduce_range": True} if per_channel else {"reduce_range": True}]
     return out
+
+
+def model_batch(model_path: str | Path) -> int:
+    """The fixed batch of the model's input (1 when its batch axis is dynamic)."""
+    import onnx
+
+    dims = onnx.load(str(model_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return static_batch([d.dim_value or None for d in dims])
+
+
+def float_outputs(model) -> int:
+    """Take the QuantizeLinear -> DequantizeLinear pair off every graph output of ``model`` (in place), so
+    the last layer writes the output in float; returns how many outputs were changed.
+
+    ONNX Runtime quantizes a graph output as ``last -> t -> Q -> DQ -> output``; this rewires ``last`` to
+    write ``output`` itself. A pair whose tensors anything else reads is left alone."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = consumers(model)
+    outputs = {o.name for o in graph.output}
+    dropped = []
+    for name in outputs:
+        dq = producer.get(name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or len(readers.get(q.output[0], [])) != 1:
+            continue
+        t = q.input[0]
+        last = producer.get(t)
+        if last is None or len(readers.get(t, [])) != 1 or t in outputs:
+            continue
+        last.output[list(last.output).index(t)] = name
+        dropped += [q, dq]
+    for node in dropped:
+        graph.node.remove(node)
+    gone = {t for node in dropped for t in [*node.input, *node.output]}
+    used = {i for n in graph.node for i in n.input} | outputs
+    for items in (graph.initializer, graph.value_info):  # the pairs' scales, zero points and tensors
+        for item in [i for i in items if i.name in gone and i.name not in used]:
+            items.remove(item)
+    return len(dropped) // 2

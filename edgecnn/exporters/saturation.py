@@ -25,11 +25,13 @@ model is run in float (graph optimisations off: exact Q/DQ arithmetic) with, for
 Conv/Gemm, a side branch that recomputes each pair that can saturate from the raw uint8 codes, and
 adds ``scale_a * scale_w * (clip(p, int16) - p)`` to the layer's output. Without the branch the
 result matches ONNX Runtime's int8 kernels on VNNI (lite0 without bias correction: cosine 0.9953
-both); with it, what AVX2 without VNNI computes. Checked against real AVX2 kernels: on an AMD EPYC
-Zen 3 (AVX2, no VNNI), OpenVINO's CPU plugin computes a grouped int8 convolution with 8-bit weights
-exactly as this emulation does (max difference 0 against 7.2 from the exact result;
-tests/test_openvino_amx.py), and ONNX Runtime's kernels run under ``qemu-x86_64 -cpu Haswell`` agreed
-with it on EfficientNet-Lite0 to 0.0003 mean cosine (measured outside this repository).
+both); with it, what AVX2 without VNNI computes. Checked against real AVX2 kernels on an AMD EPYC
+Zen 3 (AVX2, no VNNI), natively and under ``qemu-x86_64 -cpu Haswell`` (tests/test_avx2_kernels.py):
+ONNX Runtime's kernels and this emulation give per-crop cosines >= 0.9987 on EfficientNet-Lite0, and
+both reproduce the u8s8 loss (0.922) and the saturation-aware recovery (0.998). OpenVINO's CPU plugin
+saturates too: on one grouped 1x1 convolution exactly as emulated here (tests/test_openvino_amx.py),
+on the whole of Lite0 only approximately (its kernels pair some inputs differently), so the emulation
+is ONNX Runtime's.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..artifact import Artifact, describe
-from ..backends.tensorrt import gpu_info, make_logger, require, sidecar_path
+from ..backends.tensorrt import gpu_info, major_version, make_logger, require, sidecar_path
 from ..errors import ArtifactError, ConfigError, ExportError
 from ..fileio import atomic_path
 
@@ -51,10 +51,10 @@ def build_engine(onnx: Artifact, out_dir: Path, *, input_shape: tuple[int, int, 
     with torch.cuda.device(device):  # TensorRT builds for the current CUDA device
         logger = make_logger(trt)
         builder = trt.Builder(logger)
-        network, _parser = _parse(trt, builder, logger, Path(onnx.path))
+        network, _parser, strongly_typed = _parse(trt, builder, logger, Path(onnx.path))
         io = _check_io(network, profile)
-        config = _builder_config(trt, builder, network, profile, workspace_mib)
-        cache = _attach_timing_cache(config, timing_cache)
+        config, tf32 = _builder_config(trt, builder, network, profile, workspace_mib)
+        cache, cache_read = _attach_timing_cache(config, timing_cache)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             detail = logger.errors[-1] if logger.errors else "see the TensorRT log"
@@ -64,9 +64,10 @@ def build_engine(onnx: Artifact, out_dir: Path, *, input_shape: tuple[int, int, 
         if cache is not None:
             with atomic_path(timing_cache) as tmp:
                 tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
-        _write_sidecar(dest, onnx, io, profile, gpu_info(device))
+        built = {"strongly_typed": strongly_typed, "tf32": tf32, "timing_cache": cache_read}
+        _write_sidecar(dest, onnx, io, profile, gpu_info(device), built)
     return describe(dest, stage="tensorrt", precision=onnx.precision, parent=onnx.stage,
-                    fmt="tensorrt", runtime="tensorrt", notes="strongly typed; TF32 off")
+                    fmt="tensorrt", runtime="tensorrt", notes=_notes(built))
 
 
 def _profile_shapes(shape: tuple[int, ...], dynamic_batch: int | None) -> tuple[tuple[int, ...], ...]:
@@ -81,18 +82,21 @@ def _profile_shapes(shape: tuple[int, ...], dynamic_batch: int | None) -> tuple[
     return (1, *shape[1:]), shape, (int(dynamic_batch), *shape[1:])
 
 
-def _parse(trt: Any, builder: Any, logger: Any, path: Path) -> tuple[Any, Any]:
-    """A strongly typed network from the ONNX file; parser errors -> ExportError (first one)."""
-    # TensorRT 11 always builds strongly typed and ignores (may one day drop) this flag.
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
+def _parse(trt: Any, builder: Any, logger: Any, path: Path) -> tuple[Any, Any, bool]:
+    """A strongly typed network from the ONNX file, and whether it is one; parser errors -> ExportError."""
+    # TensorRT 11 always builds strongly typed (it keeps the flag, ignored); TensorRT 10 needs it set.
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(0 if flag is None else 1 << int(flag))
+    always = (major_version(trt.__version__) or 0) >= 11
+    strongly_typed = always or (flag is not None and bool(network.get_flag(flag)))
     parser = trt.OnnxParser(network, logger)
     # ``path`` lets the parser find weights stored beside the model (ONNX external data).
     if not parser.parse(path.read_bytes(), str(path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         first = errors[0] if errors else (logger.errors[-1] if logger.errors else "unknown parser error")
         raise ExportError(f"TensorRT could not parse {path.name} ({len(errors)} error(s)); first: {first}")
-    return network, parser  # the parser owns weights the network points at: keep it until the build
+    # the parser owns weights the network points at: keep it until the build
+    return network, parser, strongly_typed
 
 
 def _check_io(network: Any, profile: tuple[tuple[int, ...], ...]) -> dict[str, str]:
@@ -111,39 +115,51 @@ def _check_io(network: Any, profile: tuple[tuple[int, ...], ...]) -> dict[str, s
 
 
 def _builder_config(trt: Any, builder: Any, network: Any, profile: tuple[tuple[int, ...], ...],
-                    workspace_mib: int) -> Any:
-    """Workspace limit, TF32 off and, for a dynamic input, the one optimisation profile."""
+                    workspace_mib: int) -> tuple[Any, bool | None]:
+    """Workspace limit, TF32 off and, for a dynamic input, the one optimisation profile; with the TF32
+    flag as the config holds it after that (``None``: this TensorRT has no TF32 flag)."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    tf32 = getattr(trt.BuilderFlag, "TF32", None)
-    if tf32 is not None:
-        config.clear_flag(tf32)  # keep fp32 layers in full fp32: the precision is the ONNX's
+    tf32_flag = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32_flag is not None:
+        config.clear_flag(tf32_flag)  # keep fp32 layers in full fp32: the precision is the ONNX's
     inp = network.get_input(0)
     if any(d == -1 for d in inp.shape):  # a static input needs (and gets) no profile
         opt_profile = builder.create_optimization_profile()
         opt_profile.set_shape(inp.name, *profile)
         config.add_optimization_profile(opt_profile)
-    return config
+    return config, None if tf32_flag is None else bool(config.get_flag(tf32_flag))
 
 
-def _attach_timing_cache(config: Any, path: Path | None) -> Any:
-    """Load the persistent timing cache (or start an empty one) and attach it to ``config``."""
+def _attach_timing_cache(config: Any, path: Path | None) -> tuple[Any, dict | None]:
+    """Load the persistent timing cache (or start an empty one) and attach it to ``config``; with what
+    was read: {"file", "read_bytes" (0: a new cache), "accepted"}."""
     if path is None:
-        return None
+        return None, None
     blob = Path(path).read_bytes() if Path(path).is_file() else b""
     cache = config.create_timing_cache(blob)
-    if cache is None or not config.set_timing_cache(cache, False):
+    accepted = cache is not None and bool(config.set_timing_cache(cache, False))
+    if not accepted:
         log.warning("timing cache %s is unusable here (other TensorRT or GPU?); starting a new one", path)
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
-    return cache
+    return cache, {"file": Path(path).name, "read_bytes": len(blob), "accepted": accepted}
 
 
-def _write_sidecar(engine: Path, onnx: Artifact, io: dict[str, str],
-                   profile: tuple[tuple[int, ...], ...], host: dict[str, str]) -> None:
+def _notes(built: dict) -> str:
+    """What the build actually set, for the artifact's notes."""
+    tf32 = {False: "TF32 off", True: "TF32 ON", None: "no TF32 flag"}[built["tf32"]]
+    cache = built["timing_cache"]
+    reused = cache and cache["accepted"] and cache["read_bytes"]
+    reused = f"; timing cache reused ({cache['read_bytes']} bytes)" if reused else ""
+    return f"{'strongly typed' if built['strongly_typed'] else 'NOT strongly typed'}; {tf32}{reused}"
+
+
+def _write_sidecar(engine: Path, onnx: Artifact, io: dict[str, str], profile: tuple[tuple[int, ...], ...],
+                   host: dict[str, str], built: dict) -> None:
+    """The build record: the TensorRT version and GPU it was built for, and what the build actually set."""
     meta = {**host, "precision": onnx.precision, "onnx": Path(onnx.path).name, "onnx_sha256": onnx.sha256,
             "input": io["input"], "output": io["output"],
-            "profile": {"min": list(profile[0]), "opt": list(profile[1]), "max": list(profile[2])},
-            "strongly_typed": True, "tf32": False}
+            "profile": {"min": list(profile[0]), "opt": list(profile[1]), "max": list(profile[2])}, **built}
     with atomic_path(sidecar_path(engine)) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")

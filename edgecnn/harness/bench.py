@@ -1,22 +1,34 @@
-"""edgecnn bench: latency of the PyTorch original and of every artifact of an export, in one run.
+"""edgecnn bench: latency or throughput of the PyTorch baselines and of every artifact of an export, in one run.
 
 Every runtime is measured in its own block (warm-up, then timed runs), one after another, on the
-same input and thread count; speedups are ratios against PyTorch eager fp32 measured in that same run.
+same input and thread count; never interleaved call by call (their worker threads spin and steal each
+other's time). Speedups are ratios against PyTorch eager fp32, and against the fastest PyTorch baseline
+(channels-last, ``torch.compile``), measured in that same run.
+
+- ``mode="latency"``: one request at a time, all threads on it (batch-1 latency: cameras, laptops);
+- ``mode="throughput"``: every core busy for a duration — OpenVINO's THROUGHPUT hint with its
+  asynchronous queue, ONNX Runtime and torch with one single-threaded request per core in flight —
+  reporting images/s and the per-request latency under that load (servers, multi-camera boxes).
 """
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import dataclass, field
 
 from .. import hostinfo
 from ..data import Preprocessing, evaluation_batch
-from ..errors import EdgecnnError
+from ..errors import ConfigError, EdgecnnError
 from ..manifest import Manifest
 from ..results import ArtifactResult
-from ..runtimes import availability, load
-from ..timing import measure
-from .common import original_model, runtimes_for
+from ..runtimes import availability, check_device, load
+from ..runtimes.torch import baseline
+from ..timing import BASELINES, MODES, measure
+from .common import original_model, runs_for
 
 EAGER = "torch-eager"
+ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
+DEFAULT_THROUGHPUT_S = 5.0
 
 
 @dataclass
@@ -29,13 +41,15 @@ class BenchReport:
     duration_s: float | None
     host: dict
     versions: dict
+    mode: str = "latency"
     results: list[ArtifactResult] = field(default_factory=list)  # one per artifact x runtime x batch
     skipped: list[str] = field(default_factory=list)
     label: str | None = None  # the machine's name in merged reports
 
     @property
     def noisy(self) -> list[str]:
-        return [f"{r.artifact}@{r.runtime} b{r.batch}" for r in self.results if r.latency and r.latency.noisy]
+        return [f"{r.artifact}@{r.runtime} b{r.batch}" for r in self.results if r.latency and r.latency.noisy
+                and self.mode == "latency"]
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "results"}
@@ -49,35 +63,59 @@ class BenchReport:
 
 def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] = (1,),
               threads: int | None = None, warmup: int = 10, iterations: int | None = 100,
-              duration_s: float | None = None, progress: bool = True) -> BenchReport:
-    """Latency of the PyTorch original (eager fp32) and every artifact in ``out_dir``, in one run."""
+              duration_s: float | None = None, mode: str = "latency", baselines: tuple[str, ...] = ("eager",),
+              device: str | None = None, progress: bool = True) -> BenchReport:
+    """The PyTorch ``baselines`` of the original (eager fp32 always first; for an ONNX original, ONNX Runtime
+    fp32 on it) and every artifact in ``out_dir``, in one run.
+
+    Each runtime runs on ``device`` when one is given (those that cannot are skipped, with why), else on
+    its default: engines on CUDA, the rest on the CPU. PyTorch runs on every device an artifact uses, so
+    an engine on CUDA is compared with PyTorch on CUDA (``torch-eager-cuda``)."""
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ConfigError(f"unknown PyTorch baseline '{unknown[0]}'; baselines are: {', '.join(BASELINES)}")
+    check_device(device)
     manifest = Manifest.load(out_dir)
     manifest.verify()  # time only what the manifest describes
     if manifest.dynamic_batch is None:
         batches = (manifest.input_shape[0],)
     x_all = evaluation_batch(Preprocessing.from_dict(manifest.preprocessing), max(batches))
-    unavailable = availability()
-    jobs = [(EAGER, "torch", "fp32", original_model(manifest))]
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
-                         versions=hostinfo.versions())
+                         versions=hostinfo.versions(), mode=mode)
+    unavailable = availability()
+    jobs = []  # (name, runtime, precision, what to load, device)
     for art in manifest.artifacts:
-        for rt in runtimes_for(art, runtimes):
-            if rt == "torch":
-                continue
-            if unavailable.get(rt):
-                report.skipped.append(f"{art.key}@{rt}: unavailable: {unavailable[rt]}")
-            else:
-                jobs.append((art.key, rt, art.precision, art))
+        runs, skipped = runs_for(art, runtimes, device, unavailable)
+        report.skipped += skipped
+        jobs += [(art.key, rt, art.precision, art, dev) for rt, dev in runs if rt != "torch"]
+    orig = original_model(manifest)
+    if orig.runtime == "torch":  # the PyTorch baselines, eager first, on every device used (torch.compile is lazy)
+        jobs[:0] = [(torch_name(b, dev), "torch", "fp32", baseline(orig.target if dev == "cpu" else
+                                                                     copy.deepcopy(orig.target), b), dev)
+                    for dev in torch_devices(device, {job[-1] for job in jobs})
+                    for b in dict.fromkeys(("eager", *baselines))]
+    else:  # an ONNX original: ONNX Runtime fp32 on it is the baseline
+        jobs.insert(0, (ORIGINAL_ONNX, orig.runtime, "fp32", orig.target, "cpu"))
     bar = _bar(len(jobs) * len(batches), progress)
     for b in batches:
         x = x_all[:b]
-        for name, rt_name, precision, target in jobs:
-            row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b)
+        for name, rt_name, precision, target, dev in jobs:
+            row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b, device=dev)
             try:
-                with load(target, runtime=rt_name, threads=threads, precision=precision) as rt:
-                    row.latency = measure(rt.run, x, warmup=warmup, iterations=iterations, duration_s=duration_s)
-                    row.device, row.info = rt.device, {"versions": rt.versions()}
+                with load(target, runtime=rt_name, threads=threads, precision=precision, device=dev, mode=mode) as rt:
+                    t0 = time.perf_counter()
+                    rt.run(x)  # the first call: torch.compile compiles here, others load lazily
+                    row.info = {"first_call_s": round(time.perf_counter() - t0, 3), "versions": rt.versions()}
+                    if mode == "throughput":
+                        row.throughput = rt.throughput(x, duration_s=duration_s or DEFAULT_THROUGHPUT_S)
+                        row.latency = row.throughput.latency
+                    else:
+                        row.latency = measure(rt.run, x, warmup=warmup, iterations=iterations,
+                                              duration_s=duration_s)
+                    row.device = rt.device
             except EdgecnnError as e:
                 row.error = str(e)
             report.results.append(row)
@@ -85,12 +123,39 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
                 bar.update(1)
     if bar is not None:
         bar.close()
-    for b in batches:
-        base = next((r for r in report.results if r.artifact == EAGER and r.latency and r.batch == b), None)
-        for r in report.results:
-            if base and r.latency and r.batch == b:
-                r.speedup = base.latency.p50_ms / r.latency.p50_ms
+    _speedups(report)
     return report
+
+
+def torch_name(baseline_name: str, device: str) -> str:
+    name = f"torch-{baseline_name}"
+    return name if device == "cpu" else f"{name}-{device}"
+
+
+def torch_devices(device: str | None, used: set[str]) -> list[str]:
+    """Where PyTorch is measured: on the CPU, and on CUDA too when an artifact runs there (only on CUDA
+    when ``--device cuda`` was asked); torch runs on nothing else."""
+    if device == "cuda":
+        return ["cuda"]
+    return ["cpu", "cuda"] if "cuda" in used else ["cpu"]
+
+
+def _speedups(report: BenchReport) -> None:
+    """Against eager (or an ONNX original) and against the fastest PyTorch baseline, at the same batch and on
+    the row's device where PyTorch ran there, else on the CPU."""
+    def rate(r: ArtifactResult) -> float:  # higher is faster: images/s, or 1 / p50
+        return r.throughput.images_per_s if r.throughput is not None else 1.0 / r.latency.p50_ms
+
+    measured = [r for r in report.results if r.latency is not None]
+    for r in measured:
+        same = [q for q in measured if q.batch == r.batch]
+        here = [q for q in same if q.runtime == "torch" and q.device == r.device] or \
+            [q for q in same if q.runtime == "torch" and q.device == "cpu"]
+        eager = next((q for q in here if q.artifact.startswith(EAGER)), None) or \
+            next((q for q in same if q.artifact == ORIGINAL_ONNX), None)
+        best = max(here, key=rate, default=None)
+        r.speedup = rate(r) / rate(eager) if eager is not None else None
+        r.speedup_vs_best_torch = rate(r) / rate(best) if best is not None else None
 
 
 def _bar(total: int, enabled: bool):

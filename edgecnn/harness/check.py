@@ -7,38 +7,89 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Artifact
-from ..data import Preprocessing, evaluation_batch
-from ..errors import EdgecnnError
+from ..data import Preprocessing, evaluation_batch, imagefolder_classes, labelled_batch, match_classes
+from ..errors import ConfigError, EdgecnnError
+from ..exporters.int8 import TENSORRT_STAGE
 from ..manifest import Manifest
-from ..parity import Tolerance, compare
+from ..parity import Tolerance, accuracy, compare
 from ..results import ArtifactResult, all_pass
-from ..runtimes import availability, load
-from ..runtimes.torch import reference_logits
+from ..runtimes import availability, check_device, device_for, load
 from ..timing import measure
-from .common import original_model, run_batched, runtimes_for
+from .common import original_model, run_batched, runs_for
 from .layers import localise
 
 # Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
 # percentile, entropy, 128 or 400 images): near-tied random logits flip. Its int8 figures are shown, not judged.
 RANDOM_INT8_ADVISORY = "random weights: int8 fidelity is judged only with trained weights (--weights imagenet|PATH)"
+# TensorRT's QDQ model is judged through its engine. On a CPU runtime its symmetric int8 runs on other kernels:
+# measured, EfficientNet-Lite0 on AVX2 without VNNI, ONNX Runtime cosine 0.77 where exact Q/DQ arithmetic gives 0.998.
+TENSORRT_QDQ_ADVISORY = ("made for TensorRT: judged through its engine (tensorrt-int8); this runtime's CPU int8 "
+                         "kernels are not TensorRT's (AVX2 without VNNI saturates)")
+
+
+@dataclass
+class EvalImages:
+    """The held-out images results are measured on; an ImageFolder also gives each image's class."""
+
+    x: np.ndarray
+    description: str
+    folder_classes: list[str] | None = None  # ImageFolder: its class sub-folders, sorted
+    folder_targets: np.ndarray | None = None  # ImageFolder: each image's index in folder_classes
+
+    def targets(self, labels: list[str] | None, n_outputs: int) -> np.ndarray | None:
+        """Each image's true class as an index into the model's outputs (None without class folders)."""
+        if self.folder_classes is None:
+            return None
+        if labels is None:  # no other labels: the folders, in sorted order, are the outputs' classes
+            if len(self.folder_classes) != n_outputs:
+                raise ConfigError(f"{self.description} has {len(self.folder_classes)} class folders but the "
+                                  f"model has {n_outputs} outputs; pass --labels FILE to say which output is which")
+            labels = self.folder_classes
+        return np.asarray(match_classes(self.folder_classes, labels, where=self.description))[self.folder_targets]
+
+
+def eval_images(prep: Preprocessing, n: int, folder: str | Path | None = None) -> EvalImages:
+    """An ImageFolder: every image once, centre-cropped, with its class. Otherwise ``n`` held-out inputs
+    (:func:`edgecnn.data.evaluation_batch`)."""
+    if folder is not None and imagefolder_classes(folder) is not None:
+        x, y, classes, _ = labelled_batch(prep, folder)
+        return EvalImages(x, str(folder), classes, y)
+    return EvalImages(evaluation_batch(prep, n, folder=folder), str(folder) if folder else "bundled held-out photos")
+
+
+def accuracy_against(logits: np.ndarray, targets: np.ndarray, baseline: dict | None = None) -> dict:
+    """Top-1/top-5 accuracy against true labels, and the change from ``baseline`` (the original's)."""
+    acc = accuracy(logits, targets)
+    for k in ("top1", "top5"):
+        if baseline and k in acc and k in baseline:
+            acc[f"delta_{k}"] = acc[k] - baseline[k]
+    return acc
 
 
 def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, batch: int = 1,
                       threads: int | None = None, latency: bool = True, runtime: str | None = None,
-                      device: str = "cpu", tolerance: Tolerance | None = None,
-                      random_weights: bool = False) -> ArtifactResult:
-    """Parity (and a quick latency) of one artifact on one runtime. A backend that fails is a failed
-    result, not a crash. ``random_weights``: int8 results are advisory (shown, not judged)."""
+                      device: str | None = None, tolerance: Tolerance | None = None,
+                      random_weights: bool = False, targets: np.ndarray | None = None,
+                      baseline: dict | None = None) -> ArtifactResult:
+    """Parity (and a quick latency) of one artifact on one runtime, on ``device`` (``None``: where that
+    runtime runs by default: an engine on CUDA); with ``targets`` (true classes), its accuracy and the
+    change from ``baseline`` (the original's). A backend that fails is a failed result, not a crash.
+    ``random_weights``: int8 results are advisory (shown, not judged)."""
     rt_name = runtime or art.runtime
     result = ArtifactResult(artifact=art.key, precision=art.precision, runtime=rt_name, parent=art.parent,
                             device=device)
     if random_weights and art.precision == "int8":
         result.advisory = RANDOM_INT8_ADVISORY
+    elif art.key == TENSORRT_STAGE:
+        result.advisory = TENSORRT_QDQ_ADVISORY
     name = art.key if runtime is None else f"{art.key}@{runtime}"
     try:
-        with load(art, runtime=runtime, threads=threads, device=device) as rt:
+        result.device = device_for(rt_name, device)
+        with load(art, runtime=runtime, threads=threads, device=result.device) as rt:
             out = run_batched(rt, x, batch)
             result.parity = compare(reference, out, name=name, precision=art.precision, tolerance=tolerance)
+            if targets is not None:
+                result.accuracy = accuracy_against(out, targets, baseline)
             if latency:
                 result.latency = measure(rt.run, x[:batch] if len(x) >= batch else np.repeat(x[:1], batch, 0),
                                          warmup=3, iterations=20)
@@ -57,6 +108,8 @@ class CheckReport:
     results: list[ArtifactResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     layers: dict | None = None
+    original: dict | None = None  # the original's accuracy against true labels (ImageFolder images)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -65,38 +118,52 @@ class CheckReport:
     def to_dict(self) -> dict:
         return {"model": self.model, "out_dir": self.out_dir, "n_images": self.n_images, "images": self.images,
                 "results": [r.to_dict() for r in self.results], "skipped": self.skipped, "passed": self.passed,
-                "layers": self.layers}
+                "layers": self.layers, "original": self.original, "notes": self.notes}
 
 
 def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple[str, ...] | None = None,
               n_images: int = 32, threads: int | None = None, tolerances: dict[str, Tolerance] | None = None,
-              layers: bool = False) -> CheckReport:
-    """Parity of every artifact in ``out_dir`` against the original.
+              layers: bool = False, original=None, device: str | None = None) -> CheckReport:
+    """Parity of every artifact in ``out_dir`` against the original; with an ImageFolder as ``images``
+    (every image is used once, ``n_images`` is ignored), accuracy against its labels too.
 
     Every ONNX artifact runs on each requested runtime that reads ONNX (ONNX Runtime, OpenVINO);
-    IR and engines run on their own runtime. Losing alternatives are shown but do not decide ``passed``.
+    IR and engines run on their own runtime. Each runtime runs on ``device`` when one is given (those
+    that cannot are skipped, with why), else on its default: engines on CUDA, the rest on the CPU.
+    Losing alternatives are shown but do not decide ``passed``.
+    ``original``: the nn.Module an export from Python was made from (else model.onnx stands in for it).
     """
+    check_device(device)
     manifest = Manifest.load(out_dir)
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     prep = Preprocessing.from_dict(manifest.preprocessing)
-    x = evaluation_batch(prep, n_images, folder=images)
-    reference = reference_logits(original_model(manifest), x)
+    ev = eval_images(prep, n_images, folder=images)
+    x = ev.x
+    orig = original_model(manifest, original)
+    reference = orig.logits(x, threads=threads)
+    targets = ev.targets(manifest.labels, reference.shape[1])
     batch = manifest.input_shape[0]
     alternatives = manifest.alternatives()
     report = CheckReport(model=manifest.model, out_dir=str(Path(out_dir).resolve()), n_images=len(x),
-                         images=images or "bundled held-out photos")
+                         images=ev.description, notes=[orig.note] if orig.note else [])
+    if targets is not None:
+        report.original = accuracy(reference, targets)
     unavailable = availability()
     for art in manifest.artifacts:
-        for rt_name in runtimes_for(art, runtimes):
-            why = unavailable.get(rt_name)
-            if why:
-                report.skipped.append(f"{art.key}@{rt_name}: unavailable: {why}")
-                continue
-            res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name,
+        runs, skipped = runs_for(art, runtimes, device, unavailable)
+        report.skipped += skipped
+        for rt_name, rt_device in runs:
+            res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name, device=rt_device,
                                     latency=False, tolerance=(tolerances or {}).get(art.precision),
-                                    random_weights=manifest.config.get("weights") is None)
+                                    random_weights=random_weights(manifest), targets=targets,
+                                    baseline=report.original)
             res.alternative = art.key in alternatives
             report.results.append(res)
     if layers:
         report.layers = localise(manifest, x[: min(len(x), 8)])
     return report
+
+
+def random_weights(manifest: Manifest) -> bool:
+    """A zoo model exported with a random init (its int8 results are advisory)."""
+    return (manifest.source or {}).get("kind", "zoo") == "zoo" and manifest.config.get("weights") is None

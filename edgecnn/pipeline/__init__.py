@@ -5,6 +5,6 @@
     result.passed, result.manifest.results["int8"].parity.cosine
 """
 from .config import ExportConfig, Plan
-from .run import ExportResult, run_export
+from .run import ExportResult, export, run_export
 
-__all__ = ["ExportConfig", "ExportResult", "Plan", "run_export"]
+__all__ = ["ExportConfig", "ExportResult", "Plan", "export", "run_export"]

@@ -7,6 +7,7 @@ journal). Nothing else in the folder is ever trusted.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,7 @@ class BuildCache:
         self.previous = [] if force else (self.earlier.artifacts if self.earlier else []) + self.journal
         self.artifacts: list[Artifact] = []
         self.failed: dict[str, str] = {}  # stage -> why it could not be built
+        self.seconds: dict[str, float] = {}  # stage -> wall time of its build (0 when reused)
 
     def stage(self, key: str, parts: tuple, make: Callable[[], Artifact | None], *,
               optional: bool = True) -> Artifact | None:
@@ -33,6 +35,7 @@ class BuildCache:
         and the export goes on; the first stage, with nothing to fall back on, raises."""
         bkey = build_key(key, *parts)
         old = reusable(self.previous, key, bkey)
+        t0 = time.perf_counter()
         if old is not None:
             self.log(f"  {key}: reused ({old.path.name}, unchanged inputs)")
             art = old
@@ -46,9 +49,12 @@ class BuildCache:
                 self.failed[key] = first_line(e)
                 self.say(f"{key}: failed: {self.failed[key]}")
                 return None
+            finally:
+                self.seconds[key] = round(time.perf_counter() - t0, 3)
             if art is None:
                 return None
             art = replace(art, build_key=bkey)
+            self.log(f"  {key}: built in {self.seconds[key]:.1f} s")
         self.artifacts.append(art)
         journal_save(self.out, self.artifacts)
         return art

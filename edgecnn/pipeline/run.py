@@ -8,6 +8,7 @@ where several routes were built. This module only says what is built from what.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -16,17 +17,22 @@ import numpy as np
 
 from .. import hostinfo
 from ..artifact import Artifact
-from ..data import Preprocessing, calibration_batch, evaluation_batch
+from ..backends import tensorrt as tensorrt_backend
+from ..data import Preprocessing, calibration_batch, imagefolder_classes, match_classes
 from ..exporters import openvino, tensorrt
 from ..exporters.fp16 import convert_fp16
-from ..exporters.int8 import TENSORRT_PRESET, Int8Recipe, get_preset, quantize_int8
+from ..exporters.int8 import TENSORRT_STAGE, Int8Recipe, quantize_int8, tensorrt_recipe
+from ..exporters.metadata import embed_onnx, model_metadata
+from ..exporters.onnx_import import import_onnx
 from ..exporters.sensitivity import fallback_for_budget
 from ..exporters.simplify import simplify_onnx
 from ..exporters.torch_onnx import export_onnx
 from ..fileio import locked, sha256_file
+from ..harness.check import EvalImages, eval_images
 from ..manifest import Manifest, build_key
-from ..models import create_model, preprocessing
+from ..models.sources import module_identity
 from ..results import ArtifactResult
+from ..errors import ConfigError
 from .cache import BuildCache
 from .config import ExportConfig, Plan
 from .select import flag_slower_int8, p50, select_default
@@ -34,6 +40,7 @@ from .verify import Verifier
 
 SENSITIVITY_IMAGES = 64
 OPENVINO_INT8_ROUTES = ("openvino-int8-qdq", "openvino-int8-nncf")
+TENSORRT_DEVICE = 0  # the CUDA device engines are built on (build_engine's default)
 
 
 @dataclass
@@ -50,45 +57,102 @@ class ExportResult:
 
 def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> ExportResult:
     """Build, verify and record every artifact ``cfg`` asks for, into ``cfg.out_dir``."""
+    t0 = time.perf_counter()
     plan = cfg.resolve()
-    prep = preprocessing(plan.spec, plan.resolution, cfg.weights)
-    # Read the images before any heavy work: bad calibration data should fail in a second.
+    for note in plan.notes:
+        log(f"  {note}")
+    said = len(plan.notes)
+    original = plan.build_original()
+    plan = plan.complete(original)
+    for note in plan.notes[said:]:
+        log(f"  {note}")
+    prep = plan.prep
+    # Read the images before any artifact is built: bad data should fail before minutes of work.
     calib = calibration_batch(prep, cfg.calib_size, folder=cfg.calib_dir) if plan.recipe else None
-    eval_x = evaluation_batch(prep, cfg.eval_size, folder=cfg.eval_dir)
+    ev = eval_images(prep, cfg.eval_size, folder=cfg.eval_dir)
+    verify = Verifier(original, ev.x, batch=plan.input_shape[0], threads=cfg.threads, latency=cfg.latency,
+                      random_weights=plan.random_weights)
+    labels, where = resolve_labels(plan, ev, verify.reference.shape[1])
+    if where:
+        log(f"  {where}")
+    verify.label(ev.targets(labels, verify.reference.shape[1]))
     out = cfg.out_dir.resolve()
     with locked(out):
-        export = _Export(plan, prep, calib, eval_x, out, log)
+        export = _Export(plan, verify, ev, labels, calib, out, log)
+        export.messages.extend(n for n in (*plan.notes, where) if n)
         manifest = export.run()
+        manifest.timings["total_s"] = round(time.perf_counter() - t0, 3)
         manifest.save(out)
         export.cache.finish()
     return ExportResult(out, manifest, plan.missing, export.messages)
 
 
+def export(model, *, log: Callable[[str], None] = print, **options) -> ExportResult:
+    """The Python API for any model: ``edgecnn.export(module, input_shape=(1, 3, 224, 224),
+    preprocessing={"mean": ..., "std": ..., "resize": 256, "crop": 224}, labels=[...], int8=True,
+    calib_dir="data/train", eval_dir="data/val")``. ``model`` is an nn.Module, a zoo name, a
+    ``file.py:factory``, a ``.pt2`` or an ``.onnx``; ``options`` are :class:`ExportConfig`'s fields."""
+    return run_export(ExportConfig(model=model, **options), log=log)
+
+
+def resolve_labels(plan: Plan, ev: EvalImages, n_outputs: int) -> tuple[list[str] | None, str | None]:
+    """The class name of each output, and where it came from: --labels, else the class folders of the
+    evaluation or calibration ImageFolder, else the weights record's label set. A labels list whose
+    length is not the model's output count, or a class folder not among the labels, is an error."""
+    cfg = plan.cfg
+    calib_classes = imagefolder_classes(cfg.calib_dir) if cfg.calib_dir and plan.recipe else None
+    if plan.given_labels is not None:
+        labels, said = plan.given_labels, f"labels: {len(plan.given_labels)} from " + (
+            str(cfg.labels) if isinstance(cfg.labels, (str, Path)) else "the list given")
+        if len(labels) != n_outputs:
+            raise ConfigError(f"the labels ({'file ' + str(cfg.labels) if isinstance(cfg.labels, (str, Path)) else 'list'})"
+                              f" have {len(labels)} names but the model has {n_outputs} outputs")
+        if calib_classes is not None:  # calibrating on data of other classes than the labels: a mix-up
+            match_classes(calib_classes, labels, where=str(cfg.calib_dir))
+        return labels, said
+    for folder, classes in ((cfg.eval_dir, ev.folder_classes), (cfg.calib_dir, calib_classes)):
+        if classes is not None and len(classes) == n_outputs:
+            return list(classes), f"labels: the {len(classes)} class folders of {folder} (sorted)"
+    names = plan.labels_of_weights(n_outputs)
+    if names is not None:
+        return names, None
+    return None, None
+
 class _Export:
     """One export run: the stage graph over a build cache and a verifier."""
 
-    def __init__(self, plan: Plan, prep: Preprocessing, calib: np.ndarray | None, eval_x: np.ndarray, out: Path,
-                 log: Callable[[str], None]) -> None:
+    def __init__(self, plan: Plan, verify: Verifier, ev: EvalImages, labels: list[str] | None,
+                 calib: np.ndarray | None, out: Path, log: Callable[[str], None]) -> None:
         cfg = plan.cfg
-        self.plan, self.cfg, self.prep, self.calib, self.out, self.log = plan, cfg, prep, calib, out, log
+        self.plan, self.cfg, self.prep, self.calib, self.out, self.log = plan, cfg, plan.prep, calib, out, log
+        self.verify, self.ev, self.labels = verify, ev, labels
         self.messages: list[str] = []
         self.cache = BuildCache(out, force=cfg.force, log=log, say=self.say)
-        model = create_model(cfg.model, weights=cfg.weights, num_classes=cfg.num_classes, seed=cfg.seed)
-        self.verify = Verifier(model, eval_x, batch=cfg.batch, threads=cfg.threads, latency=cfg.latency,
-                               random_weights=cfg.weights is None)
         self.calib_key = build_key(calib.shape, _array_digest(calib)) if calib is not None else None
+        self.meta = model_metadata(labels, plan.prep.to_dict())  # type: ignore[union-attr]
         self.selected: dict[str, dict] = {}
+
+    def stage(self, key: str, parts: tuple, make: Callable[[], Artifact | None], **kw) -> Artifact | None:
+        """A cache stage whose ONNX output carries the labels and preprocessing (part of its build key)."""
+        def tagged() -> Artifact | None:
+            art = make()
+            return embed_onnx(art, self.meta) if art is not None and art.format == "onnx" else art
+
+        return self.cache.stage(key, (*parts, self.meta), tagged, **kw)
 
     # ---- the graph ---------------------------------------------------------------------
     def run(self) -> Manifest:
         cfg, plan = self.cfg, self.plan
-        weights = _weights_identity(cfg, plan)
-        fp32 = self.cache.stage("export", (cfg.model, weights, cfg.num_classes, plan.input_shape, cfg.dynamic_batch,
-                                           plan.opset, cfg.exporter, _versions("torch", "onnx")),
-                                lambda: export_onnx(self.verify.model, self.out / "model.onnx",
-                                                    input_shape=plan.input_shape, opset=plan.opset,
-                                                    dynamic_batch=cfg.dynamic_batch, exporter=cfg.exporter),
-                                optional=False)
+        weights = _weights_identity(plan, self.verify.model)
+        if plan.source.kind == "onnx":
+            make = lambda: import_onnx(plan.source.ref, self.out / "model.onnx",  # noqa: E731
+                                       input_shape=plan.input_shape, dynamic_batch=cfg.dynamic_batch)
+        else:
+            make = lambda: export_onnx(self.verify.model, self.out / "model.onnx",  # noqa: E731
+                                       input_shape=plan.input_shape, opset=plan.opset,
+                                       dynamic_batch=cfg.dynamic_batch, exporter=cfg.exporter)
+        fp32 = self.stage("export", (plan.source.ref, weights, plan.num_classes, plan.input_shape, cfg.dynamic_batch,
+                                     plan.opset, cfg.exporter, _versions("torch", "onnx")), make, optional=False)
         self.verify.evaluate(fp32)
         base = self.simplify(fp32)
         fp16 = self.fp16(base) if cfg.fp16 else None
@@ -96,9 +160,8 @@ class _Export:
         if "openvino" in plan.targets:
             self.openvino(base, fp16 is not None, int8)
         if "tensorrt" in plan.targets:
-            sym = int8
-            if plan.recipe and plan.recipe.preset != TENSORRT_PRESET:  # TensorRT needs zero-point-0 activations
-                sym = self.int8(base, f"int8-{TENSORRT_PRESET}", _tensorrt_recipe(plan.recipe))
+            # Its own QDQ model (symmetric, float biases and outputs), whatever the ONNX Runtime preset.
+            sym = self.int8(base, TENSORRT_STAGE, tensorrt_recipe(plan.recipe)) if plan.recipe else None
             self.tensorrt([a for a in (base, fp16, sym) if a is not None])
         return self.manifest(weights)
 
@@ -113,11 +176,16 @@ class _Export:
         for warning in flag_slower_int8(self.cache.artifacts, results):
             self.say(warning)
         cfg, plan = self.cfg, self.plan
-        return Manifest(model=cfg.model, weights=weights, input_shape=list(plan.input_shape),
+        timings = {k: {"build_s": self.cache.seconds.get(k, 0.0), "evaluate_s": self.verify.seconds.get(k, 0.0)}
+                   for k in dict.fromkeys([*self.cache.seconds, *self.verify.seconds])}
+        evaluation = {"images": self.ev.description, "n": len(self.ev.x), "original": self.verify.original.runtime,
+                      "accuracy": self.verify.original_accuracy}
+        return Manifest(model=plan.source.name, weights=weights, input_shape=list(plan.input_shape),
                         dynamic_batch=plan.dynamic_batch, preprocessing=self.prep.to_dict(), config=cfg.to_dict(plan),
                         versions=hostinfo.versions(), host=hostinfo.host(), artifacts=list(self.cache.artifacts),
                         results=results, selected=self.selected,
-                        notes=self.messages + [f"{t}: not built ({why})" for t, why in plan.missing.items()])
+                        notes=self.messages + [f"{t}: not built ({why})" for t, why in plan.missing.items()],
+                        source=plan.source.to_dict(), labels=self.labels, evaluation=evaluation, timings=timings)
 
     # ---- stages ------------------------------------------------------------------------
     def simplify(self, fp32: Artifact) -> Artifact:
@@ -128,7 +196,7 @@ class _Export:
             why.append(reason)
             return art
 
-        sim = self.cache.stage("simplify", (fp32.sha256, _versions("onnxsim")), make)
+        sim = self.stage("simplify", (fp32.sha256, _versions("onnxsim")), make)
         if sim is None:
             if why:
                 self.say(f"simplify: kept the unsimplified model ({why[0]})")
@@ -141,7 +209,7 @@ class _Export:
         return sim
 
     def fp16(self, base: Artifact) -> Artifact | None:
-        art = self.cache.stage("fp16", (base.sha256, _versions("onnxruntime")),
+        art = self.stage("fp16", (base.sha256, _versions("onnxruntime")),
                                lambda: convert_fp16(base, self.out / "model.fp16.onnx"))
         if art is not None:
             self.verify.evaluate(art)
@@ -158,7 +226,7 @@ class _Export:
             art = quantize_int8(base, dest, self.calib, recipe=r, opset=self.plan.opset, progress=self.cfg.progress)
             return replace(art, stage=stage, notes=f"{art.notes}; {note}")
 
-        art = self.cache.stage(stage, parts, make)
+        art = self.stage(stage, parts, make)
         if art is not None:
             self.verify.evaluate(art)
         return art
@@ -180,13 +248,14 @@ class _Export:
 
     def openvino(self, base: Artifact, fp16: bool, int8: Artifact | None) -> None:
         ov, ir = _versions("openvino", "nncf"), self.out / "openvino"
-        fp32 = self.cache.stage("openvino-fp32", (base.sha256, ov),
-                                lambda: openvino.convert_ir(base, ir / "model.fp32.xml", precision="fp32"))
+        meta = self.meta
+        fp32 = self.stage("openvino-fp32", (base.sha256, ov),
+                          lambda: openvino.convert_ir(base, ir / "model.fp32.xml", precision="fp32", metadata=meta))
         if fp32 is not None:
             self.verify.evaluate(fp32)
         if fp16:
-            art = self.cache.stage("openvino-fp16", (base.sha256, ov),
-                                   lambda: openvino.convert_ir(base, ir / "model.fp16.xml", precision="fp16"))
+            art = self.stage("openvino-fp16", (base.sha256, ov),
+                             lambda: openvino.convert_ir(base, ir / "model.fp16.xml", precision="fp16", metadata=meta))
             if art is not None:
                 self.verify.evaluate(art)
         if self.plan.recipe is None:
@@ -194,11 +263,12 @@ class _Export:
         # Two int8 routes; both are built and measured, the better working one becomes the default.
         qdq, nncf = OPENVINO_INT8_ROUTES
         routes = [
-            self.cache.stage(qdq, (int8.sha256, ov),
-                             lambda: openvino.convert_ir(int8, ir / "model.int8.qdq.xml", precision="int8"))
+            self.stage(qdq, (int8.sha256, ov),
+                       lambda: openvino.convert_ir(int8, ir / "model.int8.qdq.xml", precision="int8", metadata=meta))
             if int8 is not None else None,
-            self.cache.stage(nncf, (fp32.sha256, self.calib_key, ov),
-                             lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib))
+            # the overflow fix NNCF gets depends on this CPU's ISA: part of what the IR is built from
+            self.stage(nncf, (fp32.sha256, self.calib_key, ov, openvino.default_overflow_fix()),
+                       lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta))
             if fp32 is not None else None,
         ]
         candidates = {a.stage: self.verify.evaluate(a) for a in routes if a is not None}
@@ -216,11 +286,15 @@ class _Export:
             self.say("openvino int8: no route works on this machine")
 
     def tensorrt(self, sources: list[Artifact]) -> None:
+        # An engine runs only on the TensorRT and GPU that built it: both are in its build key, the version as
+        # the module reports it (tensorrt-cu12/-cu13 wheels and JetPack's packages have no "tensorrt" metadata).
+        target = tensorrt_backend.gpu_info(TENSORRT_DEVICE)
         for src in sources:
             stage = f"tensorrt-{src.precision}"
-            art = self.cache.stage(stage, (src.sha256, _versions("tensorrt"), self.plan.input_shape), lambda: replace(
+            parts = (src.sha256, target, self.plan.input_shape, self.plan.dynamic_batch)
+            art = self.cache.stage(stage, parts, lambda: replace(
                 tensorrt.build_engine(src, self.out / "tensorrt", input_shape=self.plan.input_shape,
-                                      dynamic_batch=self.plan.dynamic_batch,
+                                      dynamic_batch=self.plan.dynamic_batch, device=TENSORRT_DEVICE,
                                       timing_cache=self.out / "tensorrt" / "timing.cache"), stage=stage))
             if art is not None:
                 self.verify.evaluate(art)
@@ -228,13 +302,6 @@ class _Export:
     def say(self, msg: str) -> None:
         self.messages.append(msg)
         self.log(f"  {msg}")
-
-
-def _tensorrt_recipe(recipe: Int8Recipe) -> Int8Recipe:
-    """The symmetric recipe TensorRT needs, keeping what the user chose besides the layout."""
-    sym = get_preset(TENSORRT_PRESET)
-    return replace(recipe, preset=sym.preset, activation_type=sym.activation_type, weight_type=sym.weight_type,
-                   reduce_range=False, saturation_aware=False, reduce_range_nodes=())
 
 
 def _precision(stage: str) -> str:
@@ -250,10 +317,18 @@ def _array_digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def _weights_identity(cfg: ExportConfig, plan: Plan) -> dict:
-    if cfg.weights is None:
-        return {"source": "random", "seed": cfg.seed}
-    record = plan.spec.weights_named(cfg.weights)
+def _weights_identity(plan: Plan, model) -> dict:
+    """What the original's weights are, exactly: the build key of the export stage and the manifest's record."""
+    source = plan.source
+    if source.kind in ("program", "onnx"):
+        return {"source": source.kind, "path": source.ref, "sha256": source.sha256}
+    if source.kind in ("factory", "module"):  # the factory may load any checkpoint: the weights themselves
+        return {"source": source.kind, "ref": source.ref, "sha256": source.sha256, "args": dict(source.args),
+                "module": module_identity(model)}
+    weights = plan.weights
+    if weights is None:
+        return {"source": "random", "seed": plan.cfg.seed}
+    record = plan.spec.weights_named(weights) if plan.spec and isinstance(weights, str) else None
     if record is not None:
         return {"source": record.name, "url": record.url, "sha256": record.sha256, "package": record.package}
-    return {"source": str(cfg.weights), "sha256": sha256_file(cfg.weights) if Path(cfg.weights).is_file() else None}
+    return {"source": str(weights), "sha256": sha256_file(weights) if Path(weights).is_file() else None}

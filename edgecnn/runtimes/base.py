@@ -1,23 +1,37 @@
 """Runtime: one data contract over every backend.
 
 A backend subclass implements ``_load``, ``_run`` and ``_close`` and declares ``name``,
-``formats`` and the pip extra that provides it. The base class owns everything else: input
-checks (dtype, shape, contiguity), timing, the state machine (loaded / closed) and the
-description of what is running. One contract test (tests/test_runtimes_contract.py) runs
+``formats`` and ``devices`` (its availability and pip extra live in :mod:`edgecnn.backends`). The
+base class owns everything else: input checks (dtype, shape, contiguity), timing, the state machine
+(loaded / closed) and the description of what is running. One contract test (tests/test_runtimes_contract.py) runs
 against every available backend.
 """
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import backends
+from .. import backends, hostinfo
+from ..artifact import LABELS_KEY, PREPROCESSING_KEY
 from ..errors import ArtifactError, ConfigError, EdgecnnError, backend_message
+from ..timing import MODES, Throughput, summarize
+
+
+def cuda_missing() -> str | None:
+    """Why CUDA cannot be used here (one line), or ``None`` when torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    build = " (torch here is a CPU-only build)" if torch.version.cuda is None else ""
+    return f"device 'cuda' asked for, but torch sees no CUDA device on this machine{build}"
 
 
 @dataclass
@@ -33,15 +47,17 @@ class RuntimeInfo:
 class Runtime(ABC):
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
-    extra: ClassVar[str | None] = None  # pip extra that installs the backend
-    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # the first is where it runs unless asked otherwise
 
-    def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str = "cpu",
-                 threads: int | None = None, input_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str | None = None,
+                 threads: int | None = None, input_shape: tuple[int, ...] | None = None, mode: str = "latency") -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
         self.path = path
         self.precision = precision
-        self.device = device
+        self.device = device or self.devices[0]
         self.threads = threads
+        self.mode = mode  # latency: one request at a time, all threads on it; throughput: several in flight
         self.input_shape = tuple(input_shape) if input_shape else None
         self._closed = False
         self.last_latency_ms: float | None = None
@@ -70,12 +86,67 @@ class Runtime(ABC):
     def versions(self) -> dict[str, str]:
         return {}
 
+    def metadata(self) -> dict[str, str]:
+        """The artifact's own metadata (ONNX metadata_props, IR rt_info); empty where it carries none."""
+        return {}
+
+    # --- what the artifact says about itself (edgecnn.exporters.metadata) -------------------
+    @property
+    def labels(self) -> list[str] | None:
+        """The class names of the outputs, in order, where the artifact carries them."""
+        return _json(self.metadata().get(LABELS_KEY), list)
+
+    @property
+    def preprocessing(self) -> dict | None:
+        """How to feed it (mean, std, resize, crop, channel order, layout...), where the artifact says."""
+        return _json(self.metadata().get(PREPROCESSING_KEY), dict)
+
     def provider(self) -> str | None:
         return None
+
+    def streams(self) -> int:
+        """Requests in flight in throughput mode: one per thread (each request runs single-threaded)."""
+        return self.threads or hostinfo.cpu_info()["affinity"] or 1
 
     # --- the contract ---------------------------------------------------------------------
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 NCHW in, float32 (batch, classes) out."""
+        x = self._checked(x)
+        t0 = time.perf_counter()
+        y = self._run(x)
+        self.last_latency_ms = (time.perf_counter() - t0) * 1e3
+        return np.asarray(y, dtype=np.float32)
+
+    __call__ = run
+
+    def throughput(self, x: np.ndarray, *, duration_s: float, warmup: int = 2) -> Throughput:
+        """Images per second with :meth:`streams` requests in flight for ``duration_s`` seconds.
+
+        Here: one thread per stream calling the backend back to back (ONNX Runtime's and torch's run are
+        thread-safe, and in throughput mode each request gets one intra-op thread); a backend with its own
+        asynchronous queue (OpenVINO) overrides this."""
+        x = self._checked(x)
+        streams = self.streams()
+        for _ in range(warmup):
+            self._run(x)
+        deadline = time.perf_counter() + duration_s
+
+        def worker() -> list[float]:
+            times = []
+            while time.perf_counter() < deadline or not times:
+                t0 = time.perf_counter()
+                self._run(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            return times
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(streams) as pool:
+            times = [t for f in [pool.submit(worker) for _ in range(streams)] for t in f.result()]
+        elapsed = time.perf_counter() - t0
+        return Throughput(len(times) * x.shape[0] / elapsed, len(times), streams, elapsed,
+                          summarize(times, batch=x.shape[0]))
+
+    def _checked(self, x: np.ndarray) -> np.ndarray:
         if self._closed:
             raise ConfigError(f"{self.name} runtime is closed")
         x = np.asarray(x)
@@ -85,13 +156,7 @@ class Runtime(ABC):
             raise ConfigError(f"input must be NCHW (4-D), got shape {x.shape}")
         if self.input_shape is not None and x.shape[1:] != self.input_shape[1:]:
             raise ConfigError(f"input shape {x.shape} does not match the artifact's {self.input_shape}")
-        x = np.ascontiguousarray(x)
-        t0 = time.perf_counter()
-        y = self._run(x)
-        self.last_latency_ms = (time.perf_counter() - t0) * 1e3
-        return np.asarray(y, dtype=np.float32)
-
-    __call__ = run
+        return np.ascontiguousarray(x)
 
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(self.name, self.precision, self.device, self.threads, self.versions(), self.provider())
@@ -109,3 +174,13 @@ class Runtime(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!s}, precision={self.precision}, device={self.device})"
+
+
+def _json(text: str | None, kind: type):
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, kind) else None

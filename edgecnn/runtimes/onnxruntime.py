@@ -23,7 +23,8 @@ class OnnxRuntime(Runtime):
                 f"onnxruntime has no {wanted[0]} here (available: {', '.join(ort.get_available_providers())}); "
                 "install onnxruntime-gpu on a machine with CUDA"
             )
-        self.session = session(self.path, self.threads, providers=wanted)
+        # Throughput mode: every request in flight runs on one intra-op thread (streams() of them at once).
+        self.session = session(self.path, 1 if self.mode == "throughput" else self.threads, providers=wanted)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
@@ -43,3 +44,6 @@ class OnnxRuntime(Runtime):
 
     def provider(self) -> str | None:
         return self.session.get_providers()[0]
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)

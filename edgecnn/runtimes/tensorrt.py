@@ -3,7 +3,9 @@
 Device memory and streams come from torch, a core dependency that already owns a CUDA context,
 a caching allocator and streams; pycuda or cuda-python would be a second CUDA binding to install
 and keep in step. Inputs are converted to the engine's input type on the GPU (an fp16 engine
-built from an fp16-I/O ONNX takes half-precision input) and outputs come back as float32.
+built from an fp16-I/O ONNX takes half-precision input) and outputs come back as float32. There is
+one execution context per runtime, so ``run`` holds a lock around it: threads sharing a runtime take
+turns instead of overwriting each other's input shape and tensor addresses.
 
 An engine only deserializes on the TensorRT version and GPU architecture that built it; the
 build record beside it (see :mod:`edgecnn.backends.tensorrt`) is checked first so a mismatch
@@ -11,6 +13,7 @@ says what to do instead of failing inside TensorRT.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,6 @@ from .base import Runtime
 class TensorRTRuntime(Runtime):
     name = "tensorrt"
     formats = ("tensorrt",)
-    extra = "tensorrt"
     devices = ("cuda",)
 
     def _load(self) -> None:
@@ -49,6 +51,7 @@ class TensorRTRuntime(Runtime):
         self._input, self._output = _io_names(trt, self.engine)
         self._in_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self._input))
         self._out_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self._output))
+        self._lock = threading.Lock()
         self._batch_range, opt_shape = _batch_range(self.engine, self._input)
         if self.input_shape is None:
             self.input_shape = opt_shape
@@ -58,14 +61,18 @@ class TensorRTRuntime(Runtime):
         if not lo <= x.shape[0] <= hi:
             raise ConfigError(f"batch {x.shape[0]} is outside what this engine was built for ({lo}..{hi}); "
                               "rebuild it with a dynamic batch range that covers it")
+        with self._lock:  # the context holds the input shape and tensor addresses of one call at a time
+            return self._execute(x)
+
+    def _execute(self, x: np.ndarray) -> np.ndarray:
         ctx = self.context
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             inp = torch.from_numpy(x).to(self._device).to(self._in_dtype).contiguous()
             if ctx.set_input_shape(self._input, tuple(inp.shape)) is False:
                 raise ConfigError(f"TensorRT rejected input shape {tuple(inp.shape)}")
             out = torch.empty(tuple(ctx.get_tensor_shape(self._output)), dtype=self._out_dtype, device=self._device)
-            ctx.set_tensor_address(self._input, inp.data_ptr())
-            ctx.set_tensor_address(self._output, out.data_ptr())
+            _bind(ctx, self._input, inp.data_ptr())
+            _bind(ctx, self._output, out.data_ptr())
             if not ctx.execute_async_v3(self._stream.cuda_stream):
                 detail = self._logger.errors[-1] if self._logger.errors else "see the TensorRT log"
                 raise ArtifactError(f"TensorRT could not execute {Path(self.path).name}: {detail}")
@@ -94,6 +101,12 @@ def _check_build_record(path: Path, here: dict[str, str]) -> None:
         raise ArtifactError(
             f"{path.name}: engine built with TensorRT {built[0]} for {built[1]}; this machine has TensorRT "
             f"{now[0]} / {now[1]}; rebuild it with edgecnn export <model> --targets tensorrt")
+
+
+def _bind(ctx: Any, name: str, address: int) -> None:
+    """Point tensor ``name`` at ``address``; TensorRT says False (not an exception) when it refuses."""
+    if not ctx.set_tensor_address(name, address):
+        raise ArtifactError(f"TensorRT refused the device address of tensor '{name}' (misaligned or not an I/O tensor)")
 
 
 def _io_names(trt: Any, engine: Any) -> tuple[str, str]:
