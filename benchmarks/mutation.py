@@ -214,8 +214,10 @@ def judge(mutant: str, change: str, stale: list[str]) -> dict:
     return {"mutant": mutant, "change": change, "equivalent": why or None}
 
 
-def summarise(results: dict[str, dict[str, str]], previous: dict, seconds: float | None, args) -> dict:
-    """This run's modules, and the latest recorded results of the others (``previous``: the last JSON)."""
+def summarise(results: dict[str, dict[str, str]], previous: dict, seconds: float | None, args,
+              measured: dict | None = None) -> dict:
+    """This run's modules, and the latest recorded results of the others (``previous``: the last JSON).
+    ``measured``: when, where and how this run's modules were measured (kept per module)."""
     stale: list[str] = []
     rows = {r["module"]: r for r in previous.get("modules", []) if r["module"] in MODULES and r["module"] not in results}
     survivors = [judge(sv["mutant"], sv["change"], stale) for sv in previous.get("survivors", [])
@@ -225,7 +227,8 @@ def summarise(results: dict[str, dict[str, str]], previous: dict, seconds: float
         c = Counter(scoped.values())
         rows[path] = {"module": path, "generated": len(scoped), "killed": c["killed"] + c["segfault"],
                       "timeout": c["timeout"], "survived": c["survived"], "no_tests": c["no tests"],
-                      "not_checked": c["not checked"], "out_of_scope": len(statuses) - len(scoped)}
+                      "not_checked": c["not checked"], "out_of_scope": len(statuses) - len(scoped),
+                      "measured": measured or previous_measured(previous, path)}
         survivors += [judge(m, changed_line(m), stale) for m, s in sorted(scoped.items()) if s == "survived"]
     modules = [rows[p] for p in MODULES if p in rows]
     total = Counter()
@@ -248,13 +251,42 @@ def summarise(results: dict[str, dict[str, str]], previous: dict, seconds: float
             "tests": _selection()}
 
 
-def _cpu() -> str:
-    try:
-        from edgecnn.hostinfo import cpu_info
+def previous_measured(previous: dict, path: str) -> dict | None:
+    """A module's measurement record from the last JSON (``--report`` rewrites the table, not the record)."""
+    return next((r.get("measured") for r in previous.get("modules", []) if r["module"] == path), None)
 
-        return cpu_info()["model"]
-    except ImportError:
-        return platform.processor() or platform.machine()
+
+def _cpu() -> str:
+    """The model name in /proc/cpuinfo (what the machine is), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def _measured(start: float, load: float | None, seconds: float, args, n_modules: int) -> dict:
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(start)), "cpu": _cpu(), "cores": os.cpu_count(),
+            "workers": args.max_children, "load_at_start": load, "minutes": round(seconds / 60, 1),
+            "modules_in_run": n_modules, "command": "python benchmarks/mutation.py"
+            + (f" --only {args.only}" if args.only else "") + f" --max-children {args.max_children}"}
+
+
+def _measured_text(m: dict | None) -> str:
+    if not m:
+        return "-"
+    load = f", load {m['load_at_start']:.1f}" if m.get("load_at_start") is not None else ""
+    return (f"{m['date']}, {m['workers']} workers{load}, {m['minutes']:g} min for {m['modules_in_run']} "
+            "module(s)")
 
 
 def _version() -> str:
@@ -284,6 +316,12 @@ def table(s: dict) -> str:
         name = f"**{r['module']}**" if r["module"] == "all" else f"`{r['module']}`"
         lines.append(f"| {name} | {r['generated']} | {r['killed']} | {r['timeout']} | {r['survived']} | "
                      f"{r['equivalent']} | {r['no_tests']} | {pct(r['score'])} |")
+    lines += ["", "How and when each module was measured (the machine is shared: the load average at the start of "
+              "the run is given; it changes the time, not which mutants are killed, except for timeouts):", ""]
+    cpus = {(r.get("measured") or {}).get("cpu") for r in s["modules"]} - {None}
+    lines += [f"- `{r['module']}`: {_measured_text(r.get('measured'))}" for r in s["modules"]]
+    if cpus:
+        lines += ["", f"CPU (/proc/cpuinfo): {', '.join(sorted(cpus))}, {s['host']['cores']} cores."]
     lines += ["", "Left out on purpose (generated, not run):", ""]
     lines += [f"- `{k}`: {why}" for k, why in s["out_of_scope"].items()]
     lines += ["", f"## Surviving mutants ({len(s['survivors'])}; {s['unexplained_survivors']} not explained)", ""]
@@ -295,7 +333,23 @@ def table(s: dict) -> str:
         lines.append(f"| `{sv['mutant']}` | `{change}` | {sv['equivalent'] or '**not explained: add a test**'} |")
     lines += ["", "Test selection (each mutant runs only the ones among these that call its function):", ""]
     lines += [f"- `{t}`" for t in s["tests"]]
+    lines += bugs_section()
     return "\n".join(lines) + "\n"
+
+
+def bugs_section() -> list[str]:
+    """What benchmarks/deliberate_bugs.py found: each of issue 17's bugs and the tests that fail on it."""
+    path = RESULTS / "deliberate_bugs.json"
+    if not path.is_file():
+        return []
+    d = json.loads(path.read_text())
+    lines = ["", "## The issue's ten deliberate bugs", "",
+             f"Each applied to the code, the fast tests run, the code put back (`python benchmarks/deliberate_bugs.py`, "
+             f"{d['date']}). The bug, then the tests that failed on it:", ""]
+    for b in d["bugs"]:
+        tests = ", ".join(f"`{t.removeprefix('tests/')}`" for t in b["failed"]) or "**no test failed**"
+        lines.append(f"- {b['bug']} (`{b['where']}`): {tests}")
+    return lines
 
 
 def main() -> int:
@@ -304,14 +358,15 @@ def main() -> int:
     ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="parallel mutant workers")
     ap.add_argument("--report", action="store_true", help="only rewrite the report from the results in mutants/")
     args = ap.parse_args()
-    seconds = None
+    seconds, start, load = None, time.time(), _load()
     if not args.report:
         seconds = run_mutmut(patterns(args.only), args.max_children)
     previous_file = RESULTS / "mutation.json"
     previous = json.loads(previous_file.read_text()) if previous_file.is_file() else {}
     results = collect()
     results = {p: r for p, r in results.items() if selected(p, args.only)}
-    summary = summarise(results, previous, seconds, args)
+    measured = None if seconds is None else _measured(start, load, seconds, args, len(results))
+    summary = summarise(results, previous, seconds, args, measured)
     save(RESULTS / "mutation", summary, table(summary))
     print(table(summary))
     t = summary["total"]
