@@ -5,6 +5,11 @@
     nice python benchmarks/mutation.py --only parity   # one module (a substring of its path); the report keeps
                                                        # the other modules' latest results
     python benchmarks/mutation.py --report             # rewrite the report from the results in mutants/
+    nice python benchmarks/mutation.py --only models --survivors   # re-run only the last survivors (and the
+                                                       # mutants without tests) of these modules, after adding
+                                                       # tests: a killed mutant stays killed while the module
+                                                       # is unchanged (checked by its sha256) and tests are
+                                                       # only added
 
 mutmut (configured in pyproject.toml, [tool.mutmut]) copies the package to mutants/, makes many small
 changes to the functions of the modules below (a ``<`` for a ``<=``, a constant plus one, an argument
@@ -80,11 +85,31 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # int8 recipes
     "edgecnn.exporters.int8.x__reduce_range_overrides__mutmut_4": (
         "load_external_data=None", "None is falsy: onnx.load skips external data exactly as with False"),
+    "edgecnn.exporters.int8.x_model_batch__mutmut_3": (
+        "load_external_data=None", "None is falsy: onnx.load skips external data exactly as with False"),
     **{f"edgecnn.exporters.int8.x_default_preset__mutmut_{n}": (
         change, "an ARM ISA never has avx2, and without avx2 the last line returns u8s8 too: the ARM test only "
                 "documents the reason") for n, change in (
         (7, '"arm_dotprod" in isa and "neon" in isa'), (10, '"XXarm_dotprodXX" in isa'), (11, '"ARM_DOTPROD" in isa'),
         (13, '"XXneonXX" in isa'), (14, '"NEON" in isa'))},
+    # config
+    **{f"edgecnn.pipeline.config.x__preprocessing__mutmut_{n}": (
+        change, "the note is only returned when nothing overrides the preprocessing; a --mean or --std given is an "
+                "override, so the note made here is dropped either way") for n, change in (
+        (90, "(cfg.mean is None and cfg.std is None)"), (91, "(cfg.mean is not None or cfg.std is None)"),
+        (92, "(cfg.mean is None or cfg.std is not None)"))},
+    **{f"edgecnn.pipeline.config.xǁExportConfigǁto_dict__mutmut_{n}": (
+        change, "no value left in the dict is a dataclass (int8, preprocessing and model, the fields that can hold "
+                "one, were replaced by plain values just above): the conversion never applies") for n, change in (
+        (68, "and not isinstance(v, type)) and False else v"), (70, "asdict(None) if is_dataclass(v)"),
+        (72, "is_dataclass(None)"), (73, "is_dataclass(v) and isinstance(v, type)"))},
+    **{f"edgecnn.pipeline.config.x__input_shape__mutmut_{n}": (
+        change, "a zoo model's given shape is square (refused just above otherwise): H and W are the same number")
+       for n, change in ((41, "cfg.resolution != given[3]"), (53, "check_resolution(given[3]"))},
+    "edgecnn.pipeline.config.x__input_shape__mutmut_118": (
+        "or True else None", "module_defaults of a Path finds no pretrained_cfg and gives {}: no size, as the guard"),
+    "edgecnn.pipeline.config.x__preprocessing__mutmut_40": (
+        "or True else {}", "module_defaults of a Path finds no pretrained_cfg and gives {}, as the guard"),
     # select
     "edgecnn.pipeline.select.x_flag_slower_int8__mutmut_14": (
         'art.runtime or "XXXX"', "no runtime is named '' or 'XXXX': fp32 has no entry for either, both give None"),
@@ -160,12 +185,13 @@ def patterns(only: str | None) -> list[str]:
     return out
 
 
-def run_mutmut(names: list[str], max_children: int) -> float:
+def run_mutmut(names: list[str], max_children: int, mode: str = "full") -> float:
     """A fresh mutants/ (mutmut copies the package once and would keep stale copies of unmutated files)."""
     import shutil
 
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     (ROOT / "mutants").mkdir()
+    (ROOT / "mutants" / "edgecnn-run.json").write_text(json.dumps({"mode": mode}))
     log = ROOT / "mutants" / "mutation-run.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NNCF_CI": "1", "CI": "true",
            "PYTHONWARNINGS": "ignore"}
@@ -205,6 +231,51 @@ def changed_line(mutant: str) -> str:
     return " / ".join(added)
 
 
+def sha256(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
+
+
+def survivors_of(previous: dict, only: str | None) -> list[str]:
+    """The last run's survivors in the modules asked for, refusing a module that changed since it was measured
+    (its mutants would not be the same ones)."""
+    names = []
+    for row in previous.get("modules", []):
+        if not selected(row["module"], only):
+            continue
+        if row.get("sha256") not in (None, sha256(row["module"])):
+            sys.exit(f"{row['module']} changed since it was measured: run it in full (without --survivors)")
+        names += [sv["mutant"] for sv in previous["survivors"] if module_of(sv["mutant"]) == row["module"]]
+        names += [m for m in previous.get("no_tests", []) if module_of(m) == row["module"]]
+    return names
+
+
+def rerun_survivors(results: dict[str, dict[str, str]], previous: dict, rerun: list[str], measured: dict) -> dict:
+    """The last JSON with its survivors in ``rerun`` replaced by their new status: a mutant killed once stays
+    killed (the module is unchanged and tests are only added), so only the survivors need running again."""
+    status = {m: s for statuses in results.values() for m, s in statuses.items()}
+    now = dict(previous)
+    now["modules"] = [dict(r) for r in previous["modules"]]
+    for row in now["modules"]:
+        mine = [m for m in rerun if module_of(m) == row["module"]]
+        if not mine:
+            continue
+        c = Counter(status.get(m, "not checked") for m in mine)
+        row["killed"] += c["killed"] + c["segfault"]
+        row["timeout"] += c["timeout"]
+        row["survived"] = c["survived"] + c["not checked"]
+        row["no_tests"] = c["no tests"]
+        row["measured"] = {**(row.get("measured") or {}), "survivors_rerun": {**measured, "mutants": len(mine)}}
+    now["survivors"] = [sv for sv in previous["survivors"] if sv["mutant"] not in rerun
+                        or status.get(sv["mutant"], "not checked") in ("survived", "not checked")]
+    known = {sv["mutant"] for sv in now["survivors"]}
+    now["survivors"] += [{"mutant": m, "change": changed_line(m), "equivalent": None} for m in rerun
+                         if m not in known and status.get(m) == "survived"]  # had no tests, now survives one
+    now["no_tests"] = [m for m in previous.get("no_tests", []) if m not in rerun or status.get(m) == "no tests"]
+    return now
+
+
 def judge(mutant: str, change: str, stale: list[str]) -> dict:
     """A survivor, with the reason it is equivalent when EQUIVALENT has one that still matches its change."""
     fragment, why = EQUIVALENT.get(mutant, ("", ""))
@@ -222,14 +293,16 @@ def summarise(results: dict[str, dict[str, str]], previous: dict, seconds: float
     rows = {r["module"]: r for r in previous.get("modules", []) if r["module"] in MODULES and r["module"] not in results}
     survivors = [judge(sv["mutant"], sv["change"], stale) for sv in previous.get("survivors", [])
                  if module_of(sv["mutant"]) in rows]
+    no_tests = [m for m in previous.get("no_tests", []) if module_of(m) in rows]
     for path, statuses in results.items():
         scoped = {m: s for m, s in statuses.items() if in_scope(m)}
         c = Counter(scoped.values())
         rows[path] = {"module": path, "generated": len(scoped), "killed": c["killed"] + c["segfault"],
                       "timeout": c["timeout"], "survived": c["survived"], "no_tests": c["no tests"],
                       "not_checked": c["not checked"], "out_of_scope": len(statuses) - len(scoped),
-                      "measured": measured or previous_measured(previous, path)}
+                      "measured": measured or previous_measured(previous, path), "sha256": sha256(path)}
         survivors += [judge(m, changed_line(m), stale) for m, s in sorted(scoped.items()) if s == "survived"]
+        no_tests += [m for m, s in sorted(scoped.items()) if s == "no tests"]
     modules = [rows[p] for p in MODULES if p in rows]
     total = Counter()
     for row in modules:
@@ -245,7 +318,7 @@ def summarise(results: dict[str, dict[str, str]], previous: dict, seconds: float
     return {"tool": f"mutmut {_version()}", "seconds": round(seconds, 1) if seconds is not None else None,
             "max_children": args.max_children, "host": {"cpu": _cpu(), "cores": os.cpu_count()},
             "date": time.strftime("%Y-%m-%d"), "goal": GOAL, "modules": modules, "total": total_row,
-            "survivors": survivors, "unexplained_survivors": total["survived"] - total["equivalent"],
+            "survivors": survivors, "no_tests": no_tests, "unexplained_survivors": total["survived"] - total["equivalent"],
             "stale_equivalents": stale,
             "out_of_scope": {f"{p}:{f}": why for p, fs in MODULES.items() for f, why in fs.items()},
             "tests": _selection()}
@@ -284,9 +357,20 @@ def _measured(start: float, load: float | None, seconds: float, args, n_modules:
 def _measured_text(m: dict | None) -> str:
     if not m:
         return "-"
-    load = f", load {m['load_at_start']:.1f}" if m.get("load_at_start") is not None else ""
-    return (f"{m['date']}, {m['workers']} workers{load}, {m['minutes']:g} min for {m['modules_in_run']} "
-            "module(s)")
+
+    def one(m: dict) -> str:
+        load = f", load {m['load_at_start']:.1f}" if m.get("load_at_start") is not None else ""
+        minutes = f", {m['minutes']:g} min" if m.get("minutes") is not None else ""
+        return f"{m['date']}, {m['workers']} workers{load}{minutes}"
+
+    if "date" not in m:  # only a survivors re-run is recorded
+        text = "full run: date not recorded"
+    else:
+        text = f"{one(m)} for {m['modules_in_run']} module(s)"
+    if "survivors_rerun" in m:
+        r = m["survivors_rerun"]
+        text += f"; its {r['mutants']} survivors re-run {one(r)}"
+    return text
 
 
 def _version() -> str:
@@ -356,15 +440,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="only the modules whose path contains one of these (comma list)")
     ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="parallel mutant workers")
-    ap.add_argument("--report", action="store_true", help="only rewrite the report from the results in mutants/")
+    ap.add_argument("--report", action="store_true", help="only rewrite the report from the last JSON and mutants/")
+    ap.add_argument("--survivors", action="store_true",
+                    help="re-run only the last recorded survivors of the modules asked for (after adding tests)")
     args = ap.parse_args()
     seconds, start, load = None, time.time(), _load()
-    if not args.report:
-        seconds = run_mutmut(patterns(args.only), args.max_children)
     previous_file = RESULTS / "mutation.json"
     previous = json.loads(previous_file.read_text()) if previous_file.is_file() else {}
-    results = collect()
-    results = {p: r for p, r in results.items() if selected(p, args.only)}
+    if args.survivors:
+        rerun = survivors_of(previous, args.only)
+        seconds = run_mutmut(rerun, args.max_children, mode="survivors") if rerun else 0.0
+        results = {p: r for p, r in collect().items() if selected(p, args.only)}
+        previous = rerun_survivors(results, previous, rerun, _measured(start, load, seconds, args, len(results)))
+        results = {}  # every row now comes from the updated record
+    else:
+        if not args.report:
+            seconds = run_mutmut(patterns(args.only), args.max_children)
+        marker = ROOT / "mutants" / "edgecnn-run.json"
+        if marker.is_file() and json.loads(marker.read_text()).get("mode") != "full":
+            results = {}  # a --survivors run is already in the JSON: the table is rewritten from it alone
+        else:
+            results = {p: r for p, r in collect().items() if selected(p, args.only)}
     measured = None if seconds is None else _measured(start, load, seconds, args, len(results))
     summary = summarise(results, previous, seconds, args, measured)
     save(RESULTS / "mutation", summary, table(summary))

@@ -141,3 +141,56 @@ def test_reduce_range_overrides_refuse_what_has_no_constant_weights(tmp_path):
         _reduce_range_overrides(path, ["conv_dynamic"], per_channel=True)
     with pytest.raises(ConfigError, match="'add' is Add"):  # constant second input, but not a Conv/Gemm
         _reduce_range_overrides(path, ["add"], per_channel=True)
+
+
+def test_tensorrt_recipe_keeps_the_users_choices_but_the_layout():
+    from edgecnn.exporters.int8 import tensorrt_recipe
+
+    mine = Int8Recipe(preset="u8s8-saturation-aware", saturation_aware=True, reduce_range=True, calibration="entropy",
+                      per_channel=False, exclude_nodes=("conv1",), reduce_range_nodes=("fc",))
+    trt = tensorrt_recipe(mine)
+    assert trt == Int8Recipe(preset="s8s8", activation_type="int8", weight_type="int8", calibration="entropy",
+                             per_channel=False, exclude_nodes=("conv1",), reduce_range=False, saturation_aware=False,
+                             reduce_range_nodes=(), quantize_bias=False, quantize_output=False)
+    assert trt.symmetric and not trt.u8s8 and mine.u8s8 and not mine.symmetric
+
+
+def _qdq_output_model(extra_reader: bool = False):
+    """x -> Relu -> t -> QuantizeLinear -> DequantizeLinear -> output (and, optionally, t read by an Identity)."""
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes = [helper.make_node("Relu", ["x"], ["t"], name="relu"),
+             helper.make_node("QuantizeLinear", ["t", "s", "z"], ["tq"], name="q"),
+             helper.make_node("DequantizeLinear", ["tq", "s", "z"], ["y"], name="dq")]
+    outputs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2])]
+    if extra_reader:
+        nodes.append(helper.make_node("Identity", ["t"], ["y2"], name="other"))
+        outputs.append(helper.make_tensor_value_info("y2", onnx.TensorProto.FLOAT, [1, 2]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_float_outputs_takes_the_qdq_pair_off_a_graph_output():
+    from edgecnn.exporters.int8 import float_outputs
+
+    model = _qdq_output_model()
+    assert float_outputs(model) == 1
+    assert [(n.op_type, list(n.output)) for n in model.graph.node] == [("Relu", ["y"])]
+    assert list(model.graph.initializer) == []  # the pair's scale and zero point went with it
+    onnx.checker.check_model(model)
+    shared = _qdq_output_model(extra_reader=True)  # the quantized tensor's input is read elsewhere: left alone
+    assert float_outputs(shared) == 0 and [n.op_type for n in shared.graph.node] == [
+        "Relu", "QuantizeLinear", "DequantizeLinear", "Identity"]
+    assert float_outputs(model) == 0  # nothing left to take off
+
+
+def test_model_batch_reads_the_input_only(tmp_path):
+    from edgecnn.exporters.int8 import model_batch
+
+    assert model_batch(tiny_onnx.save(tiny_onnx.conv_gemm_model(batch=4), tmp_path / "b4.onnx").path) == 4
+    assert model_batch(tiny_onnx.save(tiny_onnx.conv_gemm_model(batch="n"), tmp_path / "dyn.onnx").path) == 1
+    path = tmp_path / "ext.onnx"  # weights in an external file that is gone: never read
+    onnx.save_model(tiny_onnx.conv_gemm_model(batch=2), str(path), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+    (tmp_path / "w.bin").unlink()
+    assert model_batch(path) == 2

@@ -85,3 +85,15 @@ def test_a_device_without_its_provider_is_explained(tmp_path, monkeypatch):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(ArtifactError, match="onnxruntime could not load"):
         OnnxRuntime(tmp_path / "bad.onnx")
+
+
+def test_runtime_metadata_is_the_models_own(tmp_path):
+    import onnx
+
+    model = tiny_onnx.conv_gemm_model()
+    onnx.helper.set_model_props(model, {"edgecnn/labels": '["a", "b", "c", "d"]', "other": "x"})
+    rt = OnnxRuntime(tiny_onnx.save(model, tmp_path / "m.onnx").path)
+    try:
+        assert rt.metadata() == {"edgecnn/labels": '["a", "b", "c", "d"]', "other": "x"}
+    finally:
+        rt.close()

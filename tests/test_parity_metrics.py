@@ -171,3 +171,13 @@ def test_defaults_and_float16_logits():
         assert r.cosine == pytest.approx(1.0, abs=1e-6) and r.name == "artifact" and r.precision == "fp32"
     same = compare(ref, ref)
     assert same.sqnr_db == pytest.approx(10 * np.log10(np.sum(ref**2) / 1e-30))  # error 0: the 1e-30 floor
+
+
+def test_accuracy_against_true_labels():
+    from edgecnn.parity import accuracy
+
+    logits = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [0.5, 0.4, 0.1]])
+    assert accuracy(logits, np.array([1, 0, 1, -1])) == {"n": 4, "top1": 0.5}  # -1: no output for its class
+    wide = np.tile(np.arange(7.0), (2, 1))  # best first: classes 6, 5, 4, 3, 2, then 1 and 0
+    assert accuracy(wide, np.array([2, 1])) == {"n": 2, "top1": 0.0, "top5": 0.5}
+    assert accuracy(wide, [6, 0]) == {"n": 2, "top1": 0.5, "top5": 0.5}  # lists work as well as arrays

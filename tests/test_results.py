@@ -66,3 +66,17 @@ def test_all_pass_of_nothing_and_of_alternatives_only():
     assert all_pass([]) and all_pass([bad])
     bad.alternative = False
     assert not all_pass([bad])
+
+
+def test_a_throughput_result_round_trips():
+    from edgecnn.timing import Throughput
+
+    lat = Latency(20, 2, 4.0, 5.0, 6.0, 4.2, 0.3)
+    r = ArtifactResult("int8", "int8", runtime="openvino", latency=lat, throughput=Throughput(480.0, 96, 4, 0.4, lat))
+    d = r.to_dict()
+    assert d["throughput"] == {"images_per_s": 480.0, "requests": 96, "streams": 4, "duration_s": 0.4,
+                               "latency": lat.to_dict()}
+    back = ArtifactResult.from_dict(json.loads(json.dumps(d)))
+    assert back == r and isinstance(back.throughput, Throughput) and back.throughput.latency == lat
+    assert ArtifactResult.from_dict({**d, "throughput": None}).throughput is None
+    assert ArtifactResult("a", "fp32").to_dict()["throughput"] is None
