@@ -63,11 +63,11 @@ INPLACE = "in-place only reuses the input's memory: the same values come out, an
 # Survivors no test can kill: mutant name -> (a fragment of its changed line, why it changes nothing observable).
 EQUIVALENT: dict[str, tuple[str, str]] = {
     # parity
-    "edgecnn.parity.x_compare__mutmut_139": (
+    "edgecnn.parity.x_compare__mutmut_132": (
         "np.argsort(-ref, )", "argsort's default axis is the last one: axis 1 of the 2-D logits"),
-    "edgecnn.parity.x_compare__mutmut_145": (
+    "edgecnn.parity.x_compare__mutmut_139": (
         "np.argsort(-out, )", "argsort's default axis is the last one: axis 1 of the 2-D logits"),
-    "edgecnn.parity.x_compare__mutmut_190": ('float("NAN")', "float() parses NaN case-insensitively"),
+    "edgecnn.parity.x_compare__mutmut_191": ('float("NAN")', "float() parses NaN case-insensitively"),
     "edgecnn.parity.x_compare__mutmut_22": ('float("NAN")', "float() parses NaN case-insensitively"),
     # manifest
     "edgecnn.manifest.x_journal_save__mutmut_5": (

@@ -97,3 +97,13 @@ def test_runtime_metadata_is_the_models_own(tmp_path):
         assert rt.metadata() == {"edgecnn/labels": '["a", "b", "c", "d"]', "other": "x"}
     finally:
         rt.close()
+
+
+def test_throughput_mode_runs_each_request_on_one_thread(tmp_path):
+    art = tiny_onnx.save(tiny_onnx.conv_gemm_model(), tmp_path / "m.onnx")
+    for mode, threads in (("throughput", 1), ("latency", 3)):
+        rt = OnnxRuntime(art.path, threads=3, mode=mode)
+        try:
+            assert rt.session.get_session_options().intra_op_num_threads == threads, mode
+        finally:
+            rt.close()

@@ -181,3 +181,13 @@ def test_accuracy_against_true_labels():
     wide = np.tile(np.arange(7.0), (2, 1))  # best first: classes 6, 5, 4, 3, 2, then 1 and 0
     assert accuracy(wide, np.array([2, 1])) == {"n": 2, "top1": 0.0, "top5": 0.5}
     assert accuracy(wide, [6, 0]) == {"n": 2, "top1": 0.5, "top5": 0.5}  # lists work as well as arrays
+
+
+def test_top5_overlap_counts_the_five_best_of_each_and_needs_more_than_5_classes():
+    ref = np.tile(np.arange(10.0), (1, 1))  # best first: 9, 8, 7, 6, 5, then 4
+    out = ref.copy()
+    out[0, 5] = 3.5  # class 5 drops to 6th place: 4 of the 5 best are shared
+    assert compare(ref, out, precision="int8").top5_overlap == pytest.approx(4 / 5)
+    assert compare(ref[:, :5], out[:, :5], precision="int8").top5_overlap is None  # 5 classes: any 5 are all
+    six = compare(ref[:, :6], ref[:, :6][:, ::-1], precision="int8")  # 6 classes: reported
+    assert six.top5_overlap == pytest.approx(4 / 5)

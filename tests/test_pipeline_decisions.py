@@ -8,7 +8,7 @@ import pytest
 
 from edgecnn import backends
 from edgecnn.artifact import Artifact
-from edgecnn.errors import ConfigError, MissingBackendError
+from edgecnn.errors import CalibrationDataError, ConfigError, MissingBackendError
 from edgecnn.exporters.int8 import PRESETS, Int8Recipe
 from edgecnn.parity import ParityResult, Tolerance
 from edgecnn.pipeline import ExportConfig
@@ -149,3 +149,58 @@ def test_an_unmeasured_fp32_is_no_baseline():
     results["int8"] = _res(lat=None)
     del results["export"]
     assert flag_slower_int8(arts, results) == []
+
+
+# --- resolve(): weights and classes of a zoo model, options of other sources, TensorRT's limits ------
+def test_weights_and_classes_resolved(no_tensorrt, tmp_path):
+    import torch
+
+    from edgecnn.models import get_spec
+    from edgecnn.models._factory import build_model
+
+    plan = ExportConfig("squeezenet1_1", weights="random", targets=("onnxruntime",)).resolve()
+    assert plan.weights is None and plan.num_classes == 1000
+    assert plan.notes == ("weights: random init (seed 0), as asked; int8 fidelity is advisory",)
+    plan = ExportConfig("squeezenet1_1", weights="imagenet", num_classes=7, targets=("onnxruntime",)).resolve()
+    assert (plan.weights, plan.num_classes, plan.notes) == ("imagenet", 7, ())
+    plan = ExportConfig("squeezenet1_1", targets=("onnxruntime",)).resolve()  # offline, empty cache: random, said
+    assert plan.weights is None and len(plan.notes) == 1 and plan.notes[0]
+    ckpt = tmp_path / "seven.pt"
+    torch.save(build_model(get_spec("squeezenet1_1"), 7, {}).state_dict(), ckpt)
+    plan = ExportConfig("squeezenet1_1", weights=str(ckpt), model_args={"dropout": 0.1},
+                        targets=("onnxruntime",)).resolve()
+    assert (plan.weights, plan.num_classes) == (str(ckpt), 7) and plan.source.args == {"dropout": 0.1}
+    assert plan.notes == ("num_classes 7 inferred from the checkpoint's head (pass --num-classes to override)",)
+
+
+def test_zoo_only_options_are_refused_for_other_sources(no_tensorrt):
+    import torch.nn as nn
+
+    for kw in ({"weights": "imagenet"}, {"num_classes": 3}):
+        with pytest.raises(ConfigError) as e:
+            ExportConfig(nn.Linear(1, 1), targets=("onnxruntime",), **kw).resolve()
+        assert str(e.value) == ("--weights and --num-classes apply to zoo models; linear brings its own (a factory "
+                                "loads its checkpoint itself, a .pt2 or .onnx file holds its weights)")
+
+
+def test_dynamic_batch_and_image_folders_checked_at_once(no_tensorrt, tmp_path):
+    assert ExportConfig("squeezenet1_1", dynamic_batch=True, batch=DYNAMIC_MAX_BATCH).resolve().cfg.batch == 32
+    with pytest.raises(ConfigError) as e:
+        ExportConfig("squeezenet1_1", dynamic_batch=True, batch=DYNAMIC_MAX_BATCH + 1).resolve()
+    assert str(e.value) == ("with a dynamic batch, batch (the size to optimise for) must be at most 32, got 33")
+    missing = tmp_path / "nowhere"
+    ExportConfig("squeezenet1_1", calib_dir=str(missing)).resolve()  # no int8: calibration images are not needed
+    with pytest.raises(CalibrationDataError, match=f"^image folder not found: {missing}$"):
+        ExportConfig("squeezenet1_1", calib_dir=str(missing), int8=True).resolve()
+    with pytest.raises(CalibrationDataError, match=f"^image folder not found: {missing}$"):
+        ExportConfig("squeezenet1_1", eval_dir=str(missing)).resolve()
+
+
+def test_tensorrt_opset_limit(monkeypatch):
+    monkeypatch.setattr(backends, "unavailable", lambda name: None)  # every backend usable, here
+    assert ExportConfig("squeezenet1_1", opset=20, targets=("tensorrt",)).resolve().opset == 20
+    assert ExportConfig("squeezenet1_1", opset=21, exporter="dynamo", targets=("onnxruntime",)).resolve().opset == 21
+    with pytest.raises(ConfigError) as e:
+        ExportConfig("squeezenet1_1", opset=21, exporter="dynamo", targets=("onnxruntime", "tensorrt")).resolve()
+    assert str(e.value) == ("opset 21 is above what TensorRT's ONNX parser supports (20); use --opset 20 or lower, "
+                            "or leave tensorrt out of --targets")
