@@ -68,6 +68,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "edgecnn.parity.x_compare__mutmut_139": (
         "np.argsort(-out, )", "argsort's default axis is the last one: axis 1 of the 2-D logits"),
     "edgecnn.parity.x_compare__mutmut_191": ('float("NAN")', "float() parses NaN case-insensitively"),
+    "edgecnn.parity.x_accuracy__mutmut_8": (
+        "np.argsort(-logits, )", "argsort's default axis is the last one: axis 1 of the 2-D logits"),
     "edgecnn.parity.x_compare__mutmut_22": ('float("NAN")', "float() parses NaN case-insensitively"),
     # manifest
     "edgecnn.manifest.x_journal_save__mutmut_5": (
@@ -110,6 +112,9 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "or True else None", "module_defaults of a Path finds no pretrained_cfg and gives {}: no size, as the guard"),
     "edgecnn.pipeline.config.x__preprocessing__mutmut_40": (
         "or True else {}", "module_defaults of a Path finds no pretrained_cfg and gives {}, as the guard"),
+    "edgecnn.pipeline.config.xǁPlanǁlabels_of_weights__mutmut_5": (
+        "if self.spec or isinstance(self.weights, str)", "only a zoo model has weights (others are refused them), and "
+        "a spec asked for a Path finds no record by that name: None, as the guard"),
     # select
     "edgecnn.pipeline.select.x_flag_slower_int8__mutmut_14": (
         'art.runtime or "XXXX"', "no runtime is named '' or 'XXXX': fp32 has no entry for either, both give None"),

@@ -194,3 +194,29 @@ def test_model_batch_reads_the_input_only(tmp_path):
                     all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
     (tmp_path / "w.bin").unlink()
     assert model_batch(path) == 2
+
+
+def test_float_outputs_with_several_outputs_and_shared_tensors():
+    """Two pairs taken off; a non-QDQ output and a pair whose quantized tensor has two readers left alone; the
+    shared scale and zero point (still used) and an unrelated initializer kept."""
+    from edgecnn.exporters.int8 import float_outputs
+
+    f = onnx.TensorProto.FLOAT
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z"),
+             numpy_helper.from_array(np.ones(2, np.float32), "spare")]
+    nodes = [helper.make_node("Neg", ["x"], ["y0"], name="neg")]
+    for i in (1, 2, 4):
+        nodes += [helper.make_node("Relu", ["x"], [f"t{i}"], name=f"relu{i}"),
+                  helper.make_node("QuantizeLinear", [f"t{i}", "s", "z"], [f"q{i}"], name=f"q{i}"),
+                  helper.make_node("DequantizeLinear", [f"q{i}", "s", "z"], [f"y{i}"], name=f"dq{i}")]
+    nodes.append(helper.make_node("DequantizeLinear", ["q2", "s", "z"], ["y3"], name="dq3"))  # q2 read twice
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f, [1, 2])],
+                              [helper.make_tensor_value_info(f"y{i}", f, [1, 2]) for i in range(5)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    n = float_outputs(model)
+    assert n == 2 and type(n) is int
+    assert [(node.name, list(node.output)) for node in model.graph.node] == [
+        ("neg", ["y0"]), ("relu1", ["y1"]), ("relu2", ["t2"]), ("q2", ["q2"]), ("dq2", ["y2"]), ("relu4", ["y4"]),
+        ("dq3", ["y3"])]
+    assert [i.name for i in model.graph.initializer] == ["s", "z", "spare"]
+    onnx.checker.check_model(model)

@@ -125,3 +125,9 @@ def test_published_figures_helpers():
     assert card == Published(params=1235496, macs=0.349e9, top1=58.178,
                              source="torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1 model card")
     assert get_spec("squeezenet1_1").published == card
+
+
+def test_mobilenet_v2_stem_follows_round_nearest():
+    with torch.device("meta"):  # 32 x 0.55 = 17.6: 18 to the nearest 1, 16 to the nearest 8
+        assert mv2.MobileNetV2(width_mult=0.55, round_nearest=1).features[0][0].out_channels == 18
+        assert mv2.MobileNetV2(width_mult=0.55).features[0][0].out_channels == 16

@@ -218,3 +218,7 @@ def test_the_recorded_config_of_any_model(tmp_path):
     assert d["weights"] == str(tmp_path / "mine.pt") and d["labels"] == str(tmp_path / "labels.txt")
     assert d["input_shape"] is None and d["preprocessing"] is None and d["mean"] is None and d["std"] is None
     assert ExportConfig("squeezenet1_1").to_dict(plan)["labels"] is None
+
+
+def test_a_model_without_a_spec_has_no_published_labels():
+    assert _plan(input_shape=(1, 3, 8, 8)).labels_of_weights(1) is None
