@@ -110,6 +110,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
        for n, change in ((41, "cfg.resolution != given[3]"), (53, "check_resolution(given[3]"))},
     "edgecnn.pipeline.config.x__input_shape__mutmut_118": (
         "or True else None", "module_defaults of a Path finds no pretrained_cfg and gives {}: no size, as the guard"),
+    "edgecnn.pipeline.config.x__preprocessing__mutmut_2": (
+        'note = ""', "Plan.complete keeps only the notes that are truthy: '' is dropped as None is"),
     "edgecnn.pipeline.config.x__preprocessing__mutmut_40": (
         "or True else {}", "module_defaults of a Path finds no pretrained_cfg and gives {}, as the guard"),
     "edgecnn.pipeline.config.xǁPlanǁlabels_of_weights__mutmut_5": (
