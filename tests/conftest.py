@@ -17,7 +17,31 @@ os.environ["EDGECNN_CACHE"] = tempfile.mkdtemp(prefix="edgecnn-test-cache-")
 import onnxruntime  # noqa: E402
 import pytest  # noqa: E402
 
+from edgecnn import hostinfo  # noqa: E402
+
 onnxruntime.disable_telemetry_events()  # ETW events on Windows builds; a no-op elsewhere
+
+
+@pytest.fixture
+def fake_isa(monkeypatch):
+    """``fake_isa("avx2", ...)``: this machine's ISA, as edgecnn sees it (hostinfo.cpu_info), for one test."""
+    def set_isa(*isa: str) -> None:
+        info = {**hostinfo.cpu_info(), "isa": sorted(isa)}
+        monkeypatch.setattr(hostinfo, "cpu_info", lambda: info)
+
+    return set_isa
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small forwards (batch 1-2, 32-96 px): one torch thread is fastest, and immune to a busy machine's
+    thread contention (OpenMP threads spinning for a core can take 50x longer)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ---- EfficientNet-Lite0 with real ImageNet weights: the int8 yardstick (test_int8_quality, test_avx2_kernels) ----

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import onnx
 import pytest
 
 from edgecnn.errors import CalibrationDataError, ConfigError, ExportError, MissingBackendError
@@ -10,6 +12,10 @@ from edgecnn.manifest import Manifest
 from edgecnn.pipeline import ExportConfig, run_export
 from edgecnn.runtimes import availability
 from edgecnn.fileio import sha256_file
+from edgecnn.exporters.int8 import default_preset, recipe_for
+from edgecnn.harness.check import RANDOM_INT8_ADVISORY
+from edgecnn.parity import Tolerance
+from edgecnn.pipeline.select import p50, select_default
 
 HAS_OV = availability()["openvino"] is None
 
@@ -34,23 +40,27 @@ def test_every_stage_built_and_checked(exported):
     assert {"export", "simplify", "fp16", "int8"} <= stages
     if HAS_OV:
         assert {"openvino-fp32", "openvino-fp16", "openvino-int8-qdq", "openvino-int8-nncf"} <= stages
-        assert m.selected["openvino:int8"]["default"] in stages
+        # the default is the best of the two routes as measured (not simply the first one built)
+        routes = m.selected["openvino:int8"]["candidates"]
+        best = select_default({k: m.results[k] for k in routes}, baseline_p50=p50(m.results["openvino-fp32"]))
+        assert best is not None and m.selected["openvino:int8"]["default"] == best
+        assert [m.results[k].alternative for k in routes] == [k != best for k in routes]
     for a in m.artifacts:
         assert a.path.is_file() and a.bytes > 0
         if a.format == "onnx":
             assert sha256_file(a.path) == a.sha256
         res = m.results[a.key]
-        if a.precision == "int8":
-            assert res.advisory  # random weights: shown, not judged
+        if a.precision == "int8":  # random weights: measured against int8 tolerances, shown, not judged
+            assert res.advisory == RANDOM_INT8_ADVISORY and res.ok and res.error is None
+            assert res.parity.tolerance == Tolerance.for_precision("int8") and np.isfinite(res.parity.cosine)
         else:
             assert res.parity.passed, res.parity.failures
             assert res.parity.cosine > 0.999
-        assert res.latency.p50_ms > 0
+        assert 0 < res.latency.p50_ms <= res.latency.p90_ms <= res.latency.p99_ms and res.latency.n == 20
     assert result.passed
     assert m.host["cpu"]["isa"] is not None and m.versions["onnxruntime"]
-    from edgecnn.exporters.int8 import PRESETS
-
-    assert m.config["int8_preset"] in PRESETS
+    # int8=True: the recipe of this CPU's default preset, recorded as such
+    assert m.config["int8_preset"] == default_preset() and m.config["int8_recipe"] == recipe_for().to_dict()
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".ir-*"))
 
 
@@ -120,7 +130,8 @@ def test_cli_check_bench_report(exported, tmp_path):
     bench = json.loads((tmp_path / "b.json").read_text())
     by_name = {(x["artifact"], x["runtime"]): x for x in bench["results"]}
     eager, cl = by_name[("torch-eager", "torch")], by_name[("torch-channels-last", "torch")]
-    assert all(x["latency"]["p50_ms"] > 0 and x["latency"]["n"] == 5 for x in bench["results"])
+    assert all(0 < x["latency"]["p50_ms"] <= x["latency"]["p90_ms"] <= x["latency"]["p99_ms"]
+               and x["latency"]["n"] == 5 for x in bench["results"])
     assert abs(eager["speedup"] - 1.0) < 1e-9
     fastest = min((eager, cl), key=lambda x: x["latency"]["p50_ms"])
     assert abs(fastest["speedup_vs_best_torch"] - 1.0) < 1e-9
@@ -161,3 +172,43 @@ def test_torchscript_failure_falls_back_to_dynamo(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 96, 96)).astype(np.float32)
     with runtimes.load(art) as rt:
         assert compare(reference_logits(model, x), run_batched(rt, x, 1), precision="fp32")
+
+
+def test_check_fails_with_exit_1_when_an_artifact_is_wrong(exported, tmp_path, monkeypatch, capsys):
+    """An artifact whose outputs are wrong (injected: negated logits) fails `check`: exit 1, named in the JSON."""
+    from edgecnn.cli import main
+    from edgecnn.runtimes.onnxruntime import OnnxRuntime
+
+    out, _ = exported
+    real = OnnxRuntime._run
+    monkeypatch.setattr(OnnxRuntime, "_run", lambda self, x: -real(self, x) if str(self.path).endswith("model.sim.onnx")
+                        else real(self, x))
+    code = main(["check", str(out), "--num-images", "4", "--runtimes", "onnxruntime", "--json", str(tmp_path / "c.json")])
+    assert code == 1 and "parity FAILED" in capsys.readouterr().out
+    check = json.loads((tmp_path / "c.json").read_text())
+    verdicts = {r["artifact"]: r["ok"] for r in check["results"]}
+    assert not check["passed"] and verdicts.pop("simplify") is False and all(verdicts.values()), verdicts
+
+
+def test_max_drop_fallback_keeps_the_chosen_layer_in_float(tmp_path, monkeypatch):
+    """The sensitivity search is stubbed to choose one Conv: that Conv really stays float in model.int8.onnx."""
+    from edgecnn.pipeline import run as run_module
+
+    chosen = []
+
+    def fake_fallback(fp32_onnx, *_args, max_drop, **_kw):
+        convs = [n.name for n in onnx.load(str(fp32_onnx)).graph.node if n.op_type == "Conv"]
+        chosen.append(convs[len(convs) // 2])
+        return chosen[-1:], {"baseline_drop": 0.05, "final_drop": max_drop / 2, "met": True}
+
+    monkeypatch.setattr(run_module, "fallback_for_budget", fake_fallback)
+    out = tmp_path / "sq"
+    result = run_export(_cfg(out, resolution=32, fp16=False, calib_size=4, eval_size=2, targets=("onnxruntime",),
+                             max_drop=0.01, latency=False), log=lambda _m: None)
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    weight_from = {name: made_by.get(n.input[1], "initializer") for name, n in convs.items()}
+    assert weight_from.pop(chosen[0]) == "initializer"  # float weights, no DequantizeLinear
+    assert set(weight_from.values()) == {"DequantizeLinear"}  # every other Conv is int8
+    assert "1 layer(s) kept in float" in result.manifest.artifact("int8").notes

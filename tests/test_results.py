@@ -40,3 +40,43 @@ def test_the_pass_rule():
     assert loser.verdict == "fail" and all_pass([ArtifactResult("a", "fp32", parity=good), loser])
     assert not all_pass([ArtifactResult("a", "fp32", parity=good), ArtifactResult("b", "fp32", parity=bad)])
     assert not all_pass([ArtifactResult("stage", "fp16", error="could not build")])
+
+
+def test_a_result_without_parity_or_latency_round_trips():
+    r = ArtifactResult.failed("openvino-int8-qdq", "int8", "could not compile", runtime="openvino", parent="int8",
+                              info={"threads": 2})
+    assert (r.artifact, r.precision, r.error, r.runtime, r.parent, r.info) == (
+        "openvino-int8-qdq", "int8", "could not compile", "openvino", "int8", {"threads": 2})
+    d = r.to_dict()
+    assert d["parity"] is None and d["latency"] is None and d["ok"] is False and d["error"] == "could not compile"
+    back = ArtifactResult.from_dict({**json.loads(json.dumps(d)), "verdict": "failed", "from_the_future": 1})
+    assert back == r
+    measured = ArtifactResult("simplify", "fp32", parity=compare(_logits(), _logits()), speedup=2.0, batch=4,
+                              latency=Latency(20, 4, 2.0, 2.5, 3.0, 2.1, 0.2))
+    d = measured.to_dict()
+    assert set(d) == set(ArtifactResult.__dataclass_fields__) | {"ok"}
+    assert d["latency"] == measured.latency.to_dict() and d["latency"]["throughput_ips"] == 2000.0
+    assert d["ok"] is True and d["parity"]["passed"] is True and d["speedup"] == 2.0 and d["batch"] == 4
+    assert ArtifactResult.from_dict(json.loads(json.dumps(d))) == measured
+
+
+def test_all_pass_of_nothing_and_of_alternatives_only():
+    ref = _logits()
+    bad = ArtifactResult("b", "fp32", parity=compare(ref, -ref), alternative=True)
+    assert all_pass([]) and all_pass([bad])
+    bad.alternative = False
+    assert not all_pass([bad])
+
+
+def test_a_throughput_result_round_trips():
+    from edgecnn.timing import Throughput
+
+    lat = Latency(20, 2, 4.0, 5.0, 6.0, 4.2, 0.3)
+    r = ArtifactResult("int8", "int8", runtime="openvino", latency=lat, throughput=Throughput(480.0, 96, 4, 0.4, lat))
+    d = r.to_dict()
+    assert d["throughput"] == {"images_per_s": 480.0, "requests": 96, "streams": 4, "duration_s": 0.4,
+                               "latency": lat.to_dict()}
+    back = ArtifactResult.from_dict(json.loads(json.dumps(d)))
+    assert back == r and isinstance(back.throughput, Throughput) and back.throughput.latency == lat
+    assert ArtifactResult.from_dict({**d, "throughput": None}).throughput is None
+    assert ArtifactResult("a", "fp32").to_dict()["throughput"] is None

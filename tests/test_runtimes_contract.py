@@ -1,4 +1,6 @@
 """One contract, every backend: the same checks run against each registered runtime."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -105,7 +107,19 @@ def test_corrupt_and_missing_artifacts(tmp_path, artifacts):
 
 
 def test_availability_reports_reasons():
+    """Usable exactly when the backend can run here; otherwise the reason and the pip extra that fixes it."""
+    import importlib.util
+
     avail = runtimes.availability()
-    assert avail["torch"] is None and avail["onnxruntime"] is None
-    for name, why in avail.items():
-        assert why is None or (isinstance(why, str) and why), name
+    assert set(avail) == set(runtimes.RUNTIMES.names())
+    assert avail["torch"] is None and avail["onnxruntime"] is None  # core dependencies
+    has_openvino = importlib.util.find_spec("openvino") is not None
+    assert (avail["openvino"] is None) == has_openvino
+    if not has_openvino:
+        assert avail["openvino"] == ("openvino is not available (the openvino package is not installed); "
+                                     "install it with: pip install 'edgecnn[openvino]'")
+    has_tensorrt = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+    assert (avail["tensorrt"] is None) == has_tensorrt
+    if not has_tensorrt:
+        # the reason, then what fixes it on this machine (the pip extra, a CUDA torch first, JetPack...)
+        assert re.fullmatch(r"tensorrt is not available \(.+\); \S.*", avail["tensorrt"]), avail["tensorrt"]

@@ -25,11 +25,19 @@ from zoo_selection import EXPORT_TOO_COSTLY, sweep
 MOBILE_FAMILIES = {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "shufflenet_v2", "squeezenet",
                    "mnasnet", "efficientnet_lite", "squeezenext"}
 RUNTIMES = [r for r in ("onnxruntime", "openvino") if runtimes.availability()[r] is None]
-# Random weights make int8-vs-fp32 fidelity meaningless (measured here: cosine 0.88-0.97 at 64 px; even
-# ONNX Runtime vs OpenVINO on the same QDQ MobileNetV2 differ by cosine 0.97, each rounding its own way),
-# so this is a smoke test: the quantized graph builds, runs on both runtimes and stays in the
-# neighbourhood of fp32 (a broken quantized graph lands near 0).
+# Random weights make int8-vs-fp32 fidelity a weak yardstick (even ONNX Runtime vs OpenVINO on the same QDQ
+# MobileNetV2 differ by cosine 0.97, each rounding its own way), so this is a smoke test: the quantized graph
+# builds, runs on both runtimes and stays in the neighbourhood of fp32 (a broken quantized graph lands near 0).
+# The neighbourhood is per family: the lowest cosine measured over the family's members and both runtimes, on
+# AVX2 without VNNI (where u8s8 pair sums saturate: the worst ISA for this preset), less a margin of ~0.04.
+# Measured (ORT / OpenVINO, lowest member): SqueezeNet 0.9992/0.9991, ShuffleNet v1 0.961/0.960,
+# EfficientNet-Lite 0.947/0.951, MNASNet 0.933/0.927, MobileNetV3 0.864/0.892, MobileNetV2 0.828/0.828,
+# ShuffleNet v2 0.811/0.821, MobileNetV1 0.819/0.801, SqueezeNext 0.804/0.791 (1.0-SqNxt-23). The NNCF route (the AMX fallback below) quantizes on its
+# own and keeps the general floor.
 INT8_FLOOR = 0.75
+INT8_FLOOR_BY_FAMILY = {"squeezenet": 0.99, "shufflenet_v1": 0.92, "efficientnet_lite": 0.90, "mnasnet": 0.88,
+                        "mobilenet_v3": 0.82, "mobilenet_v2": 0.78, "shufflenet_v2": 0.77, "mobilenet_v1": 0.75,
+                        "squeezenext": 0.75}
 # Random-init EfficientNet-B5..B7 (55-81 layers of SE gates) amplify fp32 rounding: measured max abs error
 # 0.12-1.1% of max|logit| at 64 px, varying run to run with kernel order (logits up to ~3400), while cosine
 # stays >= 0.99998 and relative L2 <= 1.3%. They are judged on those two instead. Trained weights do not do this.
@@ -50,6 +58,11 @@ def _resolution(spec) -> int:
 # family's smallest member and its other variants already exercise the same layers (and test_zoo.py checks
 # every model's forward against torchvision's), and issue 13's literature variants. `pytest -m slow` runs them.
 # zoo_selection.sweep says which.
+
+
+def test_every_mobile_family_has_an_int8_floor():
+    assert set(INT8_FLOOR_BY_FAMILY) == MOBILE_FAMILIES
+    assert all(INT8_FLOOR <= floor < 1 for floor in INT8_FLOOR_BY_FAMILY.values())
 
 
 @pytest.mark.parametrize("name", sweep(export=True))
@@ -84,15 +97,16 @@ def _parity(name, options, tmp_path):
         calib = calibration_batch(prep, 16)
         q = quantize_int8(art, tmp_path / "m.int8.onnx", calib, recipe=get_preset("u8s8"), opset=17, progress=False)
         for rt_name in RUNTIMES:
+            floor = INT8_FLOOR_BY_FAMILY[spec.family]
             try:
                 with runtimes.load(q, runtime=rt_name, threads=2) as rt:
                     out = run_batched(rt, x, 1)
             except ArtifactError as e:
                 if rt_name != "openvino" or not hostinfo.has_amx() or AMX_HINT not in str(e):
                     raise
-                out = _nncf_route(art, calib, x, tmp_path)  # the documented fallback on AMX
+                out, floor = _nncf_route(art, calib, x, tmp_path), INT8_FLOOR  # the documented fallback on AMX
             r = compare(ref, out, name=f"{name} int8@{rt_name}", precision="int8")
-            assert np.isfinite(out).all() and r.cosine > INT8_FLOOR, str(r)
+            assert np.isfinite(out).all() and r.cosine > floor, f"{r} (floor {floor})"
 
 
 def _nncf_route(fp32_onnx, calib, x, tmp_path):
