@@ -16,6 +16,7 @@ from .guard import confined, safe_text
 
 # What each format's files are called: a manifest naming anything else is not edgecnn's.
 SUFFIXES = {"onnx": (".onnx",), "openvino": (".xml",), "tensorrt": (".engine",)}
+PRECISIONS = ("fp32", "fp16", "int8")
 WRITTEN_SUFFIXES = {".onnx", ".xml", ".bin", ".engine"}  # every artifact file (an IR's .bin too)
 # The tensor names every exported model uses: one image batch in, one logits batch out.
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -75,6 +76,12 @@ class Artifact:
         if d.get("format") not in SUFFIXES or path.suffix not in SUFFIXES[d["format"]]:
             raise ArtifactError(f"{what}: {safe_text(d.get('path'))} is not a file edgecnn writes for format "
                                 f"{safe_text(d.get('format'))}; refused")
+        for key, kind in (("stage", str), ("sha256", str), ("bytes", int), ("notes", str), ("build_key", str)):
+            if key in d and not isinstance(d[key], kind):
+                raise ArtifactError(f"{what}: field {key} is not a {kind.__name__}")
+        if d.get("precision") not in PRECISIONS or not all(d.get(k) is None or isinstance(d[k], str)
+                                                            for k in ("parent", "runtime")):
+            raise ArtifactError(f"{what}: precision, parent or runtime is malformed")
         files = d.pop("files", None) or []
         digests = []
         for f in files:

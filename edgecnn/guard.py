@@ -57,7 +57,7 @@ def read_bounded(path: str | Path, what: str) -> str:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
             raise ArtifactError(f"{what} {path} is not a regular file")
-        check_limit("file_bytes", st.st_size, f"{what} {path} has", ArtifactError)
+        check_limit("file_bytes", st.st_size, f"{what} {path}: size", ArtifactError)
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise ArtifactError(f"{what} {path} is corrupt (not UTF-8 text)") from None
@@ -72,12 +72,12 @@ def confined(root: Path, rel: object, what: str) -> Path:
     ``root`` is taken as given (the user chose it); everything below it came from a received file."""
     root = Path(root).resolve()
     if not isinstance(rel, str) or not rel or "\x00" in rel or Path(rel).is_absolute():
-        raise ArtifactError(f"{what}: path {safe_text(repr(rel))} is not a relative path inside {root}")
+        raise ArtifactError(f"{what}: path {safe_text(repr(rel))[:80]} is not a relative path inside {root}; refused")
     path = (root / rel).resolve()
     if path != root and root not in path.parents:
-        raise ArtifactError(f"{what}: path {safe_text(rel)} leads outside {root}; refused")
+        raise ArtifactError(f"{what}: path {safe_text(rel)[:80]} leads outside {root}; refused")
     if os.path.lexists(path) and not path.is_file():
-        raise ArtifactError(f"{what}: {safe_text(rel)} is not a regular file; refused")
+        raise ArtifactError(f"{what}: {safe_text(rel)[:80]} is not a regular file; refused")
     return path
 
 

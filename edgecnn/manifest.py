@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,10 +89,12 @@ class Manifest:
         """Raise :class:`ArtifactError` naming the first artifact that is missing or differs from its record."""
         for art in self.artifacts:
             if not intact(art):
-                state = ("is missing" if not all(f.is_file() for f in art.files)
-                         else "is truncated or modified (sha256 differs from manifest.json)")
-                raise ArtifactError(f"artifact {art.key} ({safe_text(art.path)}) {state}; run the same `edgecnn "
-                                    f"export {safe_text(self.model)} ...` into this folder again to rebuild it")
+                missing = not all(f.is_file() for f in art.files)
+                state = "is missing" if missing else "is truncated or modified (sha256 differs from manifest.json)"
+                fix = "" if missing else "move it away (edgecnn replaces only files it wrote, unchanged), then "
+                raise ArtifactError(f"artifact {safe_text(art.key)} ({safe_text(art.path)}) {state}; {fix}run the "
+                                    f"same `edgecnn export {safe_text(self.model)} ...` into this folder again to "
+                                    "rebuild it")
 
     def save(self, root: Path) -> Path:
         data = {"schema": SCHEMA, **{k: v for k, v in self.__dict__.items() if k not in ("artifacts", "results", "_root")},
@@ -129,37 +132,79 @@ class Manifest:
         except EdgecnnError as e:
             raise ArtifactError(f"{safe_text(path)}: {e}") from None
         except (KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError, RecursionError, OSError) as e:
-            raise ArtifactError(f"{safe_text(path)} is corrupt or from another edgecnn version ({type(e).__name__}); "
+            what = f"field {safe_text(e)[:60]}" if isinstance(e, Malformed) else type(e).__name__
+            raise ArtifactError(f"{safe_text(path)} is corrupt or from another edgecnn version ({what}); "
                                 "export again into this folder to rebuild it") from None
 
 
+class Malformed(ValueError):
+    """A field of a received manifest that does not have the shape edgecnn writes (its name is the message)."""
+
+
+def _expect(ok: bool, field: str) -> None:
+    if not ok:
+        raise Malformed(field)
+
+
+def _is_int(v, low: int = 1) -> bool:
+    return type(v) is int and v >= low
+
+
+def _is_num(v) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _strings(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+SOURCE_KINDS = ("zoo", "factory", "program", "onnx", "module")
+
+
 def check_received(m: Manifest) -> None:
-    """The sizes a manifest asks for are within the limits an export would accept (before any work)."""
-    if not isinstance(m.model, str) or not isinstance(m.config, dict) or not isinstance(m.preprocessing, dict):
-        raise TypeError("model, config or preprocessing")
+    """Every field a reader uses has the shape edgecnn writes, and the sizes it asks for are within the
+    limits an export would accept: checked once here, before any work, so no reader meets a surprise."""
+    _expect(isinstance(m.model, str), "model")
     check_limit("name", len(m.model), "model name length")
+    for name in ("weights", "config", "versions", "host", "preprocessing", "timings", "selected"):
+        _expect(isinstance(getattr(m, name), dict), name)
     shape = m.input_shape
-    if not (isinstance(shape, list) and len(shape) == 4 and all(type(d) is int and d >= 1 for d in shape)):
-        raise ValueError("input_shape")
+    _expect(isinstance(shape, list) and len(shape) == 4 and all(_is_int(d) for d in shape) and shape[1] <= 4,
+            "input_shape")
     check_limit("batch", shape[0], "batch")
     check_limit("resolution", max(shape[2:]), "resolution")
-    if shape[1] > 4:
-        raise ValueError("input channels")
+    _expect(m.dynamic_batch is None or _is_int(m.dynamic_batch), "dynamic_batch")
+    if m.dynamic_batch is not None:
+        check_limit("batch", m.dynamic_batch, "dynamic batch")
+    p = m.preprocessing
+    _expect(_is_int(p.get("channels")) and p["channels"] <= 4, "preprocessing channels")
     for key in ("resolution", "resize", "crop"):
-        value = m.preprocessing.get(key)
-        if value is not None:
-            if type(value) is not int or value < 1:
-                raise ValueError(f"preprocessing {key}")
-            check_limit("resolution", value, f"preprocessing {key}")
-    classes = m.config.get("num_classes")
-    if classes is not None:
-        if type(classes) is not int or classes < 1:
-            raise ValueError("num_classes")
-        check_limit("num_classes", classes, "num_classes")
-    for name in ("labels", "notes"):
-        value = getattr(m, name)
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise TypeError(name)
+        if key in p or key == "resolution":
+            _expect(_is_int(p.get(key)), f"preprocessing {key}")
+            check_limit("resolution", p[key], f"preprocessing {key}")
+    for key in ("mean", "std"):
+        v = p.get(key)
+        _expect(isinstance(v, list) and len(v) == p["channels"] and all(_is_num(x) for x in v), f"preprocessing {key}")
+    _expect(all(x > 0 for x in p["std"]), "preprocessing std")
+    _expect(_is_num(p.get("crop_pct")) and 0 < p["crop_pct"] <= 1, "preprocessing crop_pct")
+    c = m.config
+    _expect(c.get("weights") is None or isinstance(c["weights"], str), "config weights")
+    _expect(c.get("num_classes") is None or _is_int(c["num_classes"]), "config num_classes")
+    if c.get("num_classes") is not None:
+        check_limit("num_classes", c["num_classes"], "num_classes")
+    _expect(_is_int(c.get("seed", 0), 0), "config seed")
+    for key, sel in m.selected.items():
+        _expect(isinstance(sel, dict) and (sel.get("default") is None or isinstance(sel["default"], str))
+                and _strings(sel.get("candidates")), f"selected {key}")
+    _expect(_strings(m.notes), "notes")
+    _expect(m.labels is None or _strings(m.labels), "labels")
+    _expect(m.evaluation is None or isinstance(m.evaluation, dict), "evaluation")
+    src = m.source
+    if src is not None:
+        _expect(isinstance(src, dict) and src.get("kind") in SOURCE_KINDS and isinstance(src.get("ref"), str)
+                and isinstance(src.get("name"), str) and isinstance(src.get("args") or {}, dict)
+                and (src.get("sha256") is None or isinstance(src["sha256"], str)), "source")
+        check_limit("name", len(src["ref"]), "source name length")
 
 
 def try_load(root: Path) -> Manifest | None:

@@ -123,7 +123,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    check_limit("checkpoint_bytes", expanded_size(path), f"checkpoint {path} expands to", WeightsError)
+    check_limit("checkpoint_bytes", expanded_size(path), f"checkpoint {path}: expanded size", WeightsError)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the unpickler's notes on pickle protocols: we say what matters

@@ -115,7 +115,7 @@ def received_weights(manifest: Manifest, source: ModelSource) -> str | Path | No
         path = manifest.root / path if manifest.root else path
     if not path.is_file():
         raise WeightsError(f"weights file not found: {safe_text(path)} (named by manifest.json)")
-    check_limit("checkpoint_bytes", path.stat().st_size, f"checkpoint {safe_text(path)} has", WeightsError)
+    check_limit("checkpoint_bytes", path.stat().st_size, f"checkpoint {safe_text(path)}: size", WeightsError)
     recorded = (manifest.weights or {}).get("sha256")
     if not recorded or sha256_file(path) != recorded:
         raise WeightsError(f"the checkpoint {safe_text(path)} is not the one this export was made from (its sha256 "

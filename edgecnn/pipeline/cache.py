@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from ..artifact import Artifact
+from ..artifact import Artifact, rehash
 from ..errors import EdgecnnError, ExportError, first_line
 from ..guard import safe_text
 from ..manifest import (JOURNAL, Manifest, build_key, intact, journal_load, journal_save, recorded_artifacts,
@@ -66,7 +66,7 @@ class BuildCache:
         t0 = time.perf_counter()
         if old is not None:
             self.log(f"  {key}: reused ({old.path.name}, unchanged inputs)")
-            art = old
+            art = old if old.digests else rehash(old)  # a schema-2 record gets its per-file digests
         else:
             self.claim(files)
             journal_save(self.out, self.artifacts, writing=files)
