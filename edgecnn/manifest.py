@@ -161,6 +161,22 @@ def _strings(v) -> bool:
 SOURCE_KINDS = ("zoo", "factory", "program", "onnx", "module")
 
 
+def check_preprocessing(p: object) -> None:
+    """A received preprocessing record (a manifest's, or what an artifact carries) has the shape
+    :meth:`edgecnn.data.Preprocessing.to_dict` writes, within the resolution limit."""
+    _expect(isinstance(p, dict), "preprocessing")
+    _expect(_is_int(p.get("channels")) and p["channels"] <= 4, "preprocessing channels")
+    for key in ("resolution", "resize", "crop"):
+        if key in p or key == "resolution":
+            _expect(_is_int(p.get(key)), f"preprocessing {key}")
+            check_limit("resolution", p[key], f"preprocessing {key}")
+    for key in ("mean", "std"):
+        v = p.get(key)
+        _expect(isinstance(v, list) and len(v) == p["channels"] and all(_is_num(x) for x in v), f"preprocessing {key}")
+    _expect(all(x > 0 for x in p["std"]), "preprocessing std")
+    _expect(_is_num(p.get("crop_pct")) and 0 < p["crop_pct"] <= 1, "preprocessing crop_pct")
+
+
 def check_received(m: Manifest) -> None:
     """Every field a reader uses has the shape edgecnn writes, and the sizes it asks for are within the
     limits an export would accept: checked once here, before any work, so no reader meets a surprise."""
@@ -176,17 +192,7 @@ def check_received(m: Manifest) -> None:
     _expect(m.dynamic_batch is None or _is_int(m.dynamic_batch), "dynamic_batch")
     if m.dynamic_batch is not None:
         check_limit("batch", m.dynamic_batch, "dynamic batch")
-    p = m.preprocessing
-    _expect(_is_int(p.get("channels")) and p["channels"] <= 4, "preprocessing channels")
-    for key in ("resolution", "resize", "crop"):
-        if key in p or key == "resolution":
-            _expect(_is_int(p.get(key)), f"preprocessing {key}")
-            check_limit("resolution", p[key], f"preprocessing {key}")
-    for key in ("mean", "std"):
-        v = p.get(key)
-        _expect(isinstance(v, list) and len(v) == p["channels"] and all(_is_num(x) for x in v), f"preprocessing {key}")
-    _expect(all(x > 0 for x in p["std"]), "preprocessing std")
-    _expect(_is_num(p.get("crop_pct")) and 0 < p["crop_pct"] <= 1, "preprocessing crop_pct")
+    check_preprocessing(m.preprocessing)
     c = m.config
     _expect(c.get("weights") is None or isinstance(c["weights"], str), "config weights")
     _expect(c.get("num_classes") is None or _is_int(c["num_classes"]), "config num_classes")

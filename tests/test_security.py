@@ -266,6 +266,18 @@ def test_a_recorded_file_changed_since_is_not_replaced(folder):
     assert (folder / "model.sim.onnx").read_bytes() == b"edited by hand"
 
 
+def test_a_file_an_interrupted_run_was_writing_is_its_to_replace(tmp_path):
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"renamed into place, then kill -9 before the journal said so")
+    (out / ".edgecnn-journal.json").write_text(json.dumps({"artifacts": [], "writing": ["model.onnx"]}))
+    assert edgecnn_cli("export", *MODEL, "--out", out).code == 0
+    (out / "model.onnx").write_bytes(b"mine")  # a journal naming a path outside is not trusted at all
+    (out / ".edgecnn-journal.json").write_text(json.dumps({"artifacts": [], "writing": ["model.onnx", "../x.onnx"]}))
+    (out / MANIFEST).unlink()
+    one_line(edgecnn_cli("export", *MODEL, "--out", out), "model.onnx", "in the way")
+
+
 def test_stale_temporary_files_are_removed_by_the_next_export(folder):
     stale = folder / ".model.onnx.deadbeef.onnx.tmp"
     stale.write_bytes(b"half-written by a killed run")
@@ -443,6 +455,24 @@ def test_received_text_reaches_the_terminal_escaped(folder, tmp_path):
     (folder / "model.sim.onnx").write_bytes(b"changed")  # an error that names the (received) model
     r = edgecnn_cli("check", folder)
     assert r.code == 2 and "\x1b" not in r.err
+
+
+def _embed(folder: Path, stage: str, metadata: dict) -> None:
+    """Rewrite an artifact's embedded metadata and its record, as a sender could."""
+    from edgecnn.exporters.metadata import embed_onnx
+
+    art = embed_onnx(Manifest.load(folder).artifact(stage), metadata)
+    edit_manifest(folder, lambda d: [a.update(art.to_json(folder)) for a in d["artifacts"] if a["stage"] == stage])
+
+
+def test_predict_escapes_and_checks_what_an_artifact_says_about_itself(folder, ws):
+    image = ws[0] / "img.png"
+    Image.new("L", (40, 40)).save(image)
+    _embed(folder, "simplify", {"edgecnn.labels": json.dumps([EVIL] * 10)})
+    r = edgecnn_cli("predict", folder, image)
+    assert r.code == 0 and "\x1b" not in r.out and "\u202e" not in r.out and "\\x1b]0;owned" in r.out, r.err
+    _embed(folder, "simplify", {"edgecnn.preprocessing": json.dumps({"resolution": "x"})})
+    one_line(edgecnn_cli("predict", folder, image), "malformed preprocessing")
 
 
 def test_report_markdown_escapes_received_text(tmp_path):

@@ -107,7 +107,7 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
         runs, skipped = runs_for(art, runtimes, device, unavailable)
         report.skipped += skipped
         jobs += [(art.key, rt, art.precision, art, dev) for rt, dev in runs if rt != "torch"]
-    if not jobs:
+    if not jobs and not (runtimes and "torch" in runtimes):  # `--runtimes torch`: the PyTorch baselines alone
         nothing_checked(manifest, runtimes, report.skipped)
     orig = original_model(manifest, trust_source=trust_source)
     if orig.runtime == "torch":  # the PyTorch baselines, eager first, on every device used (torch.compile is lazy)
