@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import stat
 from pathlib import Path
 from typing import Iterator
@@ -155,10 +156,13 @@ def _open_lock(path: Path, shared: bool) -> int | None:
 TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}(\.[A-Za-z0-9]+)*\.tmp$|^\.write-test-\d+-[0-9a-f]{16}$")
 
 
+TEMP_DIR = re.compile(r"^\.(edgecnn-int8-|ir-)[A-Za-z0-9_]{6,}$")  # int8's and OpenVINO's work folders
+
+
 def remove_stale_temps(root: Path, folders: tuple[str, ...] = ("", "openvino", "tensorrt")) -> list[str]:
     """Under the exclusive lock no other edgecnn writer is active here, so temporary files (the names
-    :func:`atomic_path` and :func:`writable_dir` make) are left-overs of a killed run: remove them.
-    Only regular files with exactly those names; never through a symlinked sub-folder."""
+    :func:`atomic_path` and :func:`writable_dir` make) and the int8/OpenVINO work folders are left-overs
+    of a killed run: remove them. Only entries with exactly those names, never through a symlink."""
     removed = []
     for sub in folders:
         folder = Path(root) / sub
@@ -169,4 +173,7 @@ def remove_stale_temps(root: Path, folders: tuple[str, ...] = ("", "openvino", "
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                     removed.append(os.path.join(sub, entry.name))
+            elif TEMP_DIR.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)  # rmtree never follows a symlink inside
+                removed.append(os.path.join(sub, entry.name))
     return removed

@@ -283,8 +283,12 @@ def test_stale_temporary_files_are_removed_by_the_next_export(folder):
     stale.write_bytes(b"half-written by a killed run")
     mine = folder / ".model.onnx.mine.tmp"  # not a name edgecnn makes: left alone
     mine.write_text("x")
+    work = folder / ".edgecnn-int8-abc123xy"  # int8's work folder, left by kill -9
+    work.mkdir()
+    (work / "prepped.onnx").write_bytes(b"x")
+    (work / "link").symlink_to(folder.parent, target_is_directory=True)  # removed as a link, never followed
     assert edgecnn_cli("export", *MODEL, "--out", folder).code == 0
-    assert not stale.exists() and mine.exists()
+    assert not stale.exists() and not work.exists() and mine.exists() and folder.parent.is_dir()
 
 
 # --- 3. false pass ----------------------------------------------------------------------------
