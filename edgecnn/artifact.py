@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .errors import ArtifactError
 from .fileio import sha256_file
+from .guard import confined, safe_text
 
+# What each format's files are called: a manifest naming anything else is not edgecnn's.
+SUFFIXES = {"onnx": (".onnx",), "openvino": (".xml",), "tensorrt": (".engine",)}
+PRECISIONS = ("fp32", "fp16", "int8")
+WRITTEN_SUFFIXES = {".onnx", ".xml", ".bin", ".engine"}  # every artifact file (an IR's .bin too)
 # The tensor names every exported model uses: one image batch in, one logits batch out.
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 # What every artifact carries about itself, as JSON strings: ONNX ``metadata_props`` under these keys,
@@ -39,6 +45,8 @@ class Artifact:
     runtime: str | None = None  # the runtime that executes it, e.g. "onnxruntime"
     notes: str = ""
     build_key: str = ""  # hash of everything it was built from: equal key + equal sha256 => reuse
+    # each file's own (name, sha256, bytes), so `sha256sum -c` can check a folder (schema 3; () when older)
+    digests: tuple = ()
 
     @property
     def key(self) -> str:
@@ -53,11 +61,38 @@ class Artifact:
     def to_json(self, root: Path) -> dict:
         d = asdict(self)
         d["path"] = os.path.relpath(self.path, root)
+        d["files"] = [{"path": os.path.relpath(self.path.parent / name, root), "sha256": sha, "bytes": size}
+                      for name, sha, size in self.digests]
+        del d["digests"]
         return d
 
     @classmethod
     def from_json(cls, d: dict, root: Path) -> "Artifact":
-        return cls(**{**d, "path": (root / d["path"]).resolve()})
+        """The record of a received manifest or journal: every path confined to ``root`` (regular files
+        inside it, after symlinks), with the suffix its format writes; anything else is refused."""
+        d = dict(d)
+        what = f"artifact {safe_text(d.get('stage'))}"
+        path = confined(root, d.get("path"), what)
+        if d.get("format") not in SUFFIXES or path.suffix not in SUFFIXES[d["format"]]:
+            raise ArtifactError(f"{what}: {safe_text(d.get('path'))} is not a file edgecnn writes for format "
+                                f"{safe_text(d.get('format'))}; refused")
+        for key, kind in (("stage", str), ("sha256", str), ("bytes", int), ("notes", str), ("build_key", str)):
+            if key in d and not isinstance(d[key], kind):
+                raise ArtifactError(f"{what}: field {key} is not a {kind.__name__}")
+        if d.get("precision") not in PRECISIONS or not all(d.get(k) is None or isinstance(d[k], str)
+                                                            for k in ("parent", "runtime")):
+            raise ArtifactError(f"{what}: precision, parent or runtime is malformed")
+        files = d.pop("files", None) or []
+        digests = []
+        for f in files:
+            p = confined(root, f["path"], what)
+            if p.parent != path.parent or p.name not in (path.name, path.with_suffix(".bin").name):
+                raise ArtifactError(f"{what}: file {safe_text(f['path'])} is not one of its files; refused")
+            digests.append((p.name, str(f["sha256"]), int(f["bytes"])))
+        art = cls(**{**d, "path": path, "digests": tuple(digests)})
+        for f in art.files:
+            confined(root, os.path.relpath(f, Path(root).resolve()), what)
+        return art
 
 
 def describe(path: str | Path, *, stage: str, precision: str, parent: str | None, notes: str = "",
@@ -65,12 +100,21 @@ def describe(path: str | Path, *, stage: str, precision: str, parent: str | None
     """An Artifact for a finished file (hash and size read from disk)."""
     art = Artifact(stage=stage, format=fmt, precision=precision, path=Path(path).resolve(), parent=parent,
                    runtime=runtime, notes=notes)
-    return Artifact(**{**asdict(art), "sha256": digest(art), "bytes": sum(f.stat().st_size for f in art.files)})
+    return rehash(art)
+
+
+def rehash(art: Artifact) -> Artifact:
+    """``art`` with its sha256, size and per-file digests read again from disk (after a rewrite)."""
+    hashes = [sha256_file(f) for f in art.files]
+    digests = tuple((f.name, h, f.stat().st_size) for f, h in zip(art.files, hashes))
+    return replace(art, sha256=combine(hashes), bytes=sum(d[2] for d in digests), digests=digests)
+
+
+def combine(hashes: list[str]) -> str:
+    """The sha256 an artifact is recorded with: its file's, or for an IR pair the hash of both files' hashes
+    (each file's own hash is in :attr:`Artifact.digests`, which is what ``sha256sum -c`` checks)."""
+    return hashes[0] if len(hashes) == 1 else hashlib.sha256("".join(hashes).encode()).hexdigest()
 
 
 def digest(art: Artifact) -> str:
-    """The sha256 an artifact is recorded with: its file's, or for an IR pair the hash of both files' hashes."""
-    files = art.files
-    if len(files) == 1:
-        return sha256_file(files[0])
-    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+    return combine([sha256_file(f) for f in art.files])

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__, backends
-from .errors import ConfigError, EdgecnnError
+from .errors import ConfigError, EdgecnnError, first_line
 from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
 from .fileio import atomic_path, writable_dir, write_failure
+from .guard import check_limit, read_bounded, safe_text, safe_tree
 from .timing import BASELINES, MODES
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -48,6 +49,39 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def bounded(name: str) -> Callable[[str], int]:
+    """An argparse type: a positive integer within the limit ``name`` (:data:`edgecnn.guard.LIMITS`)."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        try:
+            return check_limit(name, value, "")
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).strip()) from None
+
+    return parse
+
+
+def path_arg(text: str) -> str:
+    """An argparse type for a file or folder name: valid UTF-8, each part at most 255 bytes."""
+    try:
+        parts = [p.encode("utf-8") for p in Path(text).parts]
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{safe_text(ascii(text))} is not valid UTF-8") from None
+    if not text or any(len(p) > 255 for p in parts) or "\x00" in text:
+        raise argparse.ArgumentTypeError(f"{safe_text(text[:60])}...: a file name is at most 255 bytes")
+    return text
+
+
+def model_name(text: str) -> str:
+    """An argparse type for the model: a name or path of a sane length (checked before any lookup)."""
+    try:
+        check_limit("name", len(text), "model name length")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return path_arg(text) if text else text
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -319,6 +353,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_and_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-wait", action="store_true",
+                   help="fail at once if an export is writing the folder (default: wait for it to finish)")
+    p.add_argument("--trust-source", action="store_true",
+                   help="run the Python factory manifest.json names to rebuild the original (default: the exported "
+                        "model.onnx stands in; never run code from a folder you received)")
+
+
 def _check_outputs(*paths: str | None) -> None:
     """Result files must be writable before minutes of work, not after."""
     for path in paths:
@@ -346,7 +388,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.fp32_atol is not None:
         tolerances["fp32"] = Tolerance(max_abs_rel=args.fp32_atol, cosine=Tolerance.for_precision("fp32").cosine)
     result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
-                       threads=args.threads, tolerances=tolerances, layers=args.layers, device=args.device)
+                       threads=args.threads, tolerances=tolerances, layers=args.layers, device=args.device,
+                       trust_source=args.trust_source, wait=not args.no_wait)
     console = _console()
     console.print(check_table(result))
     for line in result.skipped:
@@ -376,7 +419,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
                        warmup=args.warmup, iterations=None if args.duration else args.iterations,
                        duration_s=args.duration, mode=args.mode, baselines=args.baselines, device=args.device,
-                       progress=_progress(args))
+                       progress=_progress(args), trust_source=args.trust_source, wait=not args.no_wait)
     if args.label:
         result.label = args.label
     console = _console()
@@ -423,17 +466,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     benches, fidelity, checks = [], {}, []
     for path in args.results:
         try:
-            data = json.loads(open(path).read())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot read results file {path}: {e}") from None
+            data = safe_tree(json.loads(read_bounded(path, "results file")))
+        except EdgecnnError as e:
+            raise ConfigError(str(e)) from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ConfigError(f"cannot read results file {safe_text(path)}: {type(e).__name__}") from None
         rows = data.get("results") if isinstance(data, dict) else None
         if not isinstance(rows, list):
-            raise ConfigError(f"{path} is not an edgecnn bench or check result")
-        if "n_images" in data:  # a check result: fidelity (and accuracy, where labelled) per artifact
-            fidelity.update({r["artifact"]: (r.get("parity") or {}).get("cosine") for r in rows})
-            checks.append(data)
-        else:
-            benches.append(BenchReport.from_dict(data))
+            raise ConfigError(f"{safe_text(path)} is not an edgecnn bench or check result")
+        try:  # every field read and rendered once here, so a malformed file is named, not a traceback later
+            if "n_images" in data:  # a check result: fidelity (and accuracy, where labelled) per artifact
+                cosines = {str(r["artifact"]): (r.get("parity") or {}).get("cosine") for r in rows}
+                fidelity.update({k: None if c is None else float(c) for k, c in cosines.items()})
+                accuracy_markdown([data])
+                checks.append(data)
+            else:
+                bench = BenchReport.from_dict(data)
+                bench_table([bench])
+                markdown([bench])
+                benches.append(bench)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise ConfigError(f"{safe_text(path)} is not a well-formed edgecnn bench or check result "
+                              f"({type(e).__name__}: {safe_text(first_line(e, 80))})") from None
     accuracy = accuracy_markdown(checks)
     if not benches and not accuracy:
         raise ConfigError("no bench results among the files (pass the JSON written by `edgecnn bench --json`)")
@@ -460,9 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("info", help="params, multiply-adds and activation memory of one model")
-    p.add_argument("model")
-    p.add_argument("--resolution", type=positive_int, help="input size (default: the model's)")
-    p.add_argument("--num-classes", type=positive_int)
+    p.add_argument("model", type=model_name)
+    p.add_argument("--resolution", type=bounded("resolution"), help="input size (default: the model's)")
+    p.add_argument("--num-classes", type=bounded("num_classes"))
     p.add_argument("--layers", action="store_true", help="per-layer table")
     p.add_argument("--memory", action="store_true",
                    help="training memory per image and the deployed inference peak (exports the model to ONNX)")
@@ -471,32 +525,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("export", help="torch -> ONNX -> simplify -> fp16/int8 -> OpenVINO/TensorRT, with parity")
-    p.add_argument("model", help="a zoo name (edgecnn list), file.py:factory or package.module:factory (a function "
+    p.add_argument("model", type=model_name, help="a zoo name (edgecnn list), file.py:factory or package.module:factory (a function "
                                  "returning an nn.Module), a torch.export program (.pt2) or an ONNX file (.onnx)")
     p.add_argument("--model-arg", action="append", type=model_arg, metavar="KEY=VALUE",
                    help="keyword argument for the factory (zoo: a builder option); repeatable")
     p.add_argument("--weights", help="zoo models: 'imagenet', 'random' or a checkpoint (default: the published "
                                      "ImageNet weights where installed, cached or downloadable, else random)")
-    p.add_argument("--num-classes", type=positive_int,
+    p.add_argument("--num-classes", type=bounded("num_classes"),
                    help="zoo models: a new head of N classes (default: read from the checkpoint's head)")
-    p.add_argument("--resolution", type=positive_int)
+    p.add_argument("--resolution", type=bounded("resolution"))
     p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W",
                    help="input shape where the model does not say it (factories; ONNX with free dimensions)")
     p.add_argument("--mean", type=_floats, metavar="M1,M2,M3", help="normalisation mean, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", type=_floats, metavar="S1,S2,S3", help="normalisation std, e.g. 0.229,0.224,0.225")
-    p.add_argument("--resize", type=positive_int, metavar="N", help="resize the shorter side to N before the crop")
-    p.add_argument("--crop", type=positive_int, metavar="N", help="centre crop N (the model's input size)")
+    p.add_argument("--resize", type=bounded("resolution"), metavar="N", help="resize the shorter side to N before the crop")
+    p.add_argument("--crop", type=bounded("resolution"), metavar="N", help="centre crop N (the model's input size)")
     p.add_argument("--labels", metavar="FILE",
                    help="class names, one per line, in output order (default: the ImageFolder's class folders, "
                         "or the weights' label set)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--batch", type=positive_int, default=1, help="fixed batch size (default 1)")
+    g.add_argument("--batch", type=bounded("batch"), default=1, help="fixed batch size (default 1)")
     g.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension")
     p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     p.add_argument("--fp16", action="store_true", help="also build fp16 artifacts")
     p.add_argument("--int8", action="store_true", help="also build int8 artifacts (static PTQ on real images)")
     p.add_argument("--calib-dir", help="calibration images: a flat folder or an ImageFolder (default: bundled photos)")
-    p.add_argument("--calib-size", type=positive_int, default=128, help="calibration inputs (default 128)")
+    p.add_argument("--calib-size", type=bounded("images"), default=128, help="calibration inputs (default 128)")
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, help="int8 calibration (default: minmax)")
     p.add_argument("--int8-preset", choices=list(PRESETS),
                    help="int8 layout for ONNX Runtime (default: chosen from this CPU's ISA)")
@@ -512,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=_names("target", lambda: backends.TARGETS),
                    help=f"comma list of {','.join(backends.TARGETS)} (default: the installed ones)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity/latency runs")
-    p.add_argument("--out", help="output folder (default edgecnn_out/MODEL)")
+    p.add_argument("--out", type=path_arg, help="output folder (default edgecnn_out/MODEL)")
     p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist")
     p.add_argument("--quiet", action="store_true")
 
@@ -520,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--images", help="image folder (default: the bundled held-out photos); an ImageFolder (class "
                                     "sub-folders) adds accuracy against its labels, using every image once")
-    p.add_argument("--num-images", type=positive_int, default=32, help="held-out inputs from a flat folder")
+    p.add_argument("--num-images", type=bounded("images"), default=32, help="held-out inputs from a flat folder")
     p.add_argument("--runtimes", type=_names("runtime", _runtime_names),
                    help="comma list (default: every runtime that reads each artifact)")
     p.add_argument("--threads", type=positive_int)
@@ -529,8 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
     p.add_argument("--int8-top1", type=float, help="override the int8 confident top-1 agreement (default 0.97)")
     p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
-    p.add_argument("--json", metavar="FILE")
-    p.add_argument("--csv", metavar="FILE", help="one row per artifact x runtime: parity and accuracy")
+    p.add_argument("--json", type=path_arg, metavar="FILE")
+    p.add_argument("--csv", type=path_arg, metavar="FILE", help="one row per artifact x runtime: parity and accuracy")
+    _wait_and_trust(p)
 
     p = sub.add_parser("predict", help="top-K labels of image files on a deployed artifact")
     p.add_argument("out_dir")
@@ -541,12 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artifact to run, e.g. int8, simplify, openvino-fp32 (default: the passing int8, else fp32)")
     p.add_argument("--top", type=positive_int, default=5, metavar="K")
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--json", type=path_arg, metavar="FILE")
 
     p = sub.add_parser("bench", help="latency of every artifact and of PyTorch eager, in one run")
     p.add_argument("out_dir")
     p.add_argument("--runtimes", type=_names("runtime", _runtime_names))
-    p.add_argument("--batch", type=lambda t: tuple(positive_int(v) for v in _csv(t)), default=(1,),
+    p.add_argument("--batch", type=lambda t: tuple(bounded("batch")(v) for v in _csv(t)) or (1,), default=(1,),
                    help="comma list of batch sizes (dynamic-batch exports only)")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--mode", choices=MODES, default="latency",
@@ -556,20 +611,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"PyTorch baselines to measure besides eager: comma list of {','.join(BASELINES)} "
                         "(compile = torch.compile with inductor; its compile time is reported separately)")
     p.add_argument("--device", type=_device, help=DEVICE_HELP)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=lambda t: positive_int(t) if t.strip() != "0" else 0, default=10)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iterations", type=positive_int, default=100)
     g.add_argument("--duration", type=float, help="seconds per measurement instead of a count")
     p.add_argument("--label", help="name of this machine in merged reports")
-    p.add_argument("--json", metavar="FILE")
-    p.add_argument("--csv", metavar="FILE")
-    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--json", type=path_arg, metavar="FILE")
+    p.add_argument("--csv", type=path_arg, metavar="FILE")
+    p.add_argument("--plot", type=path_arg, metavar="FILE.png")
     p.add_argument("--quiet", action="store_true")
+    _wait_and_trust(p)
 
     p = sub.add_parser("report", help="merge bench (and check) results from several machines")
     p.add_argument("results", nargs="+", metavar="RESULTS.json")
-    p.add_argument("--markdown", metavar="FILE")
-    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--markdown", type=path_arg, metavar="FILE")
+    p.add_argument("--plot", type=path_arg, metavar="FILE.png")
     return parser
 
 
@@ -594,12 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"edgecnn {args.command}"
     _terminate_like_ctrl_c()
     with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *_a, **_k: print(f"{prog}: warning: {' '.join(str(message).split())}",
-                                                                 file=sys.stderr)
+        warnings.showwarning = lambda message, *_a, **_k: print(
+            f"{prog}: warning: {safe_text(' '.join(str(message).split()))}", file=sys.stderr)
         try:
             return COMMANDS[args.command](args)
         except EdgecnnError as e:
-            print(f"{prog}: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
+            print(f"{prog}: error: {safe_text(' '.join(str(e).splitlines()))}", file=sys.stderr)
             return e.exit_code
         except KeyboardInterrupt as e:
             what, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)

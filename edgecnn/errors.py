@@ -54,6 +54,10 @@ class ExportError(EdgecnnError):
     """A conversion step that failed."""
 
 
+class BusyError(EdgecnnError):
+    """An export folder another export is writing, when the caller asked not to wait (``--no-wait``)."""
+
+
 class ArtifactError(EdgecnnError):
     """An artifact (ONNX, IR, engine, manifest) that is missing, truncated or corrupt."""
 

@@ -4,7 +4,10 @@
 - :func:`writable_dir`: prove a folder is writable before minutes of work, not after;
 - :func:`write_failure`: the one-line error for a full disk or a read-only folder;
 - :func:`sha256_file`: the content hash every artifact, checkpoint and download is checked against;
-- :func:`locked`: an exclusive lock on an output folder for a whole export.
+- :func:`locked`: a lock on an output folder: exclusive for a whole export, shared for check and bench.
+
+No write here follows a symlink: the lock, the probe and every temporary file are opened with
+``O_NOFOLLOW`` (and created with ``O_EXCL``), so a planted link cannot make edgecnn write elsewhere.
 """
 from __future__ import annotations
 
@@ -12,15 +15,24 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
+import shutil
+import stat
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ExportError
+from .errors import BusyError, ExportError
 
 # A write that fails for lack of room (or a read-only disk): the user's to fix, not a bug.
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 LOCK = ".edgecnn.lock"
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def create_new(path: str | Path) -> int:
+    """A file descriptor for a new file at ``path``: never an existing file, never through a symlink."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -43,7 +55,7 @@ def atomic_path(dest: str | Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Not mkstemp: its files are 0600, and an artifact should get the permissions of any other file (umask).
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = create_new(tmp_path)
     except OSError as e:
         raise ExportError(f"cannot write {dest}: {dest.parent} is not a writable folder ({e.strerror or e})") from None
     os.close(fd)
@@ -65,8 +77,8 @@ def writable_dir(folder: str | Path) -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
+        probe = folder / f".write-test-{os.getpid()}-{secrets.token_hex(8)}"  # unguessable, and never followed
+        os.close(create_new(probe))
         probe.unlink()
     except OSError as e:
         why = "a file has that name" if folder.is_file() else e.strerror or e
@@ -82,21 +94,86 @@ def write_failure(e: OSError, dest: str | Path) -> ExportError | None:
 
 
 @contextlib.contextmanager
-def locked(root: Path) -> Iterator[None]:
-    """Exclusive lock on the output folder for the whole export (POSIX; elsewhere atomic renames only)."""
-    writable_dir(root)
+def locked(root: Path, *, shared: bool = False, wait: bool = True, log=None) -> Iterator[None]:
+    """Lock the output folder: exclusive for an export (which writes it), shared for check and bench
+    (which read it), so a reader never sees an export half-way. ``wait=False``: :class:`BusyError` at once.
+
+    The lock file is opened without following a symlink and never truncated; a reader of a folder it
+    cannot write (a read-only share) reads without a lock, since no export can write there either."""
+    root = Path(root)
+    if not shared:
+        writable_dir(root)
     try:
         import fcntl  # POSIX only
     except ImportError:
         yield
         return
-    with open(root / LOCK, "w") as fh:
+    fd = _open_lock(root / LOCK, shared)
+    if fd is None:
+        yield
+        return
+    try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another edgecnn export into {root} to finish...", flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            if not wait:
+                raise BusyError(f"{root} is being written by another edgecnn export; try again when it ends "
+                                "(or leave out --no-wait to wait for it)") from None
+            who = "another edgecnn export into" if not shared else "an edgecnn export into"
+            (log or _say)(f"waiting for {who} {root} to finish...")
+            fcntl.flock(fd, mode)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _open_lock(path: Path, shared: bool) -> int | None:
+    """The lock file's descriptor (created if absent), refusing a symlink or anything but a regular file."""
+    try:
+        fd = os.open(path, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT | NOFOLLOW, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise ExportError(f"{path} is a symbolic link; edgecnn never writes through one: remove it") from None
+        if shared and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            return None
+        if shared and e.errno == errno.ENOENT:
+            return None
+        raise ExportError(f"cannot lock {path.parent} ({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExportError(f"{path} is not a regular file; remove it")
+    return fd
+
+
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}(\.[A-Za-z0-9]+)*\.tmp$|^\.write-test-\d+-[0-9a-f]{16}$")
+
+
+TEMP_DIR = re.compile(r"^\.(edgecnn-int8-|ir-)[A-Za-z0-9_]{6,}$")  # int8's and OpenVINO's work folders
+
+
+def remove_stale_temps(root: Path, folders: tuple[str, ...] = ("", "openvino", "tensorrt")) -> list[str]:
+    """Under the exclusive lock no other edgecnn writer is active here, so temporary files (the names
+    :func:`atomic_path` and :func:`writable_dir` make) and the int8/OpenVINO work folders are left-overs
+    of a killed run: remove them. Only entries with exactly those names, never through a symlink."""
+    removed = []
+    for sub in folders:
+        folder = Path(root) / sub
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(os.path.join(sub, entry.name))
+            elif TEMP_DIR.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)  # rmtree never follows a symlink inside
+                removed.append(os.path.join(sub, entry.name))
+    return removed

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .guard import finite
+
 CONFIDENT = 0.4
 
 
@@ -27,6 +29,14 @@ class Tolerance:
     rel_l2: float | None = None
     cosine: float | None = None
     top1_confident: float | None = None  # fraction of confident inputs with the same top-1
+
+    def check(self) -> "Tolerance":
+        """Every bound a finite number in its range (NaN would switch its test off, and pass anything)."""
+        for name, high in (("cosine", 1.0), ("top1_confident", 1.0), ("max_abs_rel", 1e6), ("rel_l2", 1e6)):
+            value = getattr(self, name)
+            if value is not None:
+                finite(value, f"tolerance {name}", 0.0, high)
+        return self
 
     @classmethod
     def for_precision(cls, precision: str) -> "Tolerance":

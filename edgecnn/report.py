@@ -14,10 +14,18 @@ from rich.table import Table
 
 from .errors import MissingBackendError
 from .fileio import atomic_path
+from .guard import markdown_cell as md
+from .guard import safe_text
 from .harness.bench import BenchReport
 from .harness.check import CheckReport
 from .manifest import Manifest
 from .results import ArtifactResult
+
+
+def _t(text: object) -> str:
+    """Text from a received file (a model name, a stage, a label) as a rich cell: no control characters,
+    no bidi overrides, and no '[...]' read as markup."""
+    return escape(safe_text(text))
 
 
 def _fmt_bytes(n: int) -> str:
@@ -73,7 +81,7 @@ def export_table(manifest: Manifest) -> Table:
     n = next((r.parity.n for r in manifest.results.values() if r.parity is not None), "?")
     original = (manifest.evaluation or {}).get("accuracy")
     what = "the original" if (manifest.evaluation or {}).get("original") != "torch" else "the PyTorch original"
-    table = Table(title=f"{manifest.model}: artifacts vs {what} ({n} held-out images)",
+    table = Table(title=f"{_t(manifest.model)}: artifacts vs {what} ({n} held-out images)",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("artifact", "runtime", "prec", "size", "cosine", "max abs", "top-1 conf."):
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "prec") else "right", no_wrap=True)
@@ -85,7 +93,7 @@ def export_table(manifest: Manifest) -> Table:
     for key, art in rows:
         res = manifest.results.get(key) or ArtifactResult(key, art.precision if art else "-")
         p, lat = res.parity, res.latency
-        name = key + (" *" if key in defaults else "")
+        name = _t(key) + (" *" if key in defaults else "")
         slower = f" [yellow]{res.slower_than_fp32:.2f}x slower than fp32[/]" if res.slower_than_fp32 else ""
         table.add_row(
             name, (art.runtime if art else None) or "-", res.precision if art else "-",
@@ -107,7 +115,8 @@ def export_table(manifest: Manifest) -> Table:
 
 
 def check_table(report: CheckReport) -> Table:
-    table = Table(title=f"{report.model}: parity against the original ({report.n_images} images: {report.images})")
+    table = Table(title=f"{_t(report.model)}: parity against the original ({report.n_images} images: "
+                        f"{_t(report.images)})")
     for col in ("artifact", "runtime", "precision", "cosine", "max abs", "rel L2", "SQNR dB", "top-1", "top-1 conf.",
                 "top-5"):
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision") else "right")
@@ -117,13 +126,14 @@ def check_table(report: CheckReport) -> Table:
         p = r.parity
         acc = accuracy_cells(r.accuracy, top5) if report.original else []
         if r.error is not None or p is None:
-            table.add_row(r.artifact, r.runtime, r.precision, *["-"] * (7 + len(acc)), verdict(r))
+            table.add_row(_t(r.artifact), _t(r.runtime), _t(r.precision), *["-"] * (7 + len(acc)), verdict(r))
             continue
-        table.add_row(r.artifact, r.runtime, r.precision, f"{p.cosine:.5f}", f"{p.max_abs:.2e}",
+        table.add_row(_t(r.artifact), _t(r.runtime), _t(r.precision), f"{p.cosine:.5f}", f"{p.max_abs:.2e}",
                       f"{p.rel_l2:.2e}", f"{p.sqnr_db:.1f}", f"{p.top1:.1%}",
                       f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
                       f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r))
-    table.caption = "\n".join(c for c in (_original_caption(report.original, "the original"), *report.notes) if c) or None
+    table.caption = "\n".join(_t(c) for c in (_original_caption(report.original, "the original"), *report.notes)
+                              if c) or None
     return table
 
 
@@ -151,14 +161,14 @@ def accuracy_markdown(checks: list[dict]) -> str:
         original = check.get("original")
         if not original:
             continue
-        lines += [f"\n**{check['model']}**: accuracy on {original['n']} labelled images ({check['images']}); "
+        lines += [f"\n**{md(check['model'])}**: accuracy on {original['n']} labelled images ({md(check['images'])}); "
                   f"original top-1 {original['top1']:.1%}" + (f", top-5 {original['top5']:.1%}" if "top5" in original
                                                                else ""), "",
                   "| artifact | runtime | precision | top-1 | change (pts) | top-5 |", "|---|---|---|---|---|---|"]
         for r in check_rows(check):
             if r["accuracy_top1"] is None:
                 continue
-            lines.append(f"| {r['artifact']} | {r['runtime']} | {r['precision']} | {r['accuracy_top1']:.1%} | "
+            lines.append(f"| {md(r['artifact'])} | {md(r['runtime'])} | {md(r['precision'])} | {r['accuracy_top1']:.1%} | "
                          f"{(r['delta_top1'] or 0) * 100:+.1f} | "
                          + (f"{r['accuracy_top5']:.1%}" if r["accuracy_top5"] is not None else "-") + " |")
     return "\n".join(lines) + ("\n" if lines else "")
@@ -171,7 +181,7 @@ def predict_table(report) -> Table:
         table.add_column(col, justify="right" if col in ("rank", "probability") else "left")
     for pred in report.predictions:
         for rank, t in enumerate(pred.top, 1):
-            table.add_row(pred.image if rank == 1 else "", str(rank), t["label"], f"{t['probability']:.1%}")
+            table.add_row(_t(pred.image) if rank == 1 else "", str(rank), _t(t["label"]), f"{t['probability']:.1%}")
     return table
 
 
@@ -185,7 +195,7 @@ def layers_table(layers: dict) -> list[Table]:
         t.add_column("SQNR vs fp32 (dB)", justify="right")
         t.add_column("own quantization SQNR (dB)", justify="right")
         for row in info["worst"]:
-            t.add_row(row["tensor"], f"{row['sqnr_db']:.1f}", f"{row['quant_sqnr_db']:.1f}")
+            t.add_row(_t(row["tensor"]), f"{row['sqnr_db']:.1f}", f"{row['quant_sqnr_db']:.1f}")
         tables.append(t)
     return tables
 
@@ -222,7 +232,7 @@ def bench_table(reports: list[BenchReport]) -> Table:
     title = f"{what}; speedups against PyTorch eager and the fastest PyTorch baseline, same run"
     if not merged:
         rep = reports[0]
-        title = f"{rep.model} on {host_label(rep)}, {rep.threads or 'default'} threads: " + title
+        title = f"{_t(rep.model)} on {_t(host_label(rep))}, {_t(rep.threads or 'default')} threads: " + title
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     lead = ("host", "model") if merged else ()
     cols = (*lead, "artifact", "runtime", "prec", "b",
@@ -233,10 +243,10 @@ def bench_table(reports: list[BenchReport]) -> Table:
                          no_wrap=c != "host", overflow="fold")
     for rep in reports:
         for r in bench_rows(rep):
-            head = [r["host"], r["model"]] if merged else []
-            head += [r["artifact"], r["runtime"], r["precision"], str(r["batch"])]
+            head = [_t(r["host"]), _t(r["model"])] if merged else []
+            head += [_t(r["artifact"]), _t(r["runtime"]), _t(r["precision"]), _t(r["batch"])]
             if "error" in r:
-                table.add_row(*head, *["-"] * (len(cols) - len(head) - 1), f"[red]{escape(r['error'][:40])}[/]")
+                table.add_row(*head, *["-"] * (len(cols) - len(head) - 1), f"[red]{_t(r['error'][:40])}[/]")
                 continue
             noisy = "[yellow]![/]" if r.get("noisy") and not throughput else ""
             lat = [f"{r['p50_ms']:.2f}{noisy}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}"]
@@ -261,10 +271,10 @@ def markdown(reports: list[BenchReport]) -> str:
              "x eager | x best torch |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rep in reports:
         for r in bench_rows(rep):
-            head = (f"| {r['host']} | {r['model']} | {r['mode']} | {r['artifact']} | {r['runtime']} | "
-                    f"{r['precision']} | {r['batch']} |")
+            head = (f"| {md(r['host'])} | {md(r['model'])} | {md(r['mode'])} | {md(r['artifact'])} | "
+                    f"{md(r['runtime'])} | {md(r['precision'])} | {md(r['batch'])} |")
             if "error" in r:
-                lines.append(f"{head} error | | | | | | {r['error'][:60]} |")
+                lines.append(f"{head} error | | | | | | {md(r['error'][:60])} |")
                 continue
             lines.append(f"{head} {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['cv']:.0%} | {r['throughput_ips']:.1f} | "
                          f"{_num(r['speedup_vs_eager']):.2f}x | {_num(r['speedup_vs_best_torch']):.2f}x |")

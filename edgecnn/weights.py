@@ -12,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -20,6 +21,7 @@ import torch.nn as nn
 
 from .errors import DownloadError, WeightsError
 from .fileio import sha256_file
+from .guard import check_limit
 
 DEFAULT_TIMEOUT_S = 30.0
 # Prefixes that wrappers put in front of every key: DataParallel/DDP ('module.'), Lightning and most
@@ -121,6 +123,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    check_limit("checkpoint_bytes", expanded_size(path), f"checkpoint {path}: expanded size", WeightsError)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the unpickler's notes on pickle protocols: we say what matters
@@ -136,7 +139,21 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    bad = next((k for k, v in obj.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise WeightsError(f"{path} holds NaN or infinite values (first in '{bad}'): the checkpoint is broken; "
+                           "re-save it from a model that trained without diverging")
     return dict(obj)
+
+
+def expanded_size(path: Path) -> int:
+    """The bytes a checkpoint takes once read: a torch.save zip's entries uncompressed (from its directory,
+    without inflating anything), else the file's size."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return path.stat().st_size
 
 
 def fit_keys(state_dict: Mapping[str, torch.Tensor], own: Mapping[str, object]) -> dict[str, torch.Tensor]:

@@ -365,7 +365,8 @@ def test_factory_with_a_two_layer_head(factory, tmp_path):
     for res in m.results.values():
         assert res.parity.passed and res.parity.cosine > 0.9999, res.artifact
     assert not HAS_OV or "openvino-fp32" in m.results
-    ok(cli("check", str(out)))  # check rebuilds the original by calling the factory again
+    ok(cli("check", str(out), "--trust-source"))  # check rebuilds the original by calling the factory again
+    assert "--trust-source" in " ".join(ok(cli("check", str(out))).stdout.split())  # else model.onnx stands in
 
 
 def test_two_layer_head_checkpoint_into_a_zoo_model_points_to_a_factory(factory):

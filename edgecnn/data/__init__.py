@@ -19,12 +19,13 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CalibrationDataError, ConfigError
+from ..guard import check_limit, check_memory, limit, safe_text
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "images"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -160,12 +161,13 @@ def labelled_batch(prep: Preprocessing, folder: str | Path) -> tuple[np.ndarray,
     if classes is None:
         raise CalibrationDataError(f"{folder} is not an ImageFolder (images in class sub-folders, none at the top)")
     xs, ys, paths, bad = [], [], [], []
-    for i, name in enumerate(classes):
-        for path in find_images(Path(folder) / name):
+    per_class = [find_images(Path(folder) / name) for name in classes]
+    _check_batch(prep, sum(map(len, per_class)), f"labelled images in {safe_text(folder)}")
+    for i, files in enumerate(per_class):
+        for path in files:
             try:
-                with Image.open(path) as im:
-                    xs.append(prep(im))
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+                xs.append(prep(open_image(path)))
+            except UNREADABLE as e:
                 bad.append(f"{path.name} ({type(e).__name__})")
                 continue
             ys.append(i)
@@ -238,15 +240,34 @@ def class_names(label_set: str) -> list[str] | None:
     return path.read_text(encoding="utf-8").splitlines() if path is not None else None
 
 
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """One image, decoded, when it has at most the ``image_pixels`` limit of pixels (checked from its header,
+    before decoding: a decompression bomb is one line, not gigabytes); unreadable ones raise as PIL does."""
+    cap = limit("image_pixels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > cap:
+                    raise Image.DecompressionBombError(f"{w}x{h}")
+                im.load()
+                return im.copy()
+        except Image.DecompressionBombError:
+            raise CalibrationDataError(f"image {safe_text(Path(path).name)} has more pixels than edgecnn's limit of "
+                                       f"{cap} (a decompression bomb?); set EDGECNN_MAX_IMAGE_PIXELS to raise it") from None
+
+
 def load_images(paths: Iterable[str | Path]) -> list[Image.Image]:
     """Open and fully decode images; unreadable or truncated ones are skipped with a warning."""
     images, bad = [], []
     for p in paths:
         try:
-            with Image.open(p) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            images.append(open_image(p))
+        except UNREADABLE as e:
             bad.append(f"{Path(p).name} ({type(e).__name__})")
     if not images:
         raise CalibrationDataError("none of the images could be read" + (f": {', '.join(bad[:5])}" if bad else ""))
@@ -255,35 +276,104 @@ def load_images(paths: Iterable[str | Path]) -> list[Image.Image]:
     return images
 
 
+def _decoded(files: Sequence[Path], bad: list[str]) -> Iterator[tuple[int, Image.Image]]:
+    """Each readable file's image, one at a time (only one is held decoded), with its index; unreadable
+    ones are noted in ``bad`` and left out."""
+    for i, p in enumerate(files):
+        try:
+            im = open_image(p)
+        except UNREADABLE as e:
+            bad.append(f"{Path(p).name} ({type(e).__name__})")
+            continue
+        yield i, im
+
+
+def _warn_bad(bad: list[str], got: int) -> None:
+    if not got:
+        raise CalibrationDataError("none of the images could be read" + (f": {', '.join(bad[:5])}" if bad else ""))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad[:5])}", stacklevel=3)
+
+
+def _check_batch(prep: "Preprocessing", n: int, what: str) -> None:
+    """``n`` inputs within the image-count limit and the memory this machine has, before decoding any."""
+    check_limit("images", n, what, CalibrationDataError)
+    check_memory(n * prep.channels * prep.resolution ** 2 * 4, f"{n} {what} at {prep.resolution}x{prep.resolution}")
+
+
 def bundled_images(names: Sequence[str] | None = None) -> list[Image.Image]:
     names = names or CALIBRATION_PHOTOS + EVALUATION_PHOTOS
     return load_images(BUNDLED_DIR / f"{n}.jpg" for n in names)
 
 
 def calibration_batch(prep: Preprocessing, n: int, *, folder: str | Path | None = None, seed: int = 0) -> np.ndarray:
-    """``n`` inputs for calibration: random crops spread evenly over the photos."""
+    """``n`` inputs for calibration: random crops spread evenly over the photos (decoded one at a time)."""
     if n < 1:
         raise CalibrationDataError(f"calibration size must be at least 1, got {n}")
+    _check_batch(prep, n, "calibration inputs")
     if folder is None:
         return _crops(prep, bundled_images(CALIBRATION_PHOTOS), n, seed)
     files = find_images(folder)
     if len(files) >= n and imagefolder_classes(folder) is not None:
         # A dataset (class sub-folders) with enough images: n of them, spread over it, as the model sees them.
         picks = [files[i] for i in np.linspace(0, len(files) - 1, n).round().astype(int)]
-        return np.stack([prep(im) for im in load_images(picks)]).astype(np.float32)
-    return _crops(prep, load_images(files), n, seed)
+        bad: list[str] = []
+        xs = [prep(im) for _, im in _decoded(picks, bad)]
+        _warn_bad(bad, len(xs))
+        return np.stack(xs).astype(np.float32)
+    return _crops(prep, files, n, seed)
 
 
 def evaluation_batch(prep: Preprocessing, n: int, *, folder: str | Path | None = None, seed: int = 1) -> np.ndarray:
-    """``n`` held-out inputs: the centre crop of each photo first, then random crops."""
-    images = load_images(find_images(folder)) if folder is not None else bundled_images(EVALUATION_PHOTOS)
-    centre = [prep(im) for im in images[:n]]
+    """``n`` held-out inputs: the centre crop of each photo first, then random crops (decoded one at a time)."""
+    _check_batch(prep, n, "evaluation inputs")
+    if folder is None:
+        images: Sequence = bundled_images(EVALUATION_PHOTOS)
+        centre = [prep(im) for im in images[:n]]
+    else:
+        files = find_images(folder)
+        bad: list[str] = []
+        centre = []
+        for _, im in _decoded(files, bad):
+            centre.append(prep(im))
+            if len(centre) == n:
+                break
+        _warn_bad(bad, len(centre))
+        images = files
     rest = _crops(prep, images, n - len(centre), seed) if n > len(centre) else np.empty((0,) + centre[0].shape, np.float32)
     return np.concatenate([np.stack(centre), rest]).astype(np.float32)
 
 
-def _crops(prep: Preprocessing, images: list[Image.Image], n: int, seed: int) -> np.ndarray:
+def _crops(prep: Preprocessing, images: Sequence[Image.Image | Path], n: int, seed: int) -> np.ndarray:
+    """``n`` random crops spread evenly over ``images`` (decoded images, or files decoded one at a time);
+    the share of a file that cannot be read goes to the readable ones."""
     rng = np.random.default_rng(seed)
+    if images and not isinstance(images[0], Image.Image):
+        bad: list[str] = []
+        images = [p for p in images if _readable(p, bad)]  # each decoded and dropped: one held at a time
+        _warn_bad(bad, len(images))
     per = [n // len(images) + (i < n % len(images)) for i in range(len(images))]
-    crops = [c for im, k in zip(images, per) for c in prep.random_crops(im, k, rng)]
+    crops: list[np.ndarray] = []
+    bad = []
+    for im, k in zip(images, per):
+        if not k:
+            continue
+        if not isinstance(im, Image.Image):
+            try:
+                im = open_image(im)
+            except UNREADABLE as e:
+                bad.append(f"{Path(im).name} ({type(e).__name__})")
+                continue
+        crops += prep.random_crops(im, k, rng)
+    _warn_bad(bad, len(crops))
     return np.stack(crops).astype(np.float32)
+
+
+def _readable(path: Path, bad: list[str]) -> bool:
+    """Whether ``path`` decodes (decoded and dropped at once: only one image is held)."""
+    try:
+        open_image(path)
+        return True
+    except UNREADABLE as e:
+        bad.append(f"{Path(path).name} ({type(e).__name__})")
+        return False

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import hostinfo
 from ..artifact import INPUT_NAME, Artifact, describe
-from ..errors import CalibrationDataError, ConfigError
+from ..errors import CalibrationDataError, ConfigError, ExportError
 from ..fileio import atomic_path
 from . import bias_correction, equalize, saturation
 from .graph import chunks, consumers, static_batch
@@ -193,6 +193,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
     }
     seven_bit = list(recipe.reduce_range_nodes)
     passes: list[str] = []
+    _finite_weights(src.path)
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".edgecnn-int8-", dir=Path(dest).parent) as work, atomic_path(dest) as tmp:
         prepped = os.path.join(work, "prepped.onnx")
@@ -312,3 +313,17 @@ def float_outputs(model) -> int:
         for item in [i for i in items if i.name in gone and i.name not in used]:
             items.remove(item)
     return len(dropped) // 2
+
+
+def _finite_weights(path: Path) -> None:
+    """int8 scales come from the weights: a NaN or infinite one is named here (not an assertion deep in
+    ONNX Runtime's quantizer that blames the conversion)."""
+    import onnx
+    from onnx import numpy_helper
+
+    for init in onnx.load(str(path), load_external_data=False).graph.initializer:
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE) \
+                and init.data_location != onnx.TensorProto.EXTERNAL:
+            if not np.isfinite(numpy_helper.to_array(init)).all():
+                raise ExportError(f"the model's weight '{init.name}' holds NaN or infinite values: int8 needs "
+                                  "finite weights (check the checkpoint the model was loaded from)")

@@ -12,10 +12,9 @@ OpenVINO IR: the same strings in ``rt_info`` under ``edgecnn/labels`` and ``edge
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Sequence
 
-from ..artifact import LABELS_KEY, PREPROCESSING_KEY, Artifact, digest
+from ..artifact import LABELS_KEY, PREPROCESSING_KEY, Artifact, rehash
 from ..fileio import atomic_path
 
 
@@ -38,5 +37,5 @@ def embed_onnx(art: Artifact, metadata: dict[str, str]) -> Artifact:
         model.metadata_props.add(key=key, value=value)
     with atomic_path(art.path) as tmp:
         onnx.save(model, str(tmp))
-    return replace(art, sha256=digest(art), bytes=sum(f.stat().st_size for f in art.files))
+    return rehash(art)
 

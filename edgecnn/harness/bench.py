@@ -15,16 +15,19 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .. import hostinfo
 from ..data import Preprocessing, evaluation_batch
 from ..errors import ConfigError, EdgecnnError
+from ..fileio import locked
+from ..guard import check_limit, finite
 from ..manifest import Manifest
 from ..results import ArtifactResult
 from ..runtimes import availability, check_device, load
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, measure
-from .common import original_model, runs_for
+from .common import nothing_checked, original_model, runs_for
 
 EAGER = "torch-eager"
 ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
@@ -64,7 +67,8 @@ class BenchReport:
 def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] = (1,),
               threads: int | None = None, warmup: int = 10, iterations: int | None = 100,
               duration_s: float | None = None, mode: str = "latency", baselines: tuple[str, ...] = ("eager",),
-              device: str | None = None, progress: bool = True) -> BenchReport:
+              device: str | None = None, progress: bool = True, trust_source: bool = False,
+              wait: bool = True) -> BenchReport:
     """The PyTorch ``baselines`` of the original (eager fp32 always first; for an ONNX original, ONNX Runtime
     fp32 on it) and every artifact in ``out_dir``, in one run.
 
@@ -77,6 +81,18 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
     if unknown:
         raise ConfigError(f"unknown PyTorch baseline '{unknown[0]}'; baselines are: {', '.join(BASELINES)}")
     check_device(device)
+    for b in batches:
+        check_limit("batch", b, "--batch")
+    if duration_s is not None:
+        finite(duration_s, "--duration", 0.001, 3600)
+    with locked(Path(out_dir), shared=True, wait=wait):
+        return _bench(out_dir, runtimes=runtimes, batches=batches, threads=threads, warmup=warmup,
+                      iterations=iterations, duration_s=duration_s, mode=mode, baselines=baselines, device=device,
+                      progress=progress, trust_source=trust_source)
+
+
+def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_s, mode, baselines, device,
+           progress, trust_source) -> BenchReport:
     manifest = Manifest.load(out_dir)
     manifest.verify()  # time only what the manifest describes
     if manifest.dynamic_batch is None:
@@ -91,7 +107,9 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
         runs, skipped = runs_for(art, runtimes, device, unavailable)
         report.skipped += skipped
         jobs += [(art.key, rt, art.precision, art, dev) for rt, dev in runs if rt != "torch"]
-    orig = original_model(manifest)
+    if not jobs and not (runtimes and "torch" in runtimes):  # `--runtimes torch`: the PyTorch baselines alone
+        nothing_checked(manifest, runtimes, report.skipped)
+    orig = original_model(manifest, trust_source=trust_source)
     if orig.runtime == "torch":  # the PyTorch baselines, eager first, on every device used (torch.compile is lazy)
         jobs[:0] = [(torch_name(b, dev), "torch", "fp32", baseline(orig.target if dev == "cpu" else
                                                                      copy.deepcopy(orig.target), b), dev)

@@ -9,13 +9,15 @@ import numpy as np
 from ..artifact import Artifact
 from ..data import Preprocessing, evaluation_batch, imagefolder_classes, labelled_batch, match_classes
 from ..errors import ConfigError, EdgecnnError
+from ..fileio import locked
+from ..guard import check_limit
 from ..exporters.int8 import TENSORRT_STAGE
 from ..manifest import Manifest
 from ..parity import Tolerance, accuracy, compare
 from ..results import ArtifactResult, all_pass
 from ..runtimes import availability, check_device, device_for, load
 from ..timing import measure
-from .common import original_model, run_batched, runs_for
+from .common import nothing_checked, original_model, run_batched, runs_for
 from .layers import localise
 
 # Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
@@ -123,23 +125,38 @@ class CheckReport:
 
 def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple[str, ...] | None = None,
               n_images: int = 32, threads: int | None = None, tolerances: dict[str, Tolerance] | None = None,
-              layers: bool = False, original=None, device: str | None = None) -> CheckReport:
+              layers: bool = False, original=None, device: str | None = None, trust_source: bool = False,
+              wait: bool = True) -> CheckReport:
     """Parity of every artifact in ``out_dir`` against the original; with an ImageFolder as ``images``
     (every image is used once, ``n_images`` is ignored), accuracy against its labels too.
 
     Every ONNX artifact runs on each requested runtime that reads ONNX (ONNX Runtime, OpenVINO);
     IR and engines run on their own runtime. Each runtime runs on ``device`` when one is given (those
     that cannot are skipped, with why), else on its default: engines on CUDA, the rest on the CPU.
-    Losing alternatives are shown but do not decide ``passed``.
+    Losing alternatives are shown but do not decide ``passed``; a check that ran no (artifact, runtime)
+    pair at all is an error, never a pass.
     ``original``: the nn.Module an export from Python was made from (else model.onnx stands in for it).
+    ``trust_source``: call the factory a manifest names (Python code) to rebuild the original.
+    The folder is read under a shared lock: an export writing it is waited for (``wait=False``: refused).
     """
     check_device(device)
+    check_limit("images", n_images, "--num-images")
+    for tol in (tolerances or {}).values():
+        tol.check()
+    with locked(Path(out_dir), shared=True, wait=wait):
+        return _check(out_dir, images=images, runtimes=runtimes, n_images=n_images, threads=threads,
+                      tolerances=tolerances, layers=layers, original=original, device=device,
+                      trust_source=trust_source)
+
+
+def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, original, device,
+           trust_source) -> CheckReport:
     manifest = Manifest.load(out_dir)
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     prep = Preprocessing.from_dict(manifest.preprocessing)
     ev = eval_images(prep, n_images, folder=images)
     x = ev.x
-    orig = original_model(manifest, original)
+    orig = original_model(manifest, original, trust_source=trust_source)
     reference = orig.logits(x, threads=threads)
     targets = ev.targets(manifest.labels, reference.shape[1])
     batch = manifest.input_shape[0]
@@ -159,6 +176,8 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
                                     baseline=report.original)
             res.alternative = art.key in alternatives
             report.results.append(res)
+    if not report.results:
+        nothing_checked(manifest, runtimes, report.skipped)
     if layers:
         report.layers = localise(manifest, x[: min(len(x), 8)])
     return report

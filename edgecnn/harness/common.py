@@ -9,14 +9,17 @@ import numpy as np
 import torch
 
 from ..artifact import Artifact
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, WeightsError
 from ..exporters.graph import chunks
 from ..fileio import sha256_file
+from ..guard import check_limit, safe_text
 from ..manifest import Manifest
-from ..models import create_model
+from ..models import create_model, get_spec
+from ..models._factory import RANDOM
 from ..models.sources import ModelSource, build_factory, load_program
 from ..runtimes import RUNTIMES, device_for, load
 from ..runtimes.torch import reference_logits
+from ..weights import is_cached
 
 ORIGINAL_BATCH = 16  # the chunk an original with a free batch dimension is run in
 
@@ -55,28 +58,69 @@ def build_original(source: ModelSource, *, weights=None, num_classes: int | None
     return Original(module, "torch")
 
 
-def original_model(manifest: Manifest, module: torch.nn.Module | None = None) -> Original:
+def original_model(manifest: Manifest, module: torch.nn.Module | None = None, *,
+                   trust_source: bool = False) -> Original:
     """Rebuild the original an export was made from (same source, weights, classes and seed).
 
     A factory file or program that changed since the export is refused (it would not be the same
     original). An ONNX original that is no longer where it was, and a Python module not passed in,
-    are stood in for by the exported ``model.onnx`` (whose graph is the original's), and ``note`` says so."""
+    are stood in for by the exported ``model.onnx`` (whose graph is the original's), and ``note`` says so.
+
+    A manifest may come from someone else, so what it names is never run or fetched on its word: a
+    factory (Python code) is called only with ``trust_source`` (else ``model.onnx`` stands in, and the note
+    says so), a checkpoint is loaded only when its sha256 is the recorded one, and published weights
+    are used only when they are already on this machine (no download)."""
     cfg = manifest.config
     source = ModelSource.from_dict(manifest.source) if manifest.source else ModelSource("zoo", manifest.model,
                                                                                         manifest.model)
     path = source.path
     moved = path is not None and (not path.is_file() or sha256_file(path) != source.sha256)
     export = manifest.artifact("export")
-    stand_in = (source.kind == "onnx" and moved) or (source.kind == "module" and module is None)
+    untrusted = source.kind == "factory" and not trust_source
+    stand_in = (source.kind == "onnx" and moved) or (source.kind == "module" and module is None) or untrusted
     if stand_in and export is not None:
-        why = "is not where it was, or changed" if source.kind == "onnx" else "is a Python module (not stored)"
+        why = ("is not where it was, or changed" if source.kind == "onnx" else
+               "is Python code named by manifest.json, run only with --trust-source" if untrusted else
+               "is a Python module (not stored)")
         return Original(export.path, "onnxruntime",
                         note=f"original: {export.path.name} on onnxruntime fp32 (the source {why})")
+    if untrusted:
+        raise ArtifactError("the model's source is Python code named by manifest.json: pass --trust-source to run it")
     if moved:
         state = "is missing" if not path.is_file() else "changed since the export (sha256 differs)"
-        raise ArtifactError(f"the model's source {path} {state}; restore it or export again")
-    return build_original(source, weights=cfg.get("weights"), num_classes=cfg.get("num_classes"),
+        raise ArtifactError(f"the model's source {safe_text(path)} {state}; restore it or export again")
+    weights = received_weights(manifest, source) if source.kind == "zoo" else None
+    return build_original(source, weights=weights, num_classes=cfg.get("num_classes"),
                           seed=cfg.get("seed", 0), module=module)
+
+
+def received_weights(manifest: Manifest, source: ModelSource) -> str | Path | None:
+    """The weights a manifest names, when they may be used: a published set already on this machine, or a
+    checkpoint (relative paths from the manifest's folder) whose size is within the limit and whose sha256
+    is the one recorded at export time."""
+    named = manifest.config.get("weights")
+    if named is None or named == RANDOM:
+        return None
+    if not isinstance(named, str):
+        raise ArtifactError("manifest.json: config.weights is not a name or a path")
+    record = get_spec(source.ref).weights_named(named)
+    if record is not None:
+        if record.package is None and not is_cached(record.url, sha256=record.sha256):
+            raise WeightsError(f"manifest.json asks for {source.ref}'s {safe_text(named)} weights, which are not on "
+                               "this machine; a received folder never starts a download: fetch them once with "
+                               f"`edgecnn export {source.ref} --weights {safe_text(named)}`")
+        return named
+    path = Path(named).expanduser()
+    if not path.is_absolute():  # schema 2 recorded the path as typed: read it from the manifest's folder
+        path = manifest.root / path if manifest.root else path
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {safe_text(path)} (named by manifest.json)")
+    check_limit("checkpoint_bytes", path.stat().st_size, f"checkpoint {safe_text(path)}: size", WeightsError)
+    recorded = (manifest.weights or {}).get("sha256")
+    if not recorded or sha256_file(path) != recorded:
+        raise WeightsError(f"the checkpoint {safe_text(path)} is not the one this export was made from (its sha256 "
+                           "differs from manifest.json); restore that file or export again")
+    return path
 
 
 def runtimes_for(art: Artifact, wanted: tuple[str, ...] | None) -> list[str]:
@@ -104,6 +148,19 @@ def runs_for(art: Artifact, wanted: tuple[str, ...] | None, device: str | None,
         except ConfigError as e:
             skipped.append(f"{art.key}@{name}: {e}")
     return runs, skipped
+
+
+def nothing_checked(manifest: Manifest, runtimes: tuple[str, ...] | None, skipped: list[str]) -> None:
+    """A check (or bench) that ran nothing is an error, never a pass: say why there was nothing to run."""
+    if not manifest.artifacts:
+        why = "manifest.json lists no artifacts"
+    elif skipped:
+        why = f"every pair was skipped ({safe_text(skipped[0])}{', ...' if len(skipped) > 1 else ''})"
+    else:
+        formats = sorted({a.format for a in manifest.artifacts})
+        why = (f"no runtime among {', '.join(runtimes or ())} reads this folder's artifacts "
+               f"({', '.join(formats)})")
+    raise ConfigError(f"nothing was checked: {why}")
 
 
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:

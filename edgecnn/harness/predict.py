@@ -9,9 +9,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..artifact import Artifact
-from ..data import Preprocessing
-from ..errors import CalibrationDataError, ConfigError
-from ..manifest import Manifest
+from ..data import Preprocessing, open_image
+from ..errors import ArtifactError, CalibrationDataError, ConfigError, EdgecnnError
+from ..fileio import locked
+from ..guard import safe_text
+from ..manifest import Manifest, check_preprocessing
 from ..parity import softmax
 from ..runtimes import RUNTIMES, load
 from .common import run_batched
@@ -69,18 +71,27 @@ def choose_artifact(manifest: Manifest, *, artifact: str | None = None, runtime:
 def predict_dir(out_dir: str | Path, images: list[str | Path], *, runtime: str | None = None,
                 artifact: str | None = None, top: int = 5, threads: int | None = None) -> PredictReport:
     """Top-``top`` classes of each image on one artifact of the export in ``out_dir``."""
-    manifest = Manifest.load(out_dir)
-    art = choose_artifact(manifest, artifact=artifact, runtime=runtime)
-    manifest.verify()
-    pictures = [_open(p) for p in images]
-    with load(art, runtime=runtime, threads=threads) as rt:
-        prep_dict = rt.preprocessing or manifest.preprocessing
-        labels, labels_from = ((rt.labels, "the artifact") if rt.labels else
-                               (manifest.labels, "manifest.json") if manifest.labels else (None, "none: output indices"))
-        prep = Preprocessing.from_dict(prep_dict)
-        x = np.stack([prep(im) for im in pictures]).astype(np.float32)
-        probs = softmax(run_batched(rt, x, manifest.input_shape[0]).astype(np.float64))
-        report = PredictReport(str(Path(out_dir).resolve()), art.key, rt.name, art.precision, labels_from)
+    with locked(Path(out_dir), shared=True):
+        manifest = Manifest.load(out_dir)
+        art = choose_artifact(manifest, artifact=artifact, runtime=runtime)
+        manifest.verify()
+        pictures = [_open(p) for p in images]
+        with load(art, runtime=runtime, threads=threads) as rt:
+            prep_dict = manifest.preprocessing
+            if rt.preprocessing is not None:  # what the artifact says about itself is received text too
+                try:
+                    check_preprocessing(rt.preprocessing)
+                except (ValueError, EdgecnnError) as e:
+                    raise ArtifactError(f"artifact {safe_text(art.key)} carries malformed preprocessing "
+                                        f"({safe_text(e)[:80]})") from None
+                prep_dict = rt.preprocessing
+            prep = Preprocessing.from_dict(prep_dict)
+            x = np.stack([prep(im) for im in pictures]).astype(np.float32)
+            probs = softmax(run_batched(rt, x, manifest.input_shape[0]).astype(np.float64))
+            fits = [(names, where) for names, where in ((rt.labels, "the artifact"), (manifest.labels, "manifest.json"))
+                    if isinstance(names, list) and len(names) == probs.shape[1] and all(isinstance(n, str) for n in names)]
+            labels, labels_from = fits[0] if fits else (None, "none: output indices")
+            report = PredictReport(str(Path(out_dir).resolve()), art.key, rt.name, art.precision, labels_from)
     k = min(top, probs.shape[1])
     for path, p in zip(images, probs):
         order = np.argsort(-p)[:k]
@@ -95,8 +106,6 @@ def _open(path: str | Path) -> Image.Image:
     if not path.is_file():
         raise CalibrationDataError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
+        return open_image(path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise CalibrationDataError(f"cannot read image {path} ({type(e).__name__}): not a readable image file") from None

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from .. import backends
 from ..data import Preprocessing, class_names, find_images, read_labels
 from ..errors import ConfigError
+from ..guard import check_limit
 from ..exporters.int8 import Int8Recipe, recipe_for
 from ..exporters.onnx_import import inspect_onnx
 from ..exporters.torch_onnx import check_opset
@@ -79,6 +80,7 @@ class ExportConfig:
     def resolve(self) -> "Plan":
         """Check every option and resolve every default; nothing heavy runs before this passes
         (the original is built afterwards: :meth:`Plan.build_original`, :meth:`Plan.complete`)."""
+        self.check_limits()
         source = parse_source(self.model, self.model_args)
         spec = get_spec(source.ref) if source.kind == "zoo" else None
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
@@ -123,10 +125,24 @@ class ExportConfig:
         return Plan(self, source, spec, opset, recipe, targets, missing, weights=weights, num_classes=num_classes,
                     given_labels=labels, notes=tuple(notes))
 
+    def check_limits(self) -> None:
+        """Sizes within :data:`edgecnn.guard.LIMITS`, before anything is built or read."""
+        if isinstance(self.model, (str, Path)):
+            check_limit("name", len(str(self.model)), "model name length")
+        for name, value, what in (("resolution", self.resolution, "resolution"), ("batch", self.batch, "batch"),
+                                  ("images", self.calib_size, "calib_size"), ("images", self.eval_size, "eval_size"),
+                                  ("num_classes", self.num_classes, "num_classes"),
+                                  ("resolution", self.resize, "resize"), ("resolution", self.crop, "crop")):
+            if isinstance(value, int) and not isinstance(value, bool):
+                check_limit(name, value, what)
+        if self.input_shape is not None and len(self.input_shape) == 4 and all(isinstance(d, int) for d in self.input_shape):
+            check_limit("batch", self.input_shape[0], "input batch")
+            check_limit("resolution", max(self.input_shape[2:]), "input resolution")
+
     def to_dict(self, plan: "Plan") -> dict:
         """The config as recorded in manifest.json, defaults resolved."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d.update(model=plan.source.ref, weights=None if plan.weights is None else str(plan.weights),
+        d.update(model=plan.source.ref, weights=plan.weights_record(),
                  num_classes=plan.num_classes, opset=plan.opset, targets=list(self.targets) if self.targets else None,
                  int8=plan.recipe is not None, input_shape=list(plan.input_shape) if plan.input_shape else None,
                  preprocessing=plan.prep.to_dict() if plan.prep else None,
@@ -180,6 +196,14 @@ class Plan:
         shape, said = _input_shape(self, original)
         prep, prep_note = _preprocessing(self, shape, original)
         return replace(self, input_shape=shape, prep=prep, notes=self.notes + tuple(n for n in (said, prep_note) if n))
+
+    def weights_record(self) -> str | None:
+        """The weights as manifest.json records them: a published set by name, a checkpoint by its absolute
+        path (so check finds it from any directory, and compares its sha256 with the record)."""
+        w = self.weights
+        if w is None or (self.spec is not None and isinstance(w, str) and self.spec.weights_named(w) is not None):
+            return None if w is None else str(w)
+        return str(Path(w).expanduser().resolve())
 
     def labels_of_weights(self, n_outputs: int) -> list[str] | None:
         """The published checkpoint's class names (ImageNet-1k...), when its head is kept."""

@@ -27,7 +27,8 @@ from ..exporters.onnx_import import import_onnx
 from ..exporters.sensitivity import fallback_for_budget
 from ..exporters.simplify import simplify_onnx
 from ..exporters.torch_onnx import export_onnx
-from ..fileio import locked, sha256_file
+from ..fileio import locked, remove_stale_temps, sha256_file
+from ..guard import own_dir, safe_text
 from ..harness.check import EvalImages, eval_images
 from ..manifest import Manifest, build_key
 from ..models.sources import module_identity
@@ -78,6 +79,8 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
     verify.label(ev.targets(labels, verify.reference.shape[1]))
     out = cfg.out_dir.resolve()
     with locked(out):
+        for name in remove_stale_temps(out):
+            log(f"  removed {safe_text(name)} (a temporary file left by a killed run)")
         export = _Export(plan, verify, ev, labels, calib, out, log)
         export.messages.extend(n for n in (*plan.notes, where) if n)
         manifest = export.run()
@@ -140,6 +143,11 @@ class _Export:
 
         return self.cache.stage(key, (*parts, self.meta), tagged, **kw)
 
+    @staticmethod
+    def _files(dest: Path) -> tuple[Path, ...]:
+        """What writing ``dest`` writes: the file, and for an OpenVINO IR its .bin."""
+        return (dest, dest.with_suffix(".bin")) if dest.suffix == ".xml" else (dest,)
+
     # ---- the graph ---------------------------------------------------------------------
     def run(self) -> Manifest:
         cfg, plan = self.cfg, self.plan
@@ -152,7 +160,8 @@ class _Export:
                                        input_shape=plan.input_shape, opset=plan.opset,
                                        dynamic_batch=cfg.dynamic_batch, exporter=cfg.exporter)
         fp32 = self.stage("export", (plan.source.ref, weights, plan.num_classes, plan.input_shape, cfg.dynamic_batch,
-                                     plan.opset, cfg.exporter, _versions("torch", "onnx")), make, optional=False)
+                                     plan.opset, cfg.exporter, _versions("torch", "onnx")), make, optional=False,
+                          files=(self.out / "model.onnx",))
         self.verify.evaluate(fp32)
         base = self.simplify(fp32)
         fp16 = self.fp16(base) if cfg.fp16 else None
@@ -196,7 +205,7 @@ class _Export:
             why.append(reason)
             return art
 
-        sim = self.stage("simplify", (fp32.sha256, _versions("onnxsim")), make)
+        sim = self.stage("simplify", (fp32.sha256, _versions("onnxsim")), make, files=(self.out / "model.sim.onnx",))
         if sim is None:
             if why:
                 self.say(f"simplify: kept the unsimplified model ({why[0]})")
@@ -210,7 +219,8 @@ class _Export:
 
     def fp16(self, base: Artifact) -> Artifact | None:
         art = self.stage("fp16", (base.sha256, _versions("onnxruntime")),
-                               lambda: convert_fp16(base, self.out / "model.fp16.onnx"))
+                               lambda: convert_fp16(base, self.out / "model.fp16.onnx"),
+                               files=(self.out / "model.fp16.onnx",))
         if art is not None:
             self.verify.evaluate(art)
         return art
@@ -226,7 +236,7 @@ class _Export:
             art = quantize_int8(base, dest, self.calib, recipe=r, opset=self.plan.opset, progress=self.cfg.progress)
             return replace(art, stage=stage, notes=f"{art.notes}; {note}")
 
-        art = self.stage(stage, parts, make)
+        art = self.stage(stage, parts, make, files=(dest,))
         if art is not None:
             self.verify.evaluate(art)
         return art
@@ -247,15 +257,17 @@ class _Export:
         return replace(recipe, exclude_nodes=tuple(chosen)), f"{note}; {summary}"
 
     def openvino(self, base: Artifact, fp16: bool, int8: Artifact | None) -> None:
-        ov, ir = _versions("openvino", "nncf"), self.out / "openvino"
-        meta = self.meta
+        ov, ir = _versions("openvino", "nncf"), own_dir(self.out, "openvino")
+        meta, files = self.meta, self._files
         fp32 = self.stage("openvino-fp32", (base.sha256, ov),
-                          lambda: openvino.convert_ir(base, ir / "model.fp32.xml", precision="fp32", metadata=meta))
+                          lambda: openvino.convert_ir(base, ir / "model.fp32.xml", precision="fp32", metadata=meta),
+                          files=files(ir / "model.fp32.xml"))
         if fp32 is not None:
             self.verify.evaluate(fp32)
         if fp16:
             art = self.stage("openvino-fp16", (base.sha256, ov),
-                             lambda: openvino.convert_ir(base, ir / "model.fp16.xml", precision="fp16", metadata=meta))
+                             lambda: openvino.convert_ir(base, ir / "model.fp16.xml", precision="fp16", metadata=meta),
+                             files=files(ir / "model.fp16.xml"))
             if art is not None:
                 self.verify.evaluate(art)
         if self.plan.recipe is None:
@@ -264,11 +276,13 @@ class _Export:
         qdq, nncf = OPENVINO_INT8_ROUTES
         routes = [
             self.stage(qdq, (int8.sha256, ov),
-                       lambda: openvino.convert_ir(int8, ir / "model.int8.qdq.xml", precision="int8", metadata=meta))
+                       lambda: openvino.convert_ir(int8, ir / "model.int8.qdq.xml", precision="int8", metadata=meta),
+                       files=files(ir / "model.int8.qdq.xml"))
             if int8 is not None else None,
             # the overflow fix NNCF gets depends on this CPU's ISA: part of what the IR is built from
             self.stage(nncf, (fp32.sha256, self.calib_key, ov, openvino.default_overflow_fix()),
-                       lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta))
+                       lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta),
+                       files=files(ir / "model.int8.nncf.xml"))
             if fp32 is not None else None,
         ]
         candidates = {a.stage: self.verify.evaluate(a) for a in routes if a is not None}
@@ -289,13 +303,15 @@ class _Export:
         # An engine runs only on the TensorRT and GPU that built it: both are in its build key, the version as
         # the module reports it (tensorrt-cu12/-cu13 wheels and JetPack's packages have no "tensorrt" metadata).
         target = tensorrt_backend.gpu_info(TENSORRT_DEVICE)
+        engines = own_dir(self.out, "tensorrt")
         for src in sources:
             stage = f"tensorrt-{src.precision}"
             parts = (src.sha256, target, self.plan.input_shape, self.plan.dynamic_batch)
             art = self.cache.stage(stage, parts, lambda: replace(
                 tensorrt.build_engine(src, self.out / "tensorrt", input_shape=self.plan.input_shape,
                                       dynamic_batch=self.plan.dynamic_batch, device=TENSORRT_DEVICE,
-                                      timing_cache=self.out / "tensorrt" / "timing.cache"), stage=stage))
+                                      timing_cache=self.out / "tensorrt" / "timing.cache"), stage=stage),
+                                  files=(engines / f"model.{src.precision}.engine",))
             if art is not None:
                 self.verify.evaluate(art)
 

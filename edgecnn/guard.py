@@ -1,0 +1,163 @@
+"""A received export folder is untrusted input: confine the paths read from it, bound what it may ask
+for, and print what came from it safely. One copy of each rule, used by every reader.
+
+- :func:`confined`: a path named by a received file (manifest, journal) resolves, after symlinks, to a
+  regular file inside the folder, or is refused with one line naming the entry;
+- :func:`check_limit` / :data:`LIMITS`: sizes checked before any work starts (an override per limit,
+  ``$EDGECNN_MAX_<NAME>``, for the user who really needs more);
+- :func:`safe_text`: control characters and bidi overrides escaped before the terminal, Markdown or HTML.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+from pathlib import Path
+
+from .errors import ArtifactError, ConfigError
+
+# name -> (default, what it bounds). Each is checked before work starts, with its override in the message.
+LIMITS = {
+    "resolution": (4096, "input height/width in pixels"),
+    "batch": (1024, "batch size"),
+    "images": (100_000, "calibration/evaluation images"),
+    "num_classes": (100_000, "classes"),
+    "name": (255, "characters in a model name"),
+    "checkpoint_bytes": (4 << 30, "bytes a checkpoint may expand to"),
+    "image_pixels": (64_000_000, "pixels in one image"),
+    "file_bytes": (64 << 20, "bytes in a manifest, journal or result file"),
+}
+
+
+def limit(name: str) -> int:
+    """The limit ``name``: its default, or ``$EDGECNN_MAX_<NAME>`` where the user set one."""
+    default = LIMITS[name][0]
+    raw = os.environ.get(f"EDGECNN_MAX_{name.upper()}", "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"$EDGECNN_MAX_{name.upper()} must be a whole number, got {raw!r}") from None
+
+
+def check_limit(name: str, value: int, what: str | None = None, error: type = ConfigError) -> int:
+    """``value`` unless it is above the limit ``name``: then one line saying which and how to raise it."""
+    cap = limit(name)
+    if value > cap:
+        raise error(f"{what or name.replace('_', ' ')} {value} is above edgecnn's limit of {cap} "
+                    f"{LIMITS[name][1]}; set EDGECNN_MAX_{name.upper()} to raise it")
+    return value
+
+
+def read_bounded(path: str | Path, what: str) -> str:
+    """The text of a received file (manifest, journal, results), refusing one over the ``file_bytes`` limit
+    or that is not a regular file, before reading it."""
+    path = Path(path)
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ArtifactError(f"{what} {path} is not a regular file")
+        check_limit("file_bytes", st.st_size, f"{what} {path}: size", ArtifactError)
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{what} {path} is corrupt (not UTF-8 text)") from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read {what} {path} ({e.strerror or type(e).__name__})") from None
+
+
+def confined(root: Path, rel: object, what: str) -> Path:
+    """``root / rel`` resolved, when ``rel`` is a relative path that stays inside ``root`` after every
+    symlink and names a regular file (or nothing yet); otherwise :class:`ArtifactError` naming ``what``.
+
+    ``root`` is taken as given (the user chose it); everything below it came from a received file."""
+    root = Path(root).resolve()
+    if not isinstance(rel, str) or not rel or "\x00" in rel or Path(rel).is_absolute():
+        raise ArtifactError(f"{what}: path {safe_text(repr(rel))[:80]} is not a relative path inside {root}; refused")
+    path = (root / rel).resolve()
+    if path != root and root not in path.parents:
+        raise ArtifactError(f"{what}: path {safe_text(rel)[:80]} leads outside {root}; refused")
+    if os.path.lexists(path) and not path.is_file():
+        raise ArtifactError(f"{what}: {safe_text(rel)[:80]} is not a regular file; refused")
+    return path
+
+
+def own_dir(root: Path, name: str) -> Path:
+    """The sub-folder ``name`` of an output folder, created fresh when absent; a symlink or a file there
+    is refused (a write through it would land outside the folder)."""
+    path = Path(root) / name
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ArtifactError(f"{path} is a symbolic link or not a folder; edgecnn never writes through one: "
+                            "move it away or choose another --out")
+    path.mkdir(exist_ok=True)
+    if path.is_symlink():  # lost a race with whoever made it a link
+        raise ArtifactError(f"{path} is a symbolic link; refused")
+    return path
+
+
+def finite(value: float, what: str, low: float, high: float) -> float:
+    """``value`` when it is a finite number in [low, high]; else one line (NaN would switch a test off)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise ConfigError(f"{what} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+# C0/C1 controls (ESC, BEL, CR, backspace...), DEL, and the bidi embeddings/overrides/isolates
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_text(text: object, *, newlines: bool = False) -> str:
+    """``text`` with every control character and bidi override written as a visible escape (``\\x1b``,
+    ``\\u202e``), so received text cannot move the cursor, clear the screen, set a title or reorder a line.
+    Tabs stay; newlines stay only with ``newlines``."""
+    text = str(text)
+    if not newlines:
+        text = text.replace("\n", "\\n")
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                       text)
+
+
+def safe_tree(obj: object) -> object:
+    """``obj`` (parsed JSON) with :func:`safe_text` applied to every string in it, keys included."""
+    if isinstance(obj, str):
+        return safe_text(obj)
+    if isinstance(obj, list):
+        return [safe_tree(v) for v in obj]
+    if isinstance(obj, dict):
+        return {safe_text(k) if isinstance(k, str) else k: safe_tree(v) for k, v in obj.items()}
+    return obj
+
+
+def markdown_cell(text: object) -> str:
+    """Received text as one Markdown table cell: safe for the terminal, and no '|' or HTML tag breaks out."""
+    return (safe_text(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|"))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine has free now (MemAvailable on Linux), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, an array that would take more than half the memory free now
+    (``$EDGECNN_MAX_MEMORY_FRACTION`` changes the half)."""
+    free = available_memory()
+    try:
+        fraction = float(os.environ.get("EDGECNN_MAX_MEMORY_FRACTION", "0.5"))
+    except ValueError:
+        fraction = 0.5
+    if free is not None and nbytes > free * fraction:
+        raise ConfigError(f"{what} need {nbytes / 2**30:.1f} GiB, more than {fraction:.0%} of the "
+                          f"{free / 2**30:.1f} GiB free; use fewer or smaller inputs (or set "
+                          "EDGECNN_MAX_MEMORY_FRACTION)")
