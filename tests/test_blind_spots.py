@@ -267,7 +267,7 @@ def test_bench_speedup_is_against_eager_at_the_same_batch(monkeypatch):
     monkeypatch.setattr(bench, "Manifest", SimpleNamespace(load=lambda _d: manifest))
     monkeypatch.setattr(bench, "Preprocessing", SimpleNamespace(from_dict=lambda _d: None))
     monkeypatch.setattr(bench, "evaluation_batch", lambda _p, n: np.zeros((n, 3, 8, 8), np.float32))
-    monkeypatch.setattr(bench, "original_model", lambda _m: Original("eager", "torch"))
+    monkeypatch.setattr(bench, "original_model", lambda _m, **_kw: Original("eager", "torch"))
     monkeypatch.setattr(bench, "baseline", lambda model, _name: model)
     monkeypatch.setattr(bench, "availability", lambda: {"torch": None, "onnxruntime": None, "openvino": "absent"})
 
