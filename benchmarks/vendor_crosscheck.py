@@ -12,10 +12,12 @@ Writes benchmarks/results/vendor_crosscheck.{json,md}. benchmark_app comes with 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from _results import RESULTS, save
@@ -23,11 +25,20 @@ from _results import RESULTS, save
 PRECISION_HINT = {"fp32": "f32", "fp16": "f32", "int8": "f32"}  # what edgecnn pins (int8 layers run int8 anyway)
 
 
-def benchmark_app(xml: Path, *, mode: str, threads: int, seconds: float, precision: str) -> dict:
+def benchmark_app(xml: Path, *, mode: str, threads: int, seconds: float, precision: str, shape: list[int],
+                  work: Path) -> dict:
+    """benchmark_app with the properties edgecnn's OpenVINO runtime sets: the hint, the thread count and the
+    precision go in a -load_config file (its UI refuses -nthreads next to a -hint); a dynamic-batch model
+    stays dynamic and is fed edgecnn's input shape (-data_shape), as edgecnn runs it (-shape would compile
+    a static model: faster, and not the artifact)."""
     exe = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
-    cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", mode, "-nthreads", str(threads), "-t", str(seconds),
-           "-infer_precision", PRECISION_HINT[precision]]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 10 + 120).stdout
+    config = work / f"benchmark_app.{mode}.json"
+    config.write_text(json.dumps({"CPU": {"PERFORMANCE_HINT": mode.upper(), "INFERENCE_NUM_THREADS": str(threads),
+                                          "INFERENCE_PRECISION_HINT": PRECISION_HINT[precision]}}))
+    cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", mode, "-load_config", str(config), "-t", str(max(1, round(seconds))),
+           "-data_shape", "[" + ",".join(str(d) for d in shape) + "]"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 10 + 120)
+    out = run.stdout + run.stderr
     median = re.search(r"Median:\s+([\d.]+) ms", out)
     fps = re.search(r"Throughput:\s+([\d.]+) FPS", out)
     if not (median and fps):
@@ -39,7 +50,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--seconds", type=int, default=10, help="per measurement (benchmark_app takes whole seconds)")
     ap.add_argument("--out", default=str(RESULTS / "vendor_crosscheck"))
     args = ap.parse_args()
 
@@ -55,8 +66,9 @@ def main() -> int:
                          iterations=None, duration_s=args.seconds, progress=False)
         for art in irs:
             mine = next(r for r in ours.results if r.artifact == art.key and r.runtime == "openvino")
-            theirs = benchmark_app(art.path, mode=mode, threads=args.threads, seconds=args.seconds,
-                                   precision=art.precision)
+            with tempfile.TemporaryDirectory() as work:
+                theirs = benchmark_app(art.path, mode=mode, threads=args.threads, seconds=args.seconds,
+                                       precision=art.precision, shape=[1, *manifest.input_shape[1:]], work=Path(work))
             row = {"artifact": art.key, "mode": mode, "edgecnn_p50_ms": mine.latency.p50_ms,
                    "benchmark_app_median_ms": theirs["median_ms"], "benchmark_app_images_per_s": theirs["images_per_s"],
                    "edgecnn_images_per_s": (mine.throughput.images_per_s if mine.throughput
