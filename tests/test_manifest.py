@@ -12,6 +12,7 @@ from edgecnn.artifact import describe
 from edgecnn.errors import ArtifactError
 from edgecnn.manifest import (JOURNAL, MANIFEST, SCHEMA, Manifest, build_key, intact, journal_load, journal_save,
                               reusable, try_load)
+from edgecnn.models import get_spec, preprocessing
 from edgecnn.parity import ParityResult, Tolerance
 from edgecnn.results import ArtifactResult
 
@@ -29,7 +30,7 @@ def _parity(passed: bool) -> ParityResult:
 
 def _manifest(root: Path, **kw) -> Manifest:
     fields = dict(model="squeezenet1_1", weights={"source": "random", "seed": 0}, input_shape=[1, 3, 64, 64],
-                  dynamic_batch=None, preprocessing={"resolution": 64}, config={"model": "squeezenet1_1", "out": root},
+                  dynamic_batch=None, preprocessing=preprocessing(get_spec("squeezenet1_1"), 64).to_dict(), config={"model": "squeezenet1_1", "out": root},
                   versions={"onnxruntime": "1"}, host={"cpu": {"isa": []}})
     fields.update(kw)
     return Manifest(**fields)
@@ -65,8 +66,11 @@ def test_unreadable_manifest_is_one_error_and_never_trusted(tmp_path, text, why)
     (tmp_path / MANIFEST).write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ArtifactError) as e:
         Manifest.load(tmp_path)
-    assert str(e.value) == (f"{tmp_path / MANIFEST} is corrupt or from another edgecnn version ({why}); "
-                            "export again into this folder to rebuild it")
+    if why == "UnicodeDecodeError":  # refused by the bounded reader before it is parsed
+        assert str(e.value) == f"manifest {tmp_path / MANIFEST} is corrupt (not UTF-8 text)"
+    else:
+        assert str(e.value) == (f"{tmp_path / MANIFEST} is corrupt or from another edgecnn version ({why}); "
+                                "export again into this folder to rebuild it")
     assert try_load(tmp_path) is None
 
 
@@ -87,7 +91,8 @@ def test_verify_names_the_missing_or_modified_artifact(tmp_path):
     with pytest.raises(ArtifactError) as e:
         m.verify()
     assert str(e.value) == (f"artifact int8 ({b.path}) is truncated or modified (sha256 differs from manifest.json); "
-                            "run the same `edgecnn export squeezenet1_1 ...` into this folder again to rebuild it")
+                            "move it away (edgecnn replaces only files it wrote, unchanged), then run the same "
+                            "`edgecnn export squeezenet1_1 ...` into this folder again to rebuild it")
     b.path.unlink()
     with pytest.raises(ArtifactError, match=r"^artifact int8 \(.*\) is missing; run the same `edgecnn export "):
         m.verify()
@@ -118,7 +123,7 @@ def test_an_unreadable_artifact_is_not_intact(tmp_path, monkeypatch):
     def unreadable(_art):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(edgecnn.manifest, "digest", unreadable)
+    monkeypatch.setattr(edgecnn.manifest, "sha256_file", unreadable)
     assert not intact(a)
 
 
@@ -151,14 +156,14 @@ def test_failures_passed_and_artifact_lookup(tmp_path):
 
 def test_journal_round_trip_and_unreadable_journal(tmp_path):
     a, b = _art(tmp_path, "export"), _art(tmp_path, "simplify")
-    assert journal_load(tmp_path) == []
-    journal_save(tmp_path, [a, b])
-    assert json.loads((tmp_path / JOURNAL).read_text())[0]["path"] == "model.export.onnx"
-    assert journal_load(tmp_path) == [a, b]
+    assert journal_load(tmp_path) == ([], set())
+    journal_save(tmp_path, [a, b], writing=(tmp_path / "model.int8.onnx",))
+    assert json.loads((tmp_path / JOURNAL).read_text())["artifacts"][0]["path"] == "model.export.onnx"
+    assert journal_load(tmp_path) == ([a, b], {(tmp_path / "model.int8.onnx").resolve()})
     (tmp_path / JOURNAL).write_text("[{")
-    assert journal_load(tmp_path) == []
+    assert journal_load(tmp_path) == ([], set())
     (tmp_path / JOURNAL).write_text('[{"stage": "x"}]')
-    assert journal_load(tmp_path) == []
+    assert journal_load(tmp_path) == ([], set())
 
 
 def test_build_key_and_reuse(tmp_path):
