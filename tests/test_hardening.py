@@ -434,7 +434,10 @@ def test_download_times_out_against_a_server_that_never_answers(tmp_path):
 # --- faults: Ctrl-C, two exports at once ----------------------------------------------------------
 def interrupt_at(marker: str, argv: list[str], sig: int = signal.SIGINT) -> tuple[int, str, str]:
     """Start ``argv``, send ``sig`` once stdout shows ``marker``; (exit code, stderr, stdout seen)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: a runner that starts us in the background (`cmd &` in a script)
+    # leaves SIGINT ignored, which children inherit and Python then never turns into KeyboardInterrupt.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     try:
         for line in proc.stdout:  # rich flushes every line

@@ -81,8 +81,10 @@ def _parity(name, options, tmp_path):
     spec = get_spec(name)
     # BatchNorm statistics estimated at the size the model is tested at, not at 224 px (the sweep's biggest
     # cost: NASNet-A Mobile 12 -> 5 s). Not for the int8 families: calibrated at 64 px, random ShuffleNet v2
-    # fell to int8 cosine 0.73 on AVX2; their floors below were measured on the default calibration.
-    small = None if spec.family in MOBILE_FAMILIES else _resolution(spec)
+    # fell to int8 cosine 0.73 on AVX2; their floors below were measured on the default calibration. Nor for
+    # EfficientNet: calibrated at 64 px its random SE/swish stacks reach logits of 1e3-1e4 (B1-B6, measured),
+    # where float32 re-ordering alone fails the fp32 tolerance.
+    small = None if spec.family in MOBILE_FAMILIES | {"efficientnet"} else _resolution(spec)
     model = edgecnn.create_model(name, calibration_resolution=small, **options)
     prep = preprocessing(spec, _resolution(spec))
     x = evaluation_batch(prep, 4)
