@@ -200,10 +200,11 @@ def analyse_layer(layer: QLayer, codes: np.ndarray, *, detail: bool = True) -> d
     step = layer.a_scale * layer.w_scale  # (Cout,): accumulator units -> output units
     noise_c = ((acc_err * step[None, :, None]) ** 2).sum(axis=(0, 2))
     centered = (cols - layer.a_zp).astype(np.float32)
+    w = layer.flat_weights().astype(np.float32)  # (G, O, K)
     # A channel is harmful when saturation costs it more than 7-bit weights would: only channels that
     # saturate at all can be, so the rounding noise is computed for those alone.
     hit = np.flatnonzero(noise_c > 0)
-    noise7_c = _seven_bit_noise(layer, centered, step, np.arange(cout) if detail else hit)
+    noise7_c = _seven_bit_noise(w, centered, step, np.arange(cout) if detail else hit)
     harmful = hit[noise_c[hit] > (noise7_c[hit] if detail else noise7_c)]
     row.update({"pairs": rp["n_pairs"], "risky_pairs": int(len(g)),
                 "static_worst": float(U8_MAX * np.max(np.abs(w0) + np.abs(w1)) / INT16_MAX) if len(g) else 0.0,
@@ -215,17 +216,16 @@ def analyse_layer(layer: QLayer, codes: np.ndarray, *, detail: bool = True) -> d
     if not detail:
         return row
     # The layer's output (dequantized accumulator + bias) as the signal.
-    w = layer.flat_weights().astype(np.float32)  # (G, O, K)
     acc = np.matmul(w[None], centered).reshape(cols.shape[0], cout, -1)
     y = acc * step[None, :, None] + (layer.bias[None, :, None] if layer.bias is not None else 0.0)
     signal = float(np.sum(y ** 2))
     return {**row, "sqnr_db": _db(signal, float(noise_c.sum())), "reduce_range_sqnr_db": _db(signal, float(noise7_c.sum()))}
 
 
-def _seven_bit_noise(layer: QLayer, centered: np.ndarray, step: np.ndarray, channels: np.ndarray) -> np.ndarray:
+def _seven_bit_noise(w: np.ndarray, centered: np.ndarray, step: np.ndarray, channels: np.ndarray) -> np.ndarray:
     """Energy of the error 7-bit weights (codes re-rounded to scale x 127/64) would add to each of
-    ``channels``' outputs on ``centered`` (the layer's columns minus the zero point, (N, G, K, L))."""
-    w = layer.flat_weights().astype(np.float32)  # (G, O, K)
+    ``channels``' outputs on ``centered`` (the layer's columns minus the zero point, (N, G, K, L));
+    ``w``: the layer's 8-bit weight codes as float32, (G, O, K)."""
     per_group = w.shape[1]
     delta = (np.round(w * (64 / 127)) * (127 / 64) - w).astype(np.float32).reshape(-1, w.shape[2])  # (Cout, K)
     out = np.zeros(len(channels))
