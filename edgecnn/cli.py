@@ -358,7 +358,8 @@ def _wait_and_trust(p: argparse.ArgumentParser) -> None:
                    help="fail at once if an export is writing the folder (default: wait for it to finish)")
     p.add_argument("--trust-source", action="store_true",
                    help="run the Python factory manifest.json names to rebuild the original (default: the exported "
-                        "model.onnx stands in; never run code from a folder you received)")
+                        "model.onnx stands in), and load TensorRT engines this machine did not build (native code); "
+                        "never for a folder you received from someone you do not trust")
 
 
 def _check_outputs(*paths: str | None) -> None:
@@ -450,7 +451,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     _check_outputs(args.json)
     result = predict_dir(args.out_dir, args.images, runtime=args.runtime, artifact=args.artifact, top=args.top,
-                         threads=args.threads)
+                         threads=args.threads, trust_source=args.trust_source)
     _console().print(predict_table(result))
     if args.json:
         _write_json(result.to_dict(), args.json)
@@ -597,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=positive_int, default=5, metavar="K")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--json", type=path_arg, metavar="FILE")
+    p.add_argument("--trust-source", action="store_true",
+                   help="load a TensorRT engine this machine did not build (an engine is native code)")
 
     p = sub.add_parser("bench", help="latency of every artifact and of PyTorch eager, in one run")
     p.add_argument("out_dir")

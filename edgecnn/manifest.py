@@ -66,24 +66,36 @@ class Manifest:
         return next((a for a in self.artifacts if a.key == key), None)
 
     def alternatives(self) -> set[str]:
-        """Stages that lost a selection to a working default: shown and kept, but not what a user deploys.
+        """Stages that lost a selection to a default that is in this folder: shown as such, judged like any other.
 
-        A group whose every candidate failed has no default, and then none of its stages is an alternative."""
-        return {c for sel in self.selected.values() if sel.get("default")
+        A group whose every candidate failed, or whose default is not an artifact here, has no alternatives."""
+        built = {a.key for a in self.artifacts}
+        return {c for sel in self.selected.values() if sel.get("default") in built
                 for c in sel["candidates"] if c != sel["default"]}
 
     def defaults(self) -> set[str]:
-        return {sel["default"] for sel in self.selected.values() if sel.get("default")}
+        built = {a.key for a in self.artifacts}
+        return {sel["default"] for sel in self.selected.values() if sel.get("default") in built}
 
     def failures(self) -> dict[str, str]:
-        """Stages that could not be built (no artifact), with why."""
+        """Stages that could not be built or were removed (no artifact), with why."""
         built = {a.key for a in self.artifacts}
         return {k: r.error for k, r in self.results.items() if k not in built and r.error}
 
+    def replaced(self) -> set[str]:
+        """Stages with no artifact whose selection group has a default built here that passes: the group's
+        purpose is met, so their failure does not fail the export."""
+        built = {a.key for a in self.artifacts}
+        return {c for sel in self.selected.values() if sel.get("default") in built
+                and sel["default"] in self.results and self.results[sel["default"]].ok
+                for c in sel["candidates"] if c not in built}
+
     def passed(self) -> bool:
-        """Every deployable artifact passes (or is advisory) and every stage asked for was built
-        (or replaced by a working candidate of its selection group)."""
-        return all_pass(self.results.values())
+        """Every artifact passes (advisory ones clear the floor) and every stage asked for was built (or
+        replaced by the passing default of its selection group). An export's own verdict; ``check`` judges a
+        folder from its files, never from these recorded results."""
+        built, replaced = {a.key for a in self.artifacts}, self.replaced()
+        return all_pass(r for k, r in self.results.items() if k in built or k not in replaced)
 
     def verify(self) -> None:
         """Raise :class:`ArtifactError` naming the first artifact that is missing or differs from its record."""

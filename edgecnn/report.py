@@ -41,8 +41,8 @@ def verdict(r: ArtifactResult) -> str:
         return "[green]pass[/]"
     if v == "advisory":
         return "[yellow]advisory[/]"
-    if v == "fail":
-        return f"[yellow]fail, not the default[/] {escape(failures)[:60]}"
+    if v == "not judged":
+        return f"[dim]not judged ({escape(r.not_judged or '')})[/]"
     return f"[red]FAIL[/] {escape(failures)[:70]}"
 
 

@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from edgecnn.parity import Tolerance, compare
-from edgecnn.results import ArtifactResult, all_pass
+from edgecnn.results import FLOOR_COSINE, ArtifactResult, all_pass
 from edgecnn.timing import Latency
 
 
@@ -32,14 +32,27 @@ def test_the_pass_rule():
     bad = compare(ref, ref + 1.0, precision="fp32")
     assert ArtifactResult("a", "fp32", parity=good).ok
     assert not ArtifactResult("a", "fp32", parity=bad).ok
-    advisory = ArtifactResult("q", "int8", parity=compare(ref, -ref, precision="int8"), advisory="random weights")
+    noisy = ref + np.random.default_rng(1).normal(0, 1.5, ref.shape)  # a random init's int8: close, not within
+    assert FLOOR_COSINE < compare(ref, noisy).cosine < 0.98
+    advisory = ArtifactResult("q", "int8", parity=compare(ref, noisy, precision="int8"), advisory="random weights")
     assert advisory.ok and advisory.verdict == "advisory"
+    garbage = ArtifactResult("q", "int8", parity=compare(ref, -ref, precision="int8"), advisory="random weights")
+    assert not garbage.ok and garbage.verdict == "FAIL"  # the label never passes garbage
+    deployed = ArtifactResult("q", "int8", parity=compare(ref, noisy, precision="int8"), advisory="random weights",
+                              deployed=True)
+    assert not deployed.ok and deployed.verdict == "FAIL"  # what a user deploys: its full tolerance
     broken = ArtifactResult("q", "int8", error="could not compile", advisory="random weights")
     assert not broken.ok and broken.verdict == "failed"  # never hides behind "advisory"
     loser = ArtifactResult("route", "int8", parity=bad, alternative=True)
-    assert loser.verdict == "fail" and all_pass([ArtifactResult("a", "fp32", parity=good), loser])
+    assert loser.verdict == "FAIL" and not all_pass([ArtifactResult("a", "fp32", parity=good), loser])
     assert not all_pass([ArtifactResult("a", "fp32", parity=good), ArtifactResult("b", "fp32", parity=bad)])
     assert not all_pass([ArtifactResult("stage", "fp16", error="could not build")])
+    other = ArtifactResult("int8-tensorrt", "int8", parity=compare(ref, noisy, precision="int8"),
+                           not_judged="made for TensorRT")
+    assert other.ok and other.verdict == "not judged" and not other.judged
+    assert not all_pass([other]) and all_pass([ArtifactResult("a", "fp32", parity=good), other])
+    other.parity = compare(ref, -ref, precision="int8")
+    assert not other.ok and other.verdict == "FAIL"
 
 
 def test_a_result_without_parity_or_latency_round_trips():
@@ -61,9 +74,10 @@ def test_a_result_without_parity_or_latency_round_trips():
 
 
 def test_all_pass_of_nothing_and_of_alternatives_only():
+    """Old rule: a losing alternative did not count, and a pass over nothing was a pass. Both were false passes."""
     ref = _logits()
     bad = ArtifactResult("b", "fp32", parity=compare(ref, -ref), alternative=True)
-    assert all_pass([]) and all_pass([bad])
+    assert not all_pass([]) and not all_pass([bad])
     bad.alternative = False
     assert not all_pass([bad])
 

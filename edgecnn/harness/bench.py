@@ -27,7 +27,7 @@ from ..results import ArtifactResult
 from ..runtimes import availability, check_device, load
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, measure
-from .common import nothing_checked, original_model, runs_for
+from .common import admit_engine, nothing_checked, original_model, runs_for
 
 EAGER = "torch-eager"
 ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
@@ -105,6 +105,8 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
     jobs = []  # (name, runtime, precision, what to load, device)
     for art in manifest.artifacts:
         runs, skipped = runs_for(art, runtimes, device, unavailable)
+        if runs:  # before any work: an engine is native code
+            admit_engine(manifest, art, trust_source=trust_source)
         report.skipped += skipped
         jobs += [(art.key, rt, art.precision, art, dev) for rt, dev in runs if rt != "torch"]
     if not jobs and not (runtimes and "torch" in runtimes):  # `--runtimes torch`: the PyTorch baselines alone

@@ -10,24 +10,15 @@ from ..artifact import Artifact
 from ..data import Preprocessing, evaluation_batch, imagefolder_classes, labelled_batch, match_classes
 from ..errors import ConfigError, EdgecnnError
 from ..fileio import locked
-from ..guard import check_limit
-from ..exporters.int8 import TENSORRT_STAGE
+from ..guard import check_limit, safe_text
 from ..manifest import Manifest
 from ..parity import Tolerance, accuracy, compare
 from ..results import ArtifactResult, all_pass
 from ..runtimes import availability, check_device, device_for, load
 from ..timing import measure
-from .common import nothing_checked, original_model, run_batched, runs_for
+from .common import (RANDOM_INT8_ADVISORY, admit_engine, deployed_artifact, not_judged_reason,  # noqa: F401
+                     nothing_checked, original_model, random_weights, run_batched, runs_for)
 from .layers import localise
-
-# Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
-# percentile, entropy, 128 or 400 images): near-tied random logits flip. Its int8 figures are shown, not judged.
-RANDOM_INT8_ADVISORY = "random weights: int8 fidelity is judged only with trained weights (--weights imagenet|PATH)"
-# TensorRT's QDQ model is judged through its engine. On a CPU runtime its symmetric int8 runs on other kernels:
-# measured, EfficientNet-Lite0 on AVX2 without VNNI, ONNX Runtime cosine 0.77 where exact Q/DQ arithmetic gives 0.998.
-TENSORRT_QDQ_ADVISORY = ("made for TensorRT: judged through its engine (tensorrt-int8); this runtime's CPU int8 "
-                         "kernels are not TensorRT's (AVX2 without VNNI saturates)")
-
 
 @dataclass
 class EvalImages:
@@ -76,14 +67,14 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
     """Parity (and a quick latency) of one artifact on one runtime, on ``device`` (``None``: where that
     runtime runs by default: an engine on CUDA); with ``targets`` (true classes), its accuracy and the
     change from ``baseline`` (the original's). A backend that fails is a failed result, not a crash.
-    ``random_weights``: int8 results are advisory (shown, not judged)."""
+    ``random_weights``: int8 results are advisory (judged against the floor only). TensorRT's QDQ model on
+    another runtime is not judged (its engine is), and still has to clear the floor."""
     rt_name = runtime or art.runtime
     result = ArtifactResult(artifact=art.key, precision=art.precision, runtime=rt_name, parent=art.parent,
                             device=device)
     if random_weights and art.precision == "int8":
         result.advisory = RANDOM_INT8_ADVISORY
-    elif art.key == TENSORRT_STAGE:
-        result.advisory = TENSORRT_QDQ_ADVISORY
+    result.not_judged = not_judged_reason(art, rt_name or "")
     name = art.key if runtime is None else f"{art.key}@{runtime}"
     try:
         result.device = device_for(rt_name, device)
@@ -133,8 +124,10 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
     Every ONNX artifact runs on each requested runtime that reads ONNX (ONNX Runtime, OpenVINO);
     IR and engines run on their own runtime. Each runtime runs on ``device`` when one is given (those
     that cannot are skipped, with why), else on its default: engines on CUDA, the rest on the CPU.
-    Losing alternatives are shown but do not decide ``passed``; a check that ran no (artifact, runtime)
-    pair at all is an error, never a pass.
+    Every artifact present is judged, whatever the manifest calls it ("advisory", "alternative" and "default"
+    change how a row is shown, never whether a wrong output passes); the artifact ``predict`` deploys on each
+    runtime is judged against its full tolerance; a check that judged no (artifact, runtime) pair at all is
+    an error, never a pass. A TensorRT engine this machine did not build is refused unless ``trust_source``.
     ``original``: the nn.Module an export from Python was made from (else model.onnx stands in for it).
     ``trust_source``: call the factory a manifest names (Python code) to rebuild the original.
     The folder is read under a shared lock: an export writing it is waited for (``wait=False``: refused).
@@ -153,6 +146,15 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
            trust_source) -> CheckReport:
     manifest = Manifest.load(out_dir)
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
+    unavailable = availability()
+    planned = [(art, runs_for(art, runtimes, device, unavailable)) for art in manifest.artifacts]
+    for art, (runs, _) in planned:  # before any work: an engine is native code
+        if runs:
+            admit_engine(manifest, art, trust_source=trust_source)
+    pairs = [(art, rt) for art, (runs, _) in planned for rt, _ in runs]
+    if pairs and all(not_judged_reason(art, rt) for art, rt in pairs):  # a pass over nothing is no pass
+        raise ConfigError("nothing to judge: every artifact checked is " + "; ".join(
+            sorted({f"{safe_text(art.key)} ({not_judged_reason(art, rt)})" for art, rt in pairs})))
     prep = Preprocessing.from_dict(manifest.preprocessing)
     ev = eval_images(prep, n_images, folder=images)
     x = ev.x
@@ -165,16 +167,21 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
                          images=ev.description, notes=[orig.note] if orig.note else [])
     if targets is not None:
         report.original = accuracy(reference, targets)
-    unavailable = availability()
-    for art in manifest.artifacts:
-        runs, skipped = runs_for(art, runtimes, device, unavailable)
+    deployed: dict[str, str | None] = {}
+    for art, (runs, skipped) in planned:
         report.skipped += skipped
         for rt_name, rt_device in runs:
+            if rt_name not in deployed:
+                try:
+                    deployed[rt_name] = deployed_artifact(manifest, rt_name).key
+                except ConfigError:
+                    deployed[rt_name] = None
             res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name, device=rt_device,
                                     latency=False, tolerance=(tolerances or {}).get(art.precision),
                                     random_weights=random_weights(manifest), targets=targets,
                                     baseline=report.original)
             res.alternative = art.key in alternatives
+            res.deployed = deployed[rt_name] == art.key
             report.results.append(res)
     if not report.results:
         nothing_checked(manifest, runtimes, report.skipped)
@@ -182,7 +189,3 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
         report.layers = localise(manifest, x[: min(len(x), 8)])
     return report
 
-
-def random_weights(manifest: Manifest) -> bool:
-    """A zoo model exported with a random init (its int8 results are advisory)."""
-    return (manifest.source or {}).get("kind", "zoo") == "zoo" and manifest.config.get("weights") is None

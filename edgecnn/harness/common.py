@@ -11,6 +11,7 @@ import torch
 from ..artifact import Artifact
 from ..errors import ArtifactError, ConfigError, WeightsError
 from ..exporters.graph import chunks
+from ..exporters.int8 import TENSORRT_STAGE
 from ..fileio import sha256_file
 from ..guard import check_limit, safe_text
 from ..manifest import Manifest
@@ -22,6 +23,15 @@ from ..runtimes.torch import reference_logits
 from ..weights import is_cached
 
 ORIGINAL_BATCH = 16  # the chunk an original with a free batch dimension is run in
+
+# Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
+# percentile, entropy, 128 or 400 images): near-tied random logits flip. Its int8 rows are judged against the
+# floor only (results.clears_floor), and never deployed.
+RANDOM_INT8_ADVISORY = "random weights: int8 fidelity is judged only with trained weights (--weights imagenet|PATH)"
+# TensorRT's QDQ model is judged through its engine. On a CPU runtime its symmetric int8 runs on other kernels:
+# measured, EfficientNet-Lite0 on AVX2 without VNNI, ONNX Runtime cosine 0.77 where exact Q/DQ arithmetic gives 0.998.
+NOT_JUDGED_TENSORRT = "made for TensorRT; judged through its engine"
+ENGINE_RUNTIME = "tensorrt"
 
 
 @dataclass
@@ -161,6 +171,69 @@ def nothing_checked(manifest: Manifest, runtimes: tuple[str, ...] | None, skippe
         why = (f"no runtime among {', '.join(runtimes or ())} reads this folder's artifacts "
                f"({', '.join(formats)})")
     raise ConfigError(f"nothing was checked: {why}")
+
+
+def random_weights(manifest: Manifest) -> bool:
+    """A zoo model exported with a random init (its int8 results are advisory)."""
+    return (manifest.source or {}).get("kind", "zoo") == "zoo" and manifest.config.get("weights") is None
+
+
+def advisory_reason(manifest: Manifest, art: Artifact) -> str | None:
+    """Why ``art``'s row is judged against the floor only (int8 of a random init), or None."""
+    return RANDOM_INT8_ADVISORY if random_weights(manifest) and art.precision == "int8" else None
+
+
+def not_judged_reason(art: Artifact, runtime: str) -> str | None:
+    """Why ``art`` on ``runtime`` is not an artifact to pass or fail (TensorRT's QDQ model on a CPU runtime:
+    its engine is judged), or None. Decided by the name, which can only take rights away: such a row still
+    has to clear the floor, is not counted, and is never deployed on that runtime."""
+    return NOT_JUDGED_TENSORRT if art.key == TENSORRT_STAGE and runtime != ENGINE_RUNTIME else None
+
+
+def deployed_artifact(manifest: Manifest, runtime: str) -> Artifact:
+    """The one artifact a user deploys on ``runtime`` (what ``predict`` runs, and what ``check`` judges against
+    its full tolerance): among the artifacts that runtime runs and that are judged there, a passing int8 that is
+    neither advisory nor a losing alternative, else the most derived passing fp32 (simplified over exported),
+    else the last one. ``ConfigError`` when that runtime runs none of them."""
+    formats = RUNTIMES.get(runtime).formats
+    own = [a for a in manifest.artifacts if a.runtime == runtime] or [a for a in manifest.artifacts
+                                                                      if a.format in formats]
+    own = [a for a in own if a.format in formats and not_judged_reason(a, runtime) is None]
+    if not own:
+        raise ConfigError(f"this export has no artifact {runtime} runs and judges; built: "
+                          f"{', '.join(f'{safe_text(a.key)} ({a.format})' for a in manifest.artifacts)}")
+    alternatives = manifest.alternatives()
+
+    def deployable(a: Artifact) -> bool:
+        r = manifest.results.get(a.key)
+        return (a.key not in alternatives and advisory_reason(manifest, a) is None
+                and (r is None or (r.error is None and (r.parity is None or r.parity.passed))))
+
+    for precision in ("int8", "fp32"):
+        picks = [a for a in own if a.precision == precision and deployable(a)]
+        if picks:
+            return picks[-1]
+    return own[-1]
+
+
+def built_here(manifest: Manifest, art: Artifact) -> bool:
+    """This machine's ownership ledger proves it wrote every file of ``art`` (these exact bytes)."""
+    try:
+        from ..ledger import proves  # the local record outside the folder (edgecnn/ledger.py)
+    except ImportError:  # no ledger: nothing is proved
+        return False
+    folder = manifest.root
+    return folder is not None and all(proves(folder, f) for f in art.files)
+
+
+def admit_engine(manifest: Manifest, art: Artifact, *, trust_source: bool) -> None:
+    """Refuse to deserialize a TensorRT engine this machine did not build, unless ``trust_source``: an engine is
+    native code, and NVIDIA documents deserializing an untrusted one as running untrusted code."""
+    if art.format != ENGINE_RUNTIME or trust_source or built_here(manifest, art):
+        return
+    raise ArtifactError(f"refused to load the TensorRT engine {safe_text(art.path.name)}: an engine is native code "
+                        "and this machine did not build it; rebuild it here (`edgecnn export ... --targets tensorrt`) "
+                        "or pass --trust-source if you trust whoever made it")
 
 
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:

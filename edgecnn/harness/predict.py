@@ -15,8 +15,8 @@ from ..fileio import locked
 from ..guard import safe_text
 from ..manifest import Manifest, check_preprocessing
 from ..parity import softmax
-from ..runtimes import RUNTIMES, load
-from .common import run_batched
+from ..runtimes import load
+from .common import admit_engine, deployed_artifact, not_judged_reason, run_batched
 
 DEFAULT_RUNTIME = "onnxruntime"
 
@@ -41,40 +41,33 @@ class PredictReport:
 
 
 def choose_artifact(manifest: Manifest, *, artifact: str | None = None, runtime: str | None = None) -> Artifact:
-    """The artifact named, else the one a user deploys on ``runtime``: a passing, non-advisory int8 that
-    is no losing alternative, else the most derived passing fp32 (simplified over exported)."""
-    if artifact is not None:
-        art = manifest.artifact(artifact)
-        if art is None:
-            raise ConfigError(f"no artifact '{artifact}' in this export; artifacts: "
-                              f"{', '.join(a.key for a in manifest.artifacts)}")
-        return art
-    runtime = runtime or DEFAULT_RUNTIME
-    formats = RUNTIMES.get(runtime).formats
-    own = [a for a in manifest.artifacts if a.runtime == runtime] or [a for a in manifest.artifacts
-                                                                      if a.format in formats]
-    if not own:
-        raise ConfigError(f"this export has no artifact {runtime} runs; built: "
-                          f"{', '.join(f'{a.key} ({a.format})' for a in manifest.artifacts)}")
-
-    def deployable(a: Artifact) -> bool:
-        r = manifest.results.get(a.key)
-        return r is None or (r.ok and not r.alternative and r.advisory is None)
-
-    for precision in ("int8", "fp32"):
-        picks = [a for a in own if a.precision == precision and deployable(a)]
-        if picks:
-            return picks[-1]
-    return own[-1]
+    """The artifact named, else the one a user deploys on ``runtime`` (:func:`common.deployed_artifact`, the
+    same choice ``check`` judges against its full tolerance). An artifact that is not judged on ``runtime``
+    (TensorRT's QDQ model on a CPU runtime) is never run, even when named."""
+    if artifact is None:
+        return deployed_artifact(manifest, runtime or DEFAULT_RUNTIME)
+    art = manifest.artifact(artifact)
+    if art is None:
+        raise ConfigError(f"no artifact '{safe_text(artifact)}' in this export; artifacts: "
+                          f"{', '.join(safe_text(a.key) for a in manifest.artifacts)}")
+    runtime = runtime or art.runtime or DEFAULT_RUNTIME
+    why = not_judged_reason(art, runtime)
+    if why:
+        raise ConfigError(f"artifact {safe_text(art.key)} is not deployed on {runtime} ({why}): deploy its engine, "
+                          "or another artifact")
+    return art
 
 
 def predict_dir(out_dir: str | Path, images: list[str | Path], *, runtime: str | None = None,
-                artifact: str | None = None, top: int = 5, threads: int | None = None) -> PredictReport:
-    """Top-``top`` classes of each image on one artifact of the export in ``out_dir``."""
+                artifact: str | None = None, top: int = 5, threads: int | None = None,
+                trust_source: bool = False) -> PredictReport:
+    """Top-``top`` classes of each image on one artifact of the export in ``out_dir``; a TensorRT engine this
+    machine did not build is refused unless ``trust_source``."""
     with locked(Path(out_dir), shared=True):
         manifest = Manifest.load(out_dir)
         art = choose_artifact(manifest, artifact=artifact, runtime=runtime)
         manifest.verify()
+        admit_engine(manifest, art, trust_source=trust_source)
         pictures = [_open(p) for p in images]
         with load(art, runtime=runtime, threads=threads) as rt:
             prep_dict = manifest.preprocessing

@@ -36,7 +36,7 @@ from ..results import ArtifactResult
 from ..errors import ConfigError
 from .cache import BuildCache
 from .config import ExportConfig, Plan
-from .select import flag_slower_int8, p50, select_default
+from .select import flag_slower_int8, p50, select_route
 from .verify import Verifier
 
 SENSITIVITY_IMAGES = 64
@@ -134,6 +134,7 @@ class _Export:
         self.calib_key = build_key(calib.shape, _array_digest(calib)) if calib is not None else None
         self.meta = model_metadata(labels, plan.prep.to_dict())  # type: ignore[union-attr]
         self.selected: dict[str, dict] = {}
+        self.removed: dict[str, str] = {}  # stage -> why: a losing candidate that failed parity, removed
 
     def stage(self, key: str, parts: tuple, make: Callable[[], Artifact | None], **kw) -> Artifact | None:
         """A cache stage whose ONNX output carries the labels and preprocessing (part of its build key)."""
@@ -176,7 +177,7 @@ class _Export:
 
     def manifest(self, weights: dict) -> Manifest:
         results = dict(self.verify.results)
-        for stage, why in self.cache.failed.items():
+        for stage, why in {**self.cache.failed, **self.removed}.items():
             results[stage] = ArtifactResult.failed(stage, _precision(stage), why)
         alternatives = {c for sel in self.selected.values() if sel["default"] for c in sel["candidates"]
                         if c != sel["default"]}
@@ -285,9 +286,11 @@ class _Export:
                        files=files(ir / "model.int8.nncf.xml"))
             if fp32 is not None else None,
         ]
-        candidates = {a.stage: self.verify.evaluate(a) for a in routes if a is not None}
-        best = select_default(candidates, baseline_p50=p50(self.verify.results.get("openvino-fp32")))
-        self.selected["openvino:int8"] = {"default": best, "candidates": list(OPENVINO_INT8_ROUTES)}
+        built = {a.stage: a for a in routes if a is not None}
+        candidates = {stage: self.verify.evaluate(a) for stage, a in built.items()}
+        best, rule = select_route(candidates, order=OPENVINO_INT8_ROUTES,
+                                  baseline_p50=p50(self.verify.results.get("openvino-fp32")))
+        self.selected["openvino:int8"] = {"default": best, "candidates": list(OPENVINO_INT8_ROUTES), "rule": rule}
         for stage, res in candidates.items():  # a route that failed to build was reported by the cache
             if res.error is None:
                 lat = p50(res)
@@ -298,6 +301,22 @@ class _Export:
                 self.say(f"{stage}: failed: {res.error}")
         if best is None:
             self.say("openvino int8: no route works on this machine")
+            return
+        self.say(f"openvino int8: default {best} ({rule})")
+        if candidates[best].ok:
+            for stage, res in candidates.items():
+                if stage != best and res.error is None and not res.ok:
+                    self.remove_loser(built[stage], res, best)
+
+    def remove_loser(self, art: Artifact, res: ArtifactResult, best: str) -> None:
+        """A losing candidate whose outputs fail is not kept posing as a harmless alternative: its files are
+        removed (this run wrote them) and it is recorded as a failed result with no artifact. The group's
+        passing default stands for it, so the export passes; ``check`` never sees a failing file to deploy."""
+        why = f"removed: lost to {best} and fails parity ({'; '.join(res.parity.failures)})"
+        self.cache.drop(art)
+        self.verify.forget(art)
+        self.removed[art.key] = why
+        self.say(f"{art.stage}: {why}")
 
     def tensorrt(self, sources: list[Artifact]) -> None:
         # An engine runs only on the TensorRT and GPU that built it: both are in its build key, the version as

@@ -22,22 +22,74 @@ def working(result: ArtifactResult) -> bool:
     return result.error is None and result.parity is not None and math.isfinite(result.parity.cosine)
 
 
-def select_default(candidates: dict[str, ArtifactResult], *, baseline_p50: float | None = None) -> str | None:
-    """The stage to deploy among ``candidates`` (stage -> result), or None when none works.
+# Two p50s differ only when the gap exceeds this many standard errors of their difference (each p50's standard
+# error from its own samples: 1.2533 * std / sqrt(n), the large-sample error of a median). 3 sigma: two identical
+# runs on a quiet machine cross it about 0.3% of the time; below it, the fixed order decides.
+NOISE_SIGMAS = 3.0
 
-    A candidate that failed to build, load, compile or run is never chosen. Among the working ones:
-    fidelity first (passes its tolerance), then not slower than the fp32 baseline on the same runtime
-    (an int8 model slower than fp32 has no reason to be deployed where another is not), then cosine to
-    3 decimals, then speed.
+
+def p50_noise(result: ArtifactResult | None) -> float:
+    """The standard error of ``result``'s p50, in ms, from the spread of its own latency samples (0 without)."""
+    lat = result.latency if result is not None else None
+    if lat is None or lat.n < 2 or not math.isfinite(lat.std_ms):
+        return 0.0
+    return 1.2533 * lat.std_ms / math.sqrt(lat.n)
+
+
+def faster_beyond_noise(a: ArtifactResult, b: ArtifactResult) -> bool:
+    """``a``'s p50 is below ``b``'s by more than the measurement's noise."""
+    pa, pb = p50(a), p50(b)
+    if pa is None or pb is None:
+        return False
+    return pb - pa > NOISE_SIGMAS * math.hypot(p50_noise(a), p50_noise(b))
+
+
+def select_route(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...] = (),
+                 baseline_p50: float | None = None) -> tuple[str | None, str]:
+    """The stage to deploy among ``candidates`` (stage -> result), or None when none works, and the rule
+    that decided, in words.
+
+    A candidate that failed to build, load, compile or run is never chosen. Among the working ones, in turn:
+    fidelity (passes its tolerance), not slower than the fp32 baseline on the same runtime by more than
+    :data:`SLOWER_MARGIN` (an int8 model slower than fp32 has no reason to be deployed), cosine to 3 decimals,
+    then speed only where the p50s differ by more than their measured noise (:func:`faster_beyond_noise`), else
+    the fixed tie-break: the first in ``order`` (then by name). The answer does not depend on the dict's order.
     """
-    def score(item: tuple[str, ArtifactResult]) -> tuple:
-        r = item[1]
-        lat = p50(r)
-        slower = baseline_p50 is not None and lat is not None and lat > SLOWER_MARGIN * baseline_p50
-        return (r.parity.passed, not slower, round(r.parity.cosine, 3), -(lat or 0.0))
+    ok = sorted((k for k, r in candidates.items() if working(r)),
+                key=lambda k: (order.index(k) if k in order else len(order), k))
+    if not ok:
+        return None, "no candidate works"
+    if len(ok) == 1:
+        return ok[0], "the only working candidate"
 
-    ok = [(k, r) for k, r in candidates.items() if working(r)]
-    return max(ok, key=score)[0] if ok else None
+    def slower(k: str) -> bool:
+        lat = p50(candidates[k])
+        return baseline_p50 is not None and lat is not None and lat > SLOWER_MARGIN * baseline_p50
+
+    steps = (("fidelity: passes its tolerance", lambda k: candidates[k].parity.passed),
+             (f"not slower than fp32 (x{SLOWER_MARGIN})", lambda k: not slower(k)),
+             ("fidelity: higher cosine (3 decimals)", lambda k: round(candidates[k].parity.cosine, 3)))
+    for rule, key in steps:
+        best = max(key(k) for k in ok)
+        if any(key(k) != best for k in ok):
+            ok = [k for k in ok if key(k) == best]
+            if len(ok) == 1:
+                return ok[0], rule
+    champion = ok[0]
+    for k in ok[1:]:
+        if faster_beyond_noise(candidates[k], candidates[champion]):
+            champion = k
+    if champion != ok[0] or any(faster_beyond_noise(candidates[ok[0]], candidates[k]) for k in ok[1:]):
+        noise = max(p50_noise(candidates[k]) for k in ok)
+        return champion, (f"speed: p50 {p50(candidates[champion]):.2f} ms, faster beyond the noise "
+                          f"({NOISE_SIGMAS:g} x the p50s' standard error, up to {noise:.3f} ms)")
+    return champion, "tie (same fidelity, p50s within their measured noise): the first of " + ", ".join(ok)
+
+
+def select_default(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...] = (),
+                   baseline_p50: float | None = None) -> str | None:
+    """:func:`select_route`'s stage alone."""
+    return select_route(candidates, order=order, baseline_p50=baseline_p50)[0]
 
 
 def flag_slower_int8(artifacts: list[Artifact], results: dict[str, ArtifactResult]) -> list[str]:
