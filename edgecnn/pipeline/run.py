@@ -305,14 +305,16 @@ class _Export:
         self.say(f"openvino int8: default {best} ({rule})")
         if candidates[best].ok:
             for stage, res in candidates.items():
-                if stage != best and res.error is None and not res.ok:
+                if stage != best and not res.ok:
                     self.remove_loser(built[stage], res, best)
 
     def remove_loser(self, art: Artifact, res: ArtifactResult, best: str) -> None:
-        """A losing candidate whose outputs fail is not kept posing as a harmless alternative: its files are
-        removed (this run wrote them) and it is recorded as a failed result with no artifact. The group's
-        passing default stands for it, so the export passes; ``check`` never sees a failing file to deploy."""
-        why = f"removed: lost to {best} and fails parity ({'; '.join(res.parity.failures)})"
+        """A losing candidate that fails (parity, or could not load or run here) is not kept posing as a harmless
+        alternative: its files are removed (this run wrote them) and it is recorded as a failed result with no
+        artifact. The group's passing default stands for it, so the export passes, and ``check`` (which judges
+        every file present) and ``predict`` never meet a failing file in the folder."""
+        why = res.error or f"fails parity ({'; '.join(res.parity.failures)})"
+        why = f"removed, lost to {best}: {why}"
         self.cache.drop(art)
         self.verify.forget(art)
         self.removed[art.key] = why
