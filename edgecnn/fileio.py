@@ -1,6 +1,9 @@
 """Files written so that nothing half-written is ever trusted, and the lock that serialises writers.
 
-- :func:`atomic_path`: write to a temporary name beside the destination, rename only on success;
+- :func:`atomic_path`: write to a temporary name beside the destination, rename only on success, and record
+  the file in the local record (:mod:`edgecnn.ledger`) that alone proves it edgecnn's later;
+- :func:`temp_dir` / :func:`remove_stale_temps`: work folders, and the sweep of a killed run's left-overs
+  (only names the local record holds, never a name that merely looks like edgecnn's);
 - :func:`writable_dir`: prove a folder is writable before minutes of work, not after;
 - :func:`write_failure`: the one-line error for a full disk or a read-only folder;
 - :func:`sha256_file`: the content hash every artifact, checkpoint and download is checked against;
@@ -15,13 +18,13 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import stat
 from pathlib import Path
 from typing import Iterator
 
+from . import ledger
 from .errors import BusyError, ExportError
 
 # A write that fails for lack of room (or a read-only disk): the user's to fix, not a bug.
@@ -43,17 +46,35 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+TEMP_PREFIX = ".edgecnn-tmp-"  # + 32 hex digits: a name no user file has, and no other edgecnn run picks
+
+
+def temp_name(parent: str | Path, name: str, tail: str = "") -> Path:
+    """A fresh temporary name in ``parent``: ``.edgecnn-tmp-<32 hex>-<name><tail>``."""
+    return Path(parent) / f"{TEMP_PREFIX}{secrets.token_hex(16)}-{name[:96]}{tail}"
+
+
+def place(tmp: str | Path, dest: str | Path) -> None:
+    """Rename the finished ``tmp`` onto ``dest`` and record ``dest`` in the local record (:mod:`edgecnn.ledger`)
+    with the hash of the bytes written: the one place a file edgecnn writes becomes provably its own."""
+    sha = sha256_file(tmp)
+    os.replace(tmp, dest)
+    ledger.record(Path(dest).parent, dest, sha)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.
 
-    Nothing half-written ever carries the final name: Ctrl-C, a full disk or an exception
-    leaves at most a ``.tmp`` file that is removed here (or ignored by later runs).
+    Nothing half-written ever carries the final name: Ctrl-C, a full disk or an exception leaves at most
+    a temporary file, removed here; a kill -9 leaves one the next export proves stale and removes (its
+    name is registered in the local record before it is created). The renamed file is recorded there.
     """
     dest = Path(dest)
-    tmp_path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}{suffix or dest.suffix + '.tmp'}"
+    tmp_path = temp_name(dest.parent, dest.name, suffix or ".tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        ledger.pending(dest.parent, tmp_path)
         # Not mkstemp: its files are 0600, and an artifact should get the permissions of any other file (umask).
         fd = create_new(tmp_path)
     except OSError as e:
@@ -61,15 +82,32 @@ def atomic_path(dest: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield tmp_path
-        os.replace(tmp_path, dest)
+        place(tmp_path, dest)
     except OSError as e:
         error = write_failure(e, dest)
         if error is None:
             raise
         raise error from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            if os.path.lexists(tmp_path):
+                tmp_path.unlink()
+        ledger.forget(dest.parent, tmp_path)
+
+
+@contextlib.contextmanager
+def temp_dir(parent: str | Path, label: str) -> Iterator[Path]:
+    """A fresh work folder in ``parent`` (``.edgecnn-tmp-<32 hex>-<label>``), registered in the local record
+    before it is created, removed (with its record) when the block ends."""
+    parent = Path(parent)
+    work = temp_name(parent, label)
+    parent.mkdir(parents=True, exist_ok=True)
+    ledger.pending(parent, work)
+    try:
+        work.mkdir()
+        yield work
+    finally:
+        _remove(parent, work)
 
 
 def writable_dir(folder: str | Path) -> Path:
@@ -77,9 +115,13 @@ def writable_dir(folder: str | Path) -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}-{secrets.token_hex(8)}"  # unguessable, and never followed
-        os.close(create_new(probe))
-        probe.unlink()
+        probe = temp_name(folder, "write-test")  # unguessable, and never followed
+        ledger.pending(folder, probe)
+        try:
+            os.close(create_new(probe))
+            probe.unlink()
+        finally:
+            ledger.forget(folder, probe)
     except OSError as e:
         why = "a file has that name" if folder.is_file() else e.strerror or e
         raise ExportError(f"output folder {folder} is not writable ({why})") from None
@@ -153,27 +195,29 @@ def _open_lock(path: Path, shared: bool) -> int | None:
     return fd
 
 
-TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}(\.[A-Za-z0-9]+)*\.tmp$|^\.write-test-\d+-[0-9a-f]{16}$")
-
-
-TEMP_DIR = re.compile(r"^\.(edgecnn-int8-|ir-)[A-Za-z0-9_]{6,}$")  # int8's and OpenVINO's work folders
-
-
 def remove_stale_temps(root: Path, folders: tuple[str, ...] = ("", "openvino", "tensorrt")) -> list[str]:
-    """Under the exclusive lock no other edgecnn writer is active here, so temporary files (the names
-    :func:`atomic_path` and :func:`writable_dir` make) and the int8/OpenVINO work folders are left-overs
-    of a killed run: remove them. Only entries with exactly those names, never through a symlink."""
+    """Remove the temporary files and work folders a killed run of this machine's edgecnn left in ``root``
+    (and its sub-folders ``folders``): only names the local record says a process that is no longer running
+    registered before creating them (:func:`edgecnn.ledger.stale`), never a file because of its name,
+    never through a symlink."""
     removed = []
     for sub in folders:
         folder = Path(root) / sub
         if folder.is_symlink() or not folder.is_dir():
             continue
-        for entry in os.scandir(folder):
-            if TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed.append(os.path.join(sub, entry.name))
-            elif TEMP_DIR.match(entry.name) and entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)  # rmtree never follows a symlink inside
-                removed.append(os.path.join(sub, entry.name))
+        for path in ledger.stale(folder):
+            if path.name.startswith(TEMP_PREFIX):
+                _remove(folder, path)
+                removed.append(os.path.join(sub, path.name))
     return removed
+
+
+def _remove(folder: Path, path: Path) -> None:
+    """Remove edgecnn's own temporary ``path`` (a file, a link as itself, or a work folder) and its records."""
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            ledger.forget_folder(path)
+            shutil.rmtree(path, ignore_errors=True)  # rmtree never follows a symlink inside
+        elif os.path.lexists(path):
+            path.unlink()
+    ledger.forget(folder, path)

@@ -3,7 +3,8 @@
 Written atomically (temp file + rename) under an exclusive lock on the output folder, so two
 exports into one folder cannot interleave and a crash never leaves a half-written manifest.
 The journal (``.edgecnn-journal.json``) records the artifacts an unfinished run completed, so the
-next run reuses them; it is never read as a result.
+next run reuses them; it is never read as a result, and neither it nor a manifest decides what an export
+may replace, prune or reuse: only the local record outside the folder does (:mod:`edgecnn.ledger`).
 
 A manifest or journal may come from someone else (a zip, a CI artifact, a shared drive): every path in
 it is confined to the folder (:func:`edgecnn.guard.confined`), every size it asks for is bounded
@@ -20,10 +21,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifact import WRITTEN_SUFFIXES, Artifact, combine
+from . import ledger
+from .artifact import Artifact, combine
 from .errors import ArtifactError, EdgecnnError
 from .fileio import atomic_path, sha256_file
-from .guard import check_limit, confined, read_bounded, safe_text
+from .guard import check_limit, read_bounded, safe_text
 from .results import ArtifactResult, all_pass
 
 MANIFEST = "manifest.json"
@@ -252,27 +254,26 @@ def recorded_artifacts(root: Path) -> list[Artifact]:
     return found
 
 
-def journal_load(root: Path) -> tuple[list[Artifact], set[Path]]:
-    """Artifacts an unfinished (interrupted) run completed, and the files it was writing when it stopped
-    (its to replace); empty when there is no journal, or one that cannot be trusted."""
+def journal_load(root: Path) -> list[Artifact]:
+    """Artifacts an unfinished (interrupted) run completed: empty when there is no journal, one this machine's
+    edgecnn did not write here (:mod:`edgecnn.ledger`: a journal grants nothing by itself), or one that
+    cannot be read. Each is still reused only when the local record proves its files (:func:`reusable`)."""
     try:
-        if (root / JOURNAL).is_symlink():
-            return [], set()
+        if not ledger.proves(root, root / JOURNAL):
+            return []
         data = json.loads(read_bounded(root / JOURNAL, "journal"))
         if isinstance(data, list):  # schema 2: the artifacts alone
-            data = {"artifacts": data, "writing": []}
-        arts = [Artifact.from_json(a, root) for a in data["artifacts"]]
-        return arts, {confined(root, p, "journal") for p in data["writing"] if isinstance(p, str) and Path(p).suffix in WRITTEN_SUFFIXES}
+            data = {"artifacts": data}
+        return [Artifact.from_json(a, root) for a in data["artifacts"]]
     except (EdgecnnError, KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError, RecursionError,
             OSError):
-        return [], set()
+        return []
 
 
-def journal_save(root: Path, artifacts: list[Artifact], writing: tuple[Path, ...] = ()) -> None:
-    """Record the artifacts finished so far, so an interrupted run's next attempt reuses them, and the
-    files about to be written (a run killed between writing one and recording it owns it all the same)."""
-    data = {"artifacts": [a.to_json(root) for a in artifacts],
-            "writing": [os.path.relpath(p, root) for p in writing]}
+def journal_save(root: Path, artifacts: list[Artifact]) -> None:
+    """Record the artifacts finished so far, so an interrupted run's next attempt reuses them (what it may
+    replace is the local record's to say, never the journal's)."""
+    data = {"artifacts": [a.to_json(root) for a in artifacts]}
     with atomic_path(root / JOURNAL) as tmp:
         tmp.write_text(json.dumps(data, default=str))
 
@@ -281,9 +282,20 @@ def build_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def reusable(previous: list[Artifact], key: str, build: str) -> Artifact | None:
-    """An earlier artifact for ``key`` built from the same inputs and intact on disk, if any."""
-    return next((a for a in previous if a.key == key and a.build_key == build and intact(a)), None)
+def reusable(previous: list[Artifact], key: str, build: str, root: Path) -> Artifact | None:
+    """An earlier artifact for ``key`` built from the same inputs, whose files the local record proves this
+    machine's edgecnn wrote in ``root``, byte for byte, if any: a received or edited record reuses nothing."""
+    return next((a for a in previous if a.key == key and a.build_key == build and ours(a, root)), None)
+
+
+def ours(art: Artifact, root: Path) -> bool:
+    """Every file of ``art`` is exactly what this machine's edgecnn wrote in ``root`` (:func:`edgecnn.ledger.proven`),
+    and ``art``'s record describes those bytes (its sha256 and per-file digests): each file hashed once."""
+    hashes = [ledger.proven(root, f) for f in art.files]
+    if None in hashes:
+        return False
+    own = {name: sha for name, sha, _size in art.digests}
+    return combine(hashes) == art.sha256 and all(own.get(f.name, h) == h for f, h in zip(art.files, hashes))
 
 
 def intact(art: Artifact) -> bool:

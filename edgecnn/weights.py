@@ -22,6 +22,7 @@ import torch.nn as nn
 from .errors import DownloadError, WeightsError
 from .fileio import sha256_file
 from .guard import check_limit
+from .ledger import cache_dir  # noqa: F401  (one rule for the cache folder: weights and the local record)
 
 DEFAULT_TIMEOUT_S = 30.0
 # Prefixes that wrappers put in front of every key: DataParallel/DDP ('module.'), Lightning and most
@@ -32,14 +33,6 @@ WRAPPER_PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
 def offline() -> bool:
     """``$EDGECNN_OFFLINE`` set (1/true/yes): never download; use cached or installed weights only."""
     return os.environ.get("EDGECNN_OFFLINE", "").strip().lower() in ("1", "true", "yes")
-
-
-def cache_dir() -> Path:
-    """``$EDGECNN_CACHE`` or ``$XDG_CACHE_HOME/edgecnn`` (``~/.cache/edgecnn``)."""
-    env = os.environ.get("EDGECNN_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecnn"
 
 
 def download(url: str, *, sha256: str | None, dest_dir: str | Path | None = None,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edgecnn import ledger
 from edgecnn.artifact import describe
 from edgecnn.errors import ArtifactError
 from edgecnn.manifest import (JOURNAL, MANIFEST, SCHEMA, Manifest, build_key, intact, journal_load, journal_save,
@@ -156,14 +157,26 @@ def test_failures_passed_and_artifact_lookup(tmp_path):
 
 def test_journal_round_trip_and_unreadable_journal(tmp_path):
     a, b = _art(tmp_path, "export"), _art(tmp_path, "simplify")
-    assert journal_load(tmp_path) == ([], set())
-    journal_save(tmp_path, [a, b], writing=(tmp_path / "model.int8.onnx",))
+    assert journal_load(tmp_path) == []
+    journal_save(tmp_path, [a, b])
     assert json.loads((tmp_path / JOURNAL).read_text())["artifacts"][0]["path"] == "model.export.onnx"
-    assert journal_load(tmp_path) == ([a, b], {(tmp_path / "model.int8.onnx").resolve()})
+    assert journal_load(tmp_path) == [a, b]
     (tmp_path / JOURNAL).write_text("[{")
-    assert journal_load(tmp_path) == ([], set())
+    assert journal_load(tmp_path) == []
     (tmp_path / JOURNAL).write_text('[{"stage": "x"}]')
-    assert journal_load(tmp_path) == ([], set())
+    assert journal_load(tmp_path) == []
+
+
+def test_a_journal_this_machine_did_not_write_is_not_read(tmp_path):
+    """The journal names what to reuse only when the local record proves edgecnn wrote it here (issue 20)."""
+    a = _art(tmp_path, "export")
+    journal_save(tmp_path, [a])
+    text = (tmp_path / JOURNAL).read_text()
+    (tmp_path / JOURNAL).unlink()
+    (tmp_path / JOURNAL).write_text(text)  # the same bytes, written by someone else: the record still holds them
+    assert journal_load(tmp_path) == [a]
+    (tmp_path / JOURNAL).write_text(text.replace('"stage"', '"stage" ', 1))  # other bytes, same content
+    assert journal_load(tmp_path) == []
 
 
 def test_build_key_and_reuse(tmp_path):
@@ -173,8 +186,14 @@ def test_build_key_and_reuse(tmp_path):
     assert key != build_key("int8", {"a": Path("/y"), "b": 1}, [1, 2]) != build_key("int8", {"b": 1, "a": Path("/x")})
     a = replace(_art(tmp_path, "int8", b"q", "int8"), build_key=key)
     other = replace(_art(tmp_path, "fp16", b"h", "fp16"), build_key=key)
-    assert reusable([other, a], "int8", key) == a
-    assert reusable([a], "int8", build_key("int8")) is None  # built from something else
-    assert reusable([a], "fp16", key) is None
+    assert reusable([other, a], "int8", key, tmp_path) is None  # files the local record does not hold: not ours
+    ledger.record(tmp_path, a.path)
+    ledger.record(tmp_path, other.path)
+    assert reusable([other, a], "int8", key, tmp_path) == a
+    assert reusable([a], "int8", build_key("int8"), tmp_path) is None  # built from something else
+    assert reusable([a], "fp16", key, tmp_path) is None
+    assert reusable([replace(a, sha256="0" * 64)], "int8", key, tmp_path) is None  # a record of other bytes
     a.path.write_bytes(b"Q")
-    assert reusable([a], "int8", key) is None  # modified on disk
+    assert reusable([a], "int8", key, tmp_path) is None  # modified on disk
+    ledger.record(tmp_path, a.path)
+    assert reusable([a], "int8", key, tmp_path) is None  # ours, but not the bytes the artifact record describes

@@ -28,7 +28,6 @@ the model expects.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -38,7 +37,7 @@ import numpy as np
 from .. import hostinfo
 from ..artifact import INPUT_NAME, Artifact, describe
 from ..errors import CalibrationDataError, ConfigError, ExportError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, temp_dir
 from . import bias_correction, equalize, saturation
 from .graph import chunks, consumers, static_batch
 
@@ -195,7 +194,7 @@ def quantize_int8(src: Artifact, dest: str | Path, calibration: np.ndarray, *, r
     passes: list[str] = []
     _finite_weights(src.path)
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".edgecnn-int8-", dir=Path(dest).parent) as work, atomic_path(dest) as tmp:
+    with temp_dir(Path(dest).parent, "int8") as work, atomic_path(dest) as tmp:
         prepped = os.path.join(work, "prepped.onnx")
         quant_pre_process(str(src.path), prepped, skip_symbolic_shape=True)
         batch = model_batch(prepped)

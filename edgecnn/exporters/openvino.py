@@ -6,9 +6,6 @@ int8 has two routes, both built and measured by the pipeline, which keeps the be
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,7 @@ from .. import hostinfo
 from ..artifact import Artifact, describe, rt_info_path
 from ..backends.openvino import ov as _ov
 from ..errors import ExportError, backend_message
+from ..fileio import place, temp_dir
 from .graph import chunks, static_batch
 
 
@@ -28,18 +26,15 @@ def save_ir(model, dest_xml: Path, *, compress_to_fp16: bool, metadata: dict[str
         model.set_rt_info(value, rt_info_path(key))
     dest_xml = Path(dest_xml)
     dest_xml.parent.mkdir(parents=True, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".ir-", dir=dest_xml.parent)
-    try:
-        tmp_xml = Path(work) / dest_xml.name
+    with temp_dir(dest_xml.parent, "ir") as work:
+        tmp_xml = work / dest_xml.name
         try:
             ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
         except RuntimeError as e:  # OpenVINO reports a full disk as an iostream error, without errno
             raise ExportError(f"OpenVINO could not write {dest_xml} ({backend_message(e)}); "
                               "is the disk full?") from None
-        os.replace(tmp_xml.with_suffix(".bin"), dest_xml.with_suffix(".bin"))
-        os.replace(tmp_xml, dest_xml)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        place(tmp_xml.with_suffix(".bin"), dest_xml.with_suffix(".bin"))
+        place(tmp_xml, dest_xml)
 
 
 def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str,

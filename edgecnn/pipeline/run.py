@@ -34,7 +34,7 @@ from ..manifest import Manifest, build_key
 from ..models.sources import module_identity
 from ..results import ArtifactResult
 from ..errors import ConfigError
-from .cache import BuildCache
+from .cache import BuildCache, claim_records
 from .config import ExportConfig, Plan
 from .select import flag_slower_int8, p50, select_route
 from .verify import Verifier
@@ -60,6 +60,7 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
     """Build, verify and record every artifact ``cfg`` asks for, into ``cfg.out_dir``."""
     t0 = time.perf_counter()
     plan = cfg.resolve()
+    claim_records(cfg.out_dir.resolve())  # a foreign manifest.json or SHA256SUMS stops it before any work
     for note in plan.notes:
         log(f"  {note}")
     said = len(plan.notes)
@@ -332,7 +333,8 @@ class _Export:
                 tensorrt.build_engine(src, self.out / "tensorrt", input_shape=self.plan.input_shape,
                                       dynamic_batch=self.plan.dynamic_batch, device=TENSORRT_DEVICE,
                                       timing_cache=self.out / "tensorrt" / "timing.cache"), stage=stage),
-                                  files=(engines / f"model.{src.precision}.engine",))
+                                  files=(engine := engines / f"model.{src.precision}.engine",
+                                         tensorrt_backend.sidecar_path(engine), engines / "timing.cache"))
             if art is not None:
                 self.verify.evaluate(art)
 
