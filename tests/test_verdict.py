@@ -235,20 +235,20 @@ def test_an_engine_not_built_here_is_refused_before_it_is_loaded(folder, monkeyp
     assert loaded == []
 
 
-def test_the_refusal_asks_the_ledger_for_every_file(folder, monkeypatch):
-    import sys
-    import types
+def test_an_engine_the_ledger_proves_is_admitted_and_only_those_bytes(folder):
+    from edgecnn import ledger
 
     engine_folder(folder)
     m = Manifest.load(folder)
-    asked = []
-    fake = types.ModuleType("edgecnn.ledger")
-    fake.proves = lambda root, path: asked.append((root, path)) or path.name == "model.fp32.engine"
-    monkeypatch.setitem(sys.modules, "edgecnn.ledger", fake)
-    assert common.built_here(m, m.artifact("tensorrt-fp32"))
-    assert asked == [(m.root, m.artifact("tensorrt-fp32").path)]
-    fake.proves = lambda root, path: False
-    assert not common.built_here(m, m.artifact("tensorrt-fp32"))
+    eng = m.artifact("tensorrt-fp32")
+    assert not common.built_here(m, eng)
+    ledger.record(folder, eng.path)  # as the export that built it records it
+    assert common.built_here(m, eng)
+    common.admit_engine(m, eng, trust_source=False)
+    eng.path.write_bytes(b"swapped for other native code")  # same name, other bytes: proves nothing
+    assert not common.built_here(m, eng)
+    with pytest.raises(ArtifactError, match="native code"):
+        common.admit_engine(m, eng, trust_source=False)
 
 
 # --- the OpenVINO route: a stated rule, not a coin flip ----------------------------------------
