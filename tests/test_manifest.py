@@ -130,8 +130,12 @@ def test_an_unreadable_artifact_is_not_intact(tmp_path, monkeypatch):
 
 def test_selection_groups_decide_alternatives_and_defaults(tmp_path):
     m = _manifest(tmp_path, selected={"openvino:int8": {"default": "nncf", "candidates": ["qdq", "nncf"]},
-                                      "tensorrt:int8": {"default": None, "candidates": ["a", "b"]}})
+                                      "tensorrt:int8": {"default": None, "candidates": ["a", "b"]}},
+                  artifacts=[_art(tmp_path, "qdq"), _art(tmp_path, "nncf")])
     assert m.alternatives() == {"qdq"} and m.defaults() == {"nncf"}
+    # issue 20: a default that is not an artifact here (a "ghost") selects nothing: every artifact is judged
+    m.selected["openvino:int8"]["default"] = "ghost"
+    assert m.alternatives() == set() and m.defaults() == set()
     assert _manifest(tmp_path).alternatives() == set() and _manifest(tmp_path).defaults() == set()
 
 
