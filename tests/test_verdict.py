@@ -282,6 +282,10 @@ def test_route_rules_fidelity_first_then_speed_beyond_noise():
     assert best == "nncf" and rule.startswith("speed")
     best, rule = select_route({"nncf": _route(0.991, 1.9, 0.5), "qdq": _route(0.991, 2.0, 0.5)}, order=order)
     assert best == "qdq" and rule.startswith("tie")
+    # "slower than fp32" is speed too: only beyond the noise of both measurements
+    a, b = _route(0.999, 2.2, 0.5), _route(0.990, 1.0, 0.5)
+    assert select_route({"qdq": a, "nncf": b}, order=order, baseline_p50=2.0, baseline_noise=0.1)[0] == "qdq"
+    assert select_route({"qdq": a, "nncf": b}, order=order, baseline_p50=1.5, baseline_noise=0.01)[0] == "nncf"
 
 
 # --- the Hypothesis fuzz: labels never turn garbage into a pass --------------------------------

@@ -36,7 +36,7 @@ from ..results import ArtifactResult
 from ..errors import ConfigError
 from .cache import BuildCache, claim_records
 from .config import ExportConfig, Plan
-from .select import flag_slower_int8, p50, select_route
+from .select import flag_slower_int8, p50, p50_noise, select_route
 from .verify import Verifier
 
 SENSITIVITY_IMAGES = 64
@@ -289,8 +289,9 @@ class _Export:
         ]
         built = {a.stage: a for a in routes if a is not None}
         candidates = {stage: self.verify.evaluate(a) for stage, a in built.items()}
-        best, rule = select_route(candidates, order=OPENVINO_INT8_ROUTES,
-                                  baseline_p50=p50(self.verify.results.get("openvino-fp32")))
+        fp32_result = self.verify.results.get("openvino-fp32")
+        best, rule = select_route(candidates, order=OPENVINO_INT8_ROUTES, baseline_p50=p50(fp32_result),
+                                  baseline_noise=p50_noise(fp32_result))
         self.selected["openvino:int8"] = {"default": best, "candidates": list(OPENVINO_INT8_ROUTES), "rule": rule}
         for stage, res in candidates.items():  # a route that failed to build was reported by the cache
             if res.error is None:

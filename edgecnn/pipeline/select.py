@@ -45,13 +45,14 @@ def faster_beyond_noise(a: ArtifactResult, b: ArtifactResult) -> bool:
 
 
 def select_route(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...] = (),
-                 baseline_p50: float | None = None) -> tuple[str | None, str]:
+                 baseline_p50: float | None = None, baseline_noise: float = 0.0) -> tuple[str | None, str]:
     """The stage to deploy among ``candidates`` (stage -> result), or None when none works, and the rule
     that decided, in words.
 
     A candidate that failed to build, load, compile or run is never chosen. Among the working ones, in turn:
     fidelity (passes its tolerance), not slower than the fp32 baseline on the same runtime by more than
-    :data:`SLOWER_MARGIN` (an int8 model slower than fp32 has no reason to be deployed), cosine to 3 decimals,
+    :data:`SLOWER_MARGIN` beyond the noise (``baseline_noise``: the baseline p50's standard error; an int8
+    model slower than fp32 has no reason to be deployed), cosine to 3 decimals,
     then speed only where the p50s differ by more than their measured noise (:func:`faster_beyond_noise`), else
     the fixed tie-break: the first in ``order`` (then by name). The answer does not depend on the dict's order.
     """
@@ -64,7 +65,10 @@ def select_route(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...
 
     def slower(k: str) -> bool:
         lat = p50(candidates[k])
-        return baseline_p50 is not None and lat is not None and lat > SLOWER_MARGIN * baseline_p50
+        if baseline_p50 is None or lat is None:
+            return False
+        limit = SLOWER_MARGIN * baseline_p50
+        return lat - limit > NOISE_SIGMAS * math.hypot(p50_noise(candidates[k]), SLOWER_MARGIN * baseline_noise)
 
     steps = (("fidelity: passes its tolerance", lambda k: candidates[k].parity.passed),
              (f"not slower than fp32 (x{SLOWER_MARGIN})", lambda k: not slower(k)),
@@ -87,9 +91,9 @@ def select_route(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...
 
 
 def select_default(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...] = (),
-                   baseline_p50: float | None = None) -> str | None:
+                   baseline_p50: float | None = None, baseline_noise: float = 0.0) -> str | None:
     """:func:`select_route`'s stage alone."""
-    return select_route(candidates, order=order, baseline_p50=baseline_p50)[0]
+    return select_route(candidates, order=order, baseline_p50=baseline_p50, baseline_noise=baseline_noise)[0]
 
 
 def flag_slower_int8(artifacts: list[Artifact], results: dict[str, ArtifactResult]) -> list[str]:
