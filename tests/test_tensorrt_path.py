@@ -27,6 +27,7 @@ from edgecnn.cli import main
 from edgecnn.errors import ConfigError
 from edgecnn.exporters import tensorrt as trt_exporter
 from edgecnn.exporters import int8
+from edgecnn.fileio import atomic_path
 from edgecnn.harness.bench import bench_dir
 from edgecnn.harness.check import check_dir
 from edgecnn.pipeline import ExportConfig, run_export
@@ -55,7 +56,8 @@ class FakeTensorRT:
         self.built.append(src)
         dest = Path(out_dir) / f"model.{src.precision}.engine"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src.path, dest)
+        with atomic_path(dest) as tmp:  # written as the real build writes it: recorded in the local ledger
+            shutil.copyfile(src.path, tmp)
         return describe(dest, stage="tensorrt", precision=src.precision, parent=src.stage, fmt="tensorrt",
                         runtime="tensorrt")
 
@@ -264,7 +266,8 @@ def test_export_int8_at_a_static_batch(fake, tmp_path):
     assert result.manifest.input_shape[0] == 2
     # TensorRT's QDQ model is judged through its engine, not through a CPU runtime's int8 kernels.
     results = result.manifest.results
-    assert results["int8-tensorrt"].advisory.startswith("made for TensorRT") and results["int8-tensorrt"].ok
+    assert results["int8-tensorrt"].not_judged.startswith("made for TensorRT") and results["int8-tensorrt"].ok
+    assert results["int8-tensorrt"].verdict == "not judged" and not results["int8-tensorrt"].judged
     assert results["tensorrt-int8"].advisory is None and results["int8"].advisory is None
     layers = check_dir(tmp_path / "b2", n_images=3, runtimes=("onnxruntime",), layers=True).layers  # fed 2 at a time
     assert layers["int8"]["layers"] > 0 and layers["int8-tensorrt"]["layers"] > 0
