@@ -42,7 +42,7 @@ def verdict(r: ArtifactResult) -> str:
     if v == "advisory":
         return "[yellow]advisory[/]"
     if v == "not judged":
-        return f"[dim]not judged ({escape(r.not_judged or '')})[/]"
+        return f"[dim]not judged ({_t(r.not_judged or '')})[/]"
     return f"[red]FAIL[/] {escape(failures)[:70]}"
 
 
