@@ -19,8 +19,9 @@ from .timing import Latency, Throughput
 # top-1 agreement 0%). Measured on the 32 bundled held-out photos, random init (seeds 0 and 1), int8 on ONNX
 # Runtime, AMD EPYC (AVX-512 VNNI), 2026-12-07, cosine / top-1 agreement on all 32: MobileNetV2 0.970 / 69% and
 # 0.970 / 63%, ShuffleNetV2 x1.0 0.982 / 59% and 0.981 / 59%, SqueezeNet 1.1 1.000 / 100% (both seeds). TensorRT's
-# QDQ model on a CPU runtime ("not judged") was measured at cosine 0.77 (EfficientNet-Lite0, AVX2 without VNNI):
-# the floor sits below that too, and far above garbage on both figures.
+# QDQ model (s8s8) on a CPU runtime ("not judged") scores lowest: EfficientNet-Lite0 with ImageNet weights on AVX2
+# without VNNI, cosine 0.769 (ONNX Runtime) and 0.737 (OpenVINO), top-1 agreement 53% and 50% on the confident
+# crops (benchmarks/results/int8_fidelity.md): the floor sits below that too, and far above garbage on both figures.
 FLOOR_COSINE = 0.5
 FLOOR_TOP1 = 0.2  # top-1 agreement with the original on every image (not only the confident ones)
 

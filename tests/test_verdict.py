@@ -102,6 +102,22 @@ def test_garbage_is_below_the_floor(folder):
     assert rep.parity.cosine < FLOOR_COSINE and rep.parity.top1 < FLOOR_TOP1
 
 
+@pytest.mark.parametrize("cosine, top1", [(-0.05, 0.0), (0.27, 0.0), (0.9, 0.0), (0.27, 0.9)])
+def test_the_issues_garbage_figures_fail_whatever_the_label(cosine, top1):
+    """The figures the probe saw on planted artifacts (cosine -0.05 / 0.27, top-1 0%) fail under every label;
+    so does either figure alone below the floor. The lowest legitimate figures measured clear it."""
+    def result(cos, t1, **labels):
+        parity = ParityResult("x", "int8", 32, 9.0, 1.0, 1.0, cos, -3.0, t1, t1, 10, 0.0,
+                              Tolerance.for_precision("int8"), ("cosine below 0.98",))
+        return ArtifactResult("int8-tensorrt", "int8", parity=parity, **labels)
+
+    for labels in ({}, {"advisory": "random weights"}, {"not_judged": "made for TensorRT"}, {"alternative": True}):
+        assert not result(cosine, top1, **labels).ok
+    # measured: random-init int8 (MobileNetV2, ShuffleNetV2: all images); TensorRT QDQ on AVX2 (confident crops)
+    for cos, t1 in ((0.970, 0.625), (0.981, 0.59), (0.737, 0.50)):
+        assert result(cos, t1, advisory="random weights").ok and result(cos, t1, not_judged="TensorRT").ok
+
+
 def _reference(m: Manifest):
     from edgecnn.data import Preprocessing, evaluation_batch
 
