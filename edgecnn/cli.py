@@ -566,8 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=_names("target", lambda: backends.TARGETS),
                    help=f"comma list of {','.join(backends.TARGETS)} (default: the installed ones)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity/latency runs")
-    p.add_argument("--out", type=path_arg, help="output folder (default edgecnn_out/MODEL)")
-    p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist")
+    p.add_argument("--out", type=path_arg, help="output folder (default edgecnn_out/MODEL: a zoo name, a file's "
+                                                "name with its suffix, or file.py-function for a factory)")
+    p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist; replace the "
+                                                        "export of another model in --out")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("check", help="parity of every artifact against the original (and accuracy, with labels)")
