@@ -155,6 +155,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .accounting import compare_sources, training_memory
     from .models import get_spec
 
+    if ":" in args.model or Path(args.model).suffix.lower() in (".py", ".pt2", ".onnx"):
+        raise ConfigError(f"info measures the zoo's models (edgecnn list); {args.model} is a model of your own: "
+                          "export it (edgecnn export) and measure the folder with edgecnn bench")
     spec = get_spec(args.model)
     options = dict(args.model_arg or ())
     if args.num_classes:

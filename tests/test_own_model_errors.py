@@ -73,6 +73,16 @@ def exits():
 
 def returns_none():
     return None
+
+
+class Pair(Small):
+    def forward(self, x):
+        y = super().forward(x)
+        return y, y
+
+
+def pair():
+    return Pair()
 '''
 
 SIDE_EFFECT = '''
@@ -199,7 +209,8 @@ def test_python_file_without_function_lists_its_functions_without_running_it(ws)
 
 
 @pytest.mark.parametrize("case", ["missing-file", "missing-py", "missing-function", "not-a-program", "not-a-zip",
-                                  "missing-checkpoint", "checkpoint-as-model", "num-classes-vs-head"])
+                                  "missing-checkpoint", "checkpoint-as-model", "num-classes-vs-head",
+                                  "two-outputs", "info-own-model"])
 def test_other_own_model_mistakes(ws, case):
     heads = ws / "heads.py"
     args, needles = {
@@ -213,6 +224,9 @@ def test_other_own_model_mistakes(ws, case):
         "missing-checkpoint": ((f"{heads}:build", "--model-arg", f"checkpoint={ws / 'gone.pth'}", "--input-shape",
                                 "1,3,16,16"), ("raised FileNotFoundError", "gone.pth", "(at heads.py:")),
         "checkpoint-as-model": ((ws / "ten.pth",), ("ten.pth is a checkpoint, not a model", "--weights")),
+        "two-outputs": ((f"{heads}:pair", "--input-shape", "1,3,16,16"),
+                        ("heads.py:pair returns a tuple of 2, not one tensor",)),
+        "info-own-model": ((f"{heads}:build",), ("info measures the zoo's models", "edgecnn bench")),
         "num-classes-vs-head": (("lenet5", "--weights", ws / "lenet7.pth", "--num-classes", "5"),
                                 ("--num-classes 5 does not match the checkpoint's head (7 classes, lenet7.pth)",
                                  "pass --num-classes 7")),
@@ -220,7 +234,10 @@ def test_other_own_model_mistakes(ws, case):
     if case == "num-classes-vs-head":
         import edgecnn
         torch.save(edgecnn.create_model("lenet5", weights="random", num_classes=7).state_dict(), ws / "lenet7.pth")
-    one_line(edgecnn_cli("export", *args, *ONNX_ONLY, "--out", ws / f"o-{case}"), *needles)
+    if case == "info-own-model":
+        one_line(edgecnn_cli("info", *args), *needles)
+    else:
+        one_line(edgecnn_cli("export", *args, *ONNX_ONLY, "--out", ws / f"o-{case}"), *needles)
     assert not (ws / f"o-{case}" / "manifest.json").exists()
 
 
@@ -315,7 +332,7 @@ def test_readme_metadata_one_liner_prints_only_edgecnn_keys(exported, tmp_path):
 
 # --- 4. the fuzz: own-model arguments -----------------------------------------------------------------
 REFS = ["heads.py", "heads.py:build", "heads.py:strict", "heads.py:nope", "heads.py:deep", "heads.py:exits",
-        "heads.py:returns_none", "heads.py:", "heads.py:build:x", ":build", "nope.py:build", "nope.py", "broken.py",
+        "heads.py:returns_none", "heads.py:pair", "heads.py:", "heads.py:build:x", ":build", "nope.py:build", "nope.py", "broken.py",
         "broken.py:build", "sidefx.py", "small.pt2", "small.onnx", "state.pt2", "garbage.pt2", "gone.pt2",
         "ten.pth", "os:getcwd", "no_such_module_xyz:build", "a b.py:c", "heads.py:__init__", "../heads.py:build"]
 ARGS = st.sampled_from(["num_classes=-1", "num_classes=0", "num_classes=3", "checkpoint=ten.pth",

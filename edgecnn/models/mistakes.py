@@ -162,7 +162,7 @@ def check_input(model: nn.Module, shape: tuple[int, int, int, int], name: str, r
         if param is not None else {}
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *shape[1:], **kw))
+            out = model(torch.zeros(1, *shape[1:], **kw))
     except Exception as e:  # noqa: BLE001 - the user's model raises anything: one line
         channels = first_conv_channels(model)
         if channels is not None and channels != shape[1]:
@@ -170,3 +170,7 @@ def check_input(model: nn.Module, shape: tuple[int, int, int, int], name: str, r
                               f"{shape[1]}") from None
         raise ConfigError(f"{name} cannot run on --input-shape {given}: "
                           + factory_failure(e, "its forward", roots).removeprefix("its forward raised ")) from None
+    if not isinstance(out, torch.Tensor):
+        what = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list, dict)) else f"a {type(out).__name__}"
+        raise ConfigError(f"{name} returns {what}, not one tensor: edgecnn exports models with one output (the "
+                          "logits); return only those (a training-mode auxiliary output: build it in eval mode)")

@@ -200,10 +200,15 @@ class Plan:
     def complete(self, original: Original) -> "Plan":
         """The input shape and preprocessing, now that the original (which may say them) is built."""
         shape, said = _input_shape(self, original)
-        if self.source.kind in ("factory", "module") and isinstance(original.target, nn.Module):
-            check_input(original.target, shape, describe(self.source), code_roots(self.source))
         prep, prep_note = _preprocessing(self, shape, original)
         return replace(self, input_shape=shape, prep=prep, notes=self.notes + tuple(n for n in (said, prep_note) if n))
+
+    def check_input(self, original: Original) -> None:
+        """A factory's or module's original run once on a blank image of the completed input shape: a wrong
+        channel count or a too small image is one line before anything is built (a zoo model's shape is
+        checked against its spec, a program's and an ONNX file's against their own input)."""
+        if self.source.kind in ("factory", "module") and isinstance(original.target, nn.Module):
+            check_input(original.target, self.input_shape, describe(self.source), code_roots(self.source))
 
     def weights_record(self) -> str | None:
         """The weights as manifest.json records them: a published set by name, a checkpoint by its absolute
