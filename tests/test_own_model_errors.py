@@ -363,3 +363,13 @@ def test_fuzz_own_model_arguments(ws, ref, args, shape, extra):
     assert not (ws / "sidefx.ran").exists()
     if out.exists():
         shutil.rmtree(out)
+
+
+def test_package_factory_exception_names_the_packages_line(ws, monkeypatch):
+    pkg = ws / "own_pkg_errors"
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text("from .inner import make\n")
+    (pkg / "inner.py").write_text("def make(n=1):\n    return _helper(n)\n\n\ndef _helper(n):\n    return 1 / (n - 1)\n")
+    monkeypatch.syspath_prepend(str(ws))
+    one_line(edgecnn_cli("export", "own_pkg_errors:make", *ONNX_ONLY, "--out", ws / "o-pkg"),
+             "factory own_pkg_errors:make raised ZeroDivisionError: division by zero (at own_pkg_errors/inner.py:6)")

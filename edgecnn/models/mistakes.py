@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import traceback
 import zipfile
 from pathlib import Path
@@ -67,7 +68,8 @@ def user_frame(e: BaseException, roots: tuple[Path, ...]) -> str | None:
         path = path.resolve()
         for root in roots:
             if path == root or root in path.parents:
-                return f"{path.relative_to(root.parent if root.is_file() else root)}:{frame.lineno}"
+                package = root.is_file() or (root / "__init__.py").is_file()  # shown with its package's name
+                return f"{path.relative_to(root.parent if package else root)}:{frame.lineno}"
     if isinstance(e, SyntaxError) and e.filename and e.lineno:
         return f"{Path(e.filename).name}:{e.lineno}"
     return None
@@ -96,7 +98,7 @@ def module_roots(module) -> tuple[Path, ...]:
     if not file:
         return ()
     path = Path(file).resolve()
-    top = __import__(module.__name__.split(".")[0])
+    top = sys.modules.get(module.__name__.split(".")[0])
     top_file = getattr(top, "__file__", None)
     if getattr(top, "__path__", None) and top_file:  # a package: all of it is the factory's code
         return (Path(top_file).resolve().parent,)
