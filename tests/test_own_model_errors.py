@@ -210,7 +210,7 @@ def test_python_file_without_function_lists_its_functions_without_running_it(ws)
 
 @pytest.mark.parametrize("case", ["missing-file", "missing-py", "missing-function", "not-a-program", "not-a-zip",
                                   "missing-checkpoint", "checkpoint-as-model", "num-classes-vs-head",
-                                  "two-outputs", "info-own-model"])
+                                  "two-outputs", "info-own-model", "unknown-model-arg"])
 def test_other_own_model_mistakes(ws, case):
     heads = ws / "heads.py"
     args, needles = {
@@ -226,6 +226,9 @@ def test_other_own_model_mistakes(ws, case):
         "checkpoint-as-model": ((ws / "ten.pth",), ("ten.pth is a checkpoint, not a model", "--weights")),
         "two-outputs": ((f"{heads}:pair", "--input-shape", "1,3,16,16"),
                         ("heads.py:pair returns a tuple of 2, not one tensor",)),
+        "unknown-model-arg": ((f"{heads}:build", "--model-arg", "classes=3", "--input-shape", "1,3,16,16"),
+                              ("factory heads.py:build: --model-arg does not fit it (got an unexpected keyword "
+                               "argument 'classes'); it takes (num_classes=4, checkpoint=None)",)),
         "info-own-model": ((f"{heads}:build",), ("info measures the zoo's models", "edgecnn bench")),
         "num-classes-vs-head": (("lenet5", "--weights", ws / "lenet7.pth", "--num-classes", "5"),
                                 ("--num-classes 5 does not match the checkpoint's head (7 classes, lenet7.pth)",

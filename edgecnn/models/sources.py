@@ -141,6 +141,16 @@ def build_factory(source: ModelSource) -> nn.Module:
         raise ConfigError(f"{named} has no function '{fn_name}'" + (f"; did you mean {named}:{close[0]}?" if close else "")
                           + (f" (it defines: {', '.join(defined[:8])})" if defined else ""))
     try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one: the call itself says what is wrong
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**source.args)
+        except TypeError as e:
+            params = ", ".join(str(p) for p in signature.parameters.values())
+            raise ConfigError(f"factory {_short(source)}: --model-arg does not fit it ({e}); it takes ({params})") from None
+    try:
         model = fn(**source.args)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code raises anything; said in one line
         raise ConfigError(factory_failure(e, f"factory {_short(source)}", module_roots(module))) from None
