@@ -110,7 +110,9 @@ def python_functions(path: Path) -> list[str]:
     check_limit("file_bytes", path.stat().st_size, f"{path.name}: size", ConfigError)
     try:
         tree = ast.parse(path.read_bytes(), filename=path.name)
-    except (SyntaxError, ValueError) as e:
+    except OSError as e:
+        raise ConfigError(f"cannot read {path.name}: {e.strerror or type(e).__name__}") from None
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         line = f" at line {e.lineno}" if isinstance(e, SyntaxError) and e.lineno else ""
         raise ConfigError(f"{path.name} is a Python file that does not parse ({type(e).__name__}{line})") from None
     functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
