@@ -43,7 +43,9 @@ class ExportConfig:
     dimensions). Preprocessing: the weights record's or the model's own, overridden by ``preprocessing``
     (a :class:`~edgecnn.data.Preprocessing` or a dict of mean/std/resize/crop) and by ``mean``/``std``/
     ``resize``/``crop``. ``labels``: a file (one name per line) or a list; else an ImageFolder's class
-    folders (``eval_dir``, then ``calib_dir``), else the weights record's label set.
+    folders (``eval_dir``, then ``calib_dir``), else the weights record's label set. ``out``: default
+    ``edgecnn_out/`` + :func:`~edgecnn.models.sources.source_name`; ``force`` rebuilds every artifact and lets
+    this source replace another source's export there (:func:`folder_holds_another`).
     """
 
     model: Any
