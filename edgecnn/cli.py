@@ -155,6 +155,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .accounting import compare_sources, training_memory
     from .models import get_spec
 
+    if ":" in args.model or Path(args.model).suffix.lower() in (".py", ".pt2", ".onnx"):
+        raise ConfigError(f"info measures the zoo's models (edgecnn list); {args.model} is a model of your own: "
+                          "export it (edgecnn export) and measure the folder with edgecnn bench")
     spec = get_spec(args.model)
     options = dict(args.model_arg or ())
     if args.num_classes:
@@ -567,8 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=_names("target", lambda: backends.TARGETS),
                    help=f"comma list of {','.join(backends.TARGETS)} (default: the installed ones)")
     p.add_argument("--threads", type=positive_int, help="threads for the parity/latency runs")
-    p.add_argument("--out", type=path_arg, help="output folder (default edgecnn_out/MODEL)")
-    p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist")
+    p.add_argument("--out", type=path_arg, help="output folder (default edgecnn_out/MODEL: a zoo name, a file's "
+                                                "name with its suffix, or file.py-function for a factory)")
+    p.add_argument("--force", action="store_true", help="rebuild even if identical artifacts exist; replace the "
+                                                        "export of another model in --out")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("check", help="parity of every artifact against the original (and accuracy, with labels)")

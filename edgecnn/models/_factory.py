@@ -57,9 +57,18 @@ def checkpoint_classes(spec: ModelSpec, weights: str | Path | None, num_classes:
                        options: dict | None = None) -> tuple[int, str | None]:
     """``num_classes`` resolved: as given, else read from a local checkpoint's head, else the spec's.
     The second value says what was inferred (None when nothing was)."""
-    if num_classes is not None or weights is None or published_weights(spec, weights) is not None or weights == RANDOM:
+    if weights is None or published_weights(spec, weights) is not None or weights == RANDOM:
         return (spec.num_classes if num_classes is None else num_classes), None
     state = W.load_checkpoint(weights)
+    if num_classes is not None:  # a head of another size than asked: said now, by its class counts
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(spec, num_classes, dict(options or {}))
+        found = W.head_classes(model, state, num_classes)
+        if found is not None and found != spec.num_classes:  # (the spec's own head size: a new head, by design)
+            raise WeightsError(f"--num-classes {num_classes} does not match the checkpoint's head ({found} classes, "
+                               f"{Path(weights).name}): leave --num-classes out (it is read from the checkpoint) "
+                               f"or pass --num-classes {found}")
+        return num_classes, None
     with torch.random.fork_rng(devices=[]):
         model = build_model(spec, spec.num_classes, dict(options or {}))
     found = W.head_classes(model, state, spec.num_classes)

@@ -14,10 +14,12 @@ build cache and ``edgecnn check`` rebuild exactly the same original.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import re
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import torch.nn as nn
 from ..errors import ConfigError, first_line
 from ..fileio import sha256_file
 from ._spec import MODELS
+from .mistakes import CHECKPOINT_SUFFIXES, factory_failure, module_roots, name_the_function, program_problem
 
 KINDS = ("zoo", "factory", "program", "onnx", "module")
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -39,7 +42,7 @@ _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 class ModelSource:
     kind: str  # one of KINDS
     ref: str  # zoo name | "/abs/file.py:fn" | "package.module:fn" | /abs/path.pt2 | /abs/path.onnx | class path
-    name: str  # short name: the default output folder and the tables' titles
+    name: str  # short name: the tables' titles (the default output folder: :func:`source_name`)
     args: Mapping[str, Any] = field(default_factory=dict)  # factory keyword arguments (zoo: builder options)
     sha256: str | None = None  # of the file it comes from (factory .py, .pt2, .onnx)
 
@@ -68,6 +71,14 @@ def parse_source(model: str | Path | nn.Module, args: Mapping[str, Any] | None =
         return ModelSource("module", f"{cls.__module__}.{cls.__qualname__}", _snake(cls.__name__), args)
     text = str(model)
     suffix = Path(text).suffix.lower()
+    if suffix == ".py":  # a factory file without its function: which functions it has (read, not run)
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"factory file not found: {text} (a factory is named file.py:function)")
+        raise name_the_function(text, path)
+    if suffix in CHECKPOINT_SUFFIXES and ":" not in text:
+        raise ConfigError(f"{Path(text).name} is a checkpoint, not a model: pass it as --weights of the zoo model "
+                          "it fits, or export a file.py:factory that builds the model and loads it")
     if suffix in (".onnx", ".pt2"):
         path = Path(text).expanduser()
         kind = "onnx" if suffix == ".onnx" else "program"
@@ -93,13 +104,27 @@ def parse_source(model: str | Path | nn.Module, args: Mapping[str, Any] | None =
 
 
 def source_name(model: str | Path | nn.Module) -> str:
-    """The short name of a model reference (the default output folder), without checking it."""
+    """The default output folder's name, without checking the reference: one that keeps the source's
+    identity, so that two sources never share a folder by default. A zoo name as it is (``mobilenet_v2``),
+    a file with its suffix (``small.pt2``, ``small.onnx``), a factory as its file or module and its function
+    joined by '-' (``heads.py-build``, ``timm-create_model``: ':' is not allowed in Windows file names),
+    a Python module by its class (``my_net``)."""
     if isinstance(model, nn.Module):
         return _snake(type(model).__name__)
     text = str(model)
     if Path(text).suffix.lower() in (".onnx", ".pt2"):
-        return Path(text).stem
-    return text.rsplit(":", 1)[1] if ":" in text else text
+        return Path(text).name
+    if ":" in text:
+        where, fn = text.rsplit(":", 1)
+        return f"{Path(where).name if where.endswith('.py') else where}-{fn}"
+    return text
+
+
+def describe(source: ModelSource) -> str:
+    """How a source is named in one line: the zoo name, the file's name, ``heads.py:build``, the class."""
+    if source.kind in ("program", "onnx"):
+        return Path(source.ref).name
+    return _short(source) if source.kind == "factory" else source.ref
 
 
 def build_factory(source: ModelSource) -> nn.Module:
@@ -108,14 +133,27 @@ def build_factory(source: ModelSource) -> nn.Module:
     module = _import_file(Path(where)) if where.endswith(".py") else _import_module(where)
     fn = getattr(module, fn_name, None)
     if fn is None or not callable(fn):
-        defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                         and getattr(v, "__module__", None) == module.__name__)
-        raise ConfigError(f"{Path(where).name if where.endswith('.py') else where} has no function '{fn_name}'"
+        own = [(n, v) for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+               and getattr(v, "__module__", None) == module.__name__]  # in the order the file defines them
+        defined = [n for n, v in own if not inspect.isclass(v)] + [n for n, v in own if inspect.isclass(v)]
+        close = difflib.get_close_matches(fn_name, defined, n=1)
+        named = Path(where).name if where.endswith('.py') else where
+        raise ConfigError(f"{named} has no function '{fn_name}'" + (f"; did you mean {named}:{close[0]}?" if close else "")
                           + (f" (it defines: {', '.join(defined[:8])})" if defined else ""))
     try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one: the call itself says what is wrong
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**source.args)
+        except TypeError as e:
+            params = ", ".join(str(p) for p in signature.parameters.values())
+            raise ConfigError(f"factory {_short(source)}: --model-arg does not fit it ({e}); it takes ({params})") from None
+    try:
         model = fn(**source.args)
-    except Exception as e:  # noqa: BLE001 - the user's code raises anything; said in one line
-        raise ConfigError(f"factory {_short(source)} raised {type(e).__name__}: {first_line(e, 200)}") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code raises anything; said in one line
+        raise ConfigError(factory_failure(e, f"factory {_short(source)}", module_roots(module))) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"factory {_short(source)} returned {type(model).__name__}, not a torch.nn.Module")
     return model.eval()
@@ -132,8 +170,8 @@ def _import_file(path: Path):
     sys.path.insert(0, str(path.resolve().parent))  # so the file can import its neighbours
     try:
         spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - a SyntaxError, a missing import...: one line
-        raise ConfigError(f"could not import {path.name}: {type(e).__name__}: {first_line(e, 200)}") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - a SyntaxError, a missing import...: one line
+        raise ConfigError(factory_failure(e, f"importing {path.name}", (path.resolve().parent,))) from None
     finally:
         sys.path.remove(str(path.resolve().parent))
     sys.modules[name] = module
@@ -145,8 +183,19 @@ def _import_module(dotted: str):
         return importlib.import_module(dotted)
     except ModuleNotFoundError as e:
         raise ConfigError(f"cannot import '{dotted}': {first_line(e)} (is it installed, or on PYTHONPATH?)") from None
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"could not import '{dotted}': {type(e).__name__}: {first_line(e, 200)}") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        raise ConfigError(factory_failure(e, f"importing '{dotted}'", ())) from None
+
+
+def code_roots(source: ModelSource) -> tuple[Path, ...]:
+    """Where the user's own code of a factory lives (to name the line of it that raised)."""
+    if source.kind != "factory":
+        return ()
+    where = source.ref.rsplit(":", 1)[0]
+    if where.endswith(".py"):
+        return (Path(where).resolve().parent,)
+    module = sys.modules.get(where)
+    return module_roots(module) if module is not None else ()
 
 
 def _short(source: ModelSource) -> str:
@@ -181,11 +230,22 @@ class Program(nn.Module):
 
 def load_program(source: ModelSource) -> Program:
     """A ``.pt2`` written by ``torch.export.save``, as a :class:`Program` (one 4-D float input)."""
+    name, how = Path(source.ref).name, "write one with torch.export.save(torch.export.export(model, (x,)), 'model.pt2')"
+    problem = program_problem(Path(source.ref))
+    if problem is not None:
+        raise ConfigError(f"{name} is not a torch.export program: it is {problem}; {how}")
+    quiet = logging.getLogger("torch.export")  # it logs a whole traceback before raising its own error
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         program = torch.export.load(str(source.ref))
     except Exception as e:  # noqa: BLE001 - a zip that is not a program, a newer format...
-        raise ConfigError(f"{Path(source.ref).name} is not a readable torch.export program "
-                          f"({type(e).__name__}: {first_line(e, 160)}); write it with torch.export.save") from None
+        raise ConfigError(f"{name} is not a readable torch.export program "
+                          f"({type(e).__name__}: {first_line(e, 160)}); {how}") from None
+    finally:
+        quiet.setLevel(level)
+    if not isinstance(program, torch.export.ExportedProgram):
+        raise ConfigError(f"{name} holds a {type(program).__name__}, not a torch.export program; {how}")
     return Program(program)
 
 

@@ -5,10 +5,12 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch.nn as nn
+
 from .. import backends
 from ..data import Preprocessing, class_names, find_images, read_labels
 from ..errors import ConfigError
-from ..guard import check_limit
+from ..guard import check_limit, safe_text
 from ..exporters.int8 import Int8Recipe, recipe_for
 from ..exporters.onnx_import import inspect_onnx
 from ..exporters.torch_onnx import check_opset
@@ -16,7 +18,10 @@ from ..harness.common import Original, build_original
 from ..models import ModelSpec, get_spec, preprocessing
 from ..models._factory import RANDOM, checkpoint_classes, default_weights
 from ..models._spec import IMAGENET_MEAN, IMAGENET_STD
-from ..models.sources import ModelSource, Program, module_defaults, parse_source, source_name
+from ..manifest import MANIFEST, try_load
+from ..models.mistakes import check_input
+from ..models.sources import (ModelSource, Program, code_roots, describe, module_defaults, parse_source,
+                              source_name)
 
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 32
@@ -38,7 +43,9 @@ class ExportConfig:
     dimensions). Preprocessing: the weights record's or the model's own, overridden by ``preprocessing``
     (a :class:`~edgecnn.data.Preprocessing` or a dict of mean/std/resize/crop) and by ``mean``/``std``/
     ``resize``/``crop``. ``labels``: a file (one name per line) or a list; else an ImageFolder's class
-    folders (``eval_dir``, then ``calib_dir``), else the weights record's label set.
+    folders (``eval_dir``, then ``calib_dir``), else the weights record's label set. ``out``: default
+    ``edgecnn_out/`` + :func:`~edgecnn.models.sources.source_name`; ``force`` rebuilds every artifact and lets
+    this source replace another source's export there (:func:`folder_holds_another`).
     """
 
     model: Any
@@ -82,6 +89,7 @@ class ExportConfig:
         (the original is built afterwards: :meth:`Plan.build_original`, :meth:`Plan.complete`)."""
         self.check_limits()
         source = parse_source(self.model, self.model_args)
+        held = folder_holds_another(self.out_dir, source, force=self.force)
         spec = get_spec(source.ref) if source.kind == "zoo" else None
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
             raise ConfigError(f"batch must be a positive integer, got {self.batch!r}")
@@ -104,7 +112,7 @@ class ExportConfig:
         for folder in (self.calib_dir if recipe else None, self.eval_dir):
             if folder is not None:
                 find_images(folder)  # a missing or empty folder fails here, in a second
-        notes: list[str] = []
+        notes: list[str] = [held] if held else []
         if spec is None:
             if self.weights is not None or self.num_classes is not None:
                 raise ConfigError(f"--weights and --num-classes apply to zoo models; {source.name} brings its own "
@@ -197,6 +205,13 @@ class Plan:
         prep, prep_note = _preprocessing(self, shape, original)
         return replace(self, input_shape=shape, prep=prep, notes=self.notes + tuple(n for n in (said, prep_note) if n))
 
+    def check_input(self, original: Original) -> None:
+        """A factory's or module's original run once on a blank image of the completed input shape: a wrong
+        channel count or a too small image is one line before anything is built (a zoo model's shape is
+        checked against its spec, a program's and an ONNX file's against their own input)."""
+        if self.source.kind in ("factory", "module") and isinstance(original.target, nn.Module):
+            check_input(original.target, self.input_shape, describe(self.source), code_roots(self.source))
+
     def weights_record(self) -> str | None:
         """The weights as manifest.json records them: a published set by name, a checkpoint by its absolute
         path (so check finds it from any directory, and compares its sha256 with the record)."""
@@ -210,6 +225,25 @@ class Plan:
         record = self.spec.weights_named(self.weights) if self.spec and isinstance(self.weights, str) else None
         names = class_names(record.classes) if record is not None else None
         return names if names is not None and len(names) == n_outputs else None
+
+
+def folder_holds_another(out: Path, source: ModelSource, *, force: bool) -> str | None:
+    """Stop (one line) before an export of ``source`` goes into a folder whose manifest.json records an
+    export of another source (another zoo name, file, factory or class): it would replace that export's
+    artifacts. ``force`` replaces them (only files edgecnn recorded there, as always); the note says so."""
+    earlier = try_load(out) if (out / MANIFEST).is_file() else None
+    if earlier is None:
+        return None
+    theirs = ModelSource.from_dict(earlier.source) if earlier.source else ModelSource("zoo", earlier.model, earlier.model)
+    if (theirs.kind, theirs.ref) == (source.kind, source.ref):
+        return None
+    them, us = describe(theirs), describe(source)
+    if them == us:  # two files of the same name in different folders
+        them, us = theirs.ref, source.ref
+    if not force:
+        raise ConfigError(f"{out} holds an export of {safe_text(them)}; this is {safe_text(us)}: choose another "
+                          "--out, or pass --force to replace that export")
+    return f"--force: replacing the export of {safe_text(them)} in {out} with {safe_text(us)}'s"
 
 
 def _check_shape(shape) -> None:

@@ -66,6 +66,7 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
     said = len(plan.notes)
     original = plan.build_original()
     plan = plan.complete(original)
+    plan.check_input(original)
     for note in plan.notes[said:]:
         log(f"  {note}")
     prep = plan.prep
