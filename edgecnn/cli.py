@@ -96,13 +96,12 @@ def _say(console, text: str, style: str | None = None) -> None:
     console.print(escape(text), style=style)
 
 
-def _console():
-    from rich.console import Console
+def _console(args: argparse.Namespace | None = None):
+    """Every command's console: $COLUMNS wide when set, else the terminal's width, else 100 (edgecnn.layout);
+    on standard error when ``--json -`` keeps standard output for the JSON alone."""
+    from .layout import console
 
-    console = Console()
-    if not console.is_terminal:  # piped / CI logs: the tables are laid out for 100 columns
-        console = Console(width=100)
-    return console
+    return console(stderr=getattr(args, "json", None) == "-")
 
 
 def _human(n: float, unit: str = "") -> str:
@@ -114,29 +113,22 @@ def _human(n: float, unit: str = "") -> str:
 
 @command
 def cmd_list(args: argparse.Namespace) -> int:
-    from .accounting import model_stats
-    from .models import get_spec, list_models
+    """The zoo from its precomputed catalogue (edgecnn.catalogue): no torch, no model built."""
+    from . import catalogue
+    from .layout import Col, fit
 
-    rows = []
-    for name in list_models(args.family):
-        spec = get_spec(name)
-        stats = model_stats(name)
-        rows.append({"name": name, "family": spec.family, "params": stats.params, "macs": stats.macs,
-                     "resolution": spec.resolution, "in_chans": spec.in_chans,
-                     "weights": [w.name for w in spec.weights], "top1": spec.published.top1})
+    rows = catalogue.select(catalogue.load(), args.family)
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    from rich.table import Table
-
-    table = Table(title=f"edgecnn models ({len(rows)})")
-    for col in ("name", "family", "params", "MACs", "input", "top-1", "weights"):
-        table.add_column(col, justify="right" if col in ("params", "MACs", "top-1") else "left")
-    for r in rows:
-        table.add_row(r["name"], r["family"], _human(r["params"]), _human(r["macs"]),
-                      f"{r['in_chans']}x{r['resolution']}x{r['resolution']}",
-                      f"{r['top1']:.1f}" if r["top1"] else "-", ", ".join(r["weights"]) or "-")
-    _console().print(table)
+        _write_json(rows, args.json)
+        if args.json == "-":
+            return 0
+    console = _console(args)
+    cols = [Col("name", "left"), Col("family", "left", drop=3), Col("params"), Col("MACs"), Col("input", "left", drop=2),
+            Col("top-1", drop=1), Col("weights", "left", drop=4)]
+    console.print(fit(cols, [[r["name"], r["family"], _human(r["params"]), _human(r["macs"]),
+                              f"{r['in_chans']}x{r['resolution']}x{r['resolution']}",
+                              f"{r['top1']:.1f}" if r["top1"] else "-", ", ".join(r["weights"]) or "-"] for r in rows],
+                      title=f"edgecnn models ({len(rows)})", con=console))
     return 0
 
 
@@ -171,11 +163,12 @@ def cmd_info(args: argparse.Namespace) -> int:
                    published=[_source_dict(c) for c in checks])
         if memory is not None:
             out["inference_memory"] = memory.to_dict(layers=args.layers)
-        print(json.dumps(out, indent=2))
-        return 0
+        _write_json(out, args.json)
+        if args.json == "-":
+            return 0
     from rich.table import Table
 
-    console = _console()
+    console = _console(args)
     if args.layers:
         table = Table(title=f"{args.model} @ {stats.resolution}x{stats.resolution}, per layer (batch 1)")
         for col in ("layer", "type", "output", "activations", "bytes", "params", "MACs"):
@@ -338,7 +331,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
     result = run_export(cfg, log=(lambda m: _say(console, m)) if not args.quiet else (lambda _m: None))
-    console.print(export_table(result.manifest))
+    console.print(export_table(result.manifest, con=console))
     for target, why in result.missing_targets.items():
         _say(console, f"{target}: not built: {backends.missing(target) or why}", "yellow")
     console.print(f"manifest: {result.out_dir / 'manifest.json'}")
@@ -364,11 +357,15 @@ def _wait_and_trust(p: argparse.ArgumentParser) -> None:
 def _check_outputs(*paths: str | None) -> None:
     """Result files must be writable before minutes of work, not after."""
     for path in paths:
-        if path:
+        if path and path != "-":
             writable_dir(Path(path).resolve().parent)
 
 
-def _write_json(data: dict, path: str) -> None:
+def _write_json(data: dict | list, path: str) -> None:
+    """``path`` '-': standard output."""
+    if path == "-":
+        print(json.dumps(data, indent=2, default=str))
+        return
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
 
@@ -390,8 +387,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
                        threads=args.threads, tolerances=tolerances, layers=args.layers, device=args.device,
                        trust_source=args.trust_source, wait=not args.no_wait)
-    console = _console()
-    console.print(check_table(result))
+    console = _console(args)
+    console.print(check_table(result, con=console))
     for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
     if args.csv:
@@ -399,13 +396,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         write_check_csv(result.to_dict(), args.csv)
     if args.layers:
-        for t in layers_table(result.layers):
+        for t in layers_table(result.layers, con=console):
             console.print(t)
         if "note" in result.layers:
             console.print(result.layers["note"])
     if args.json:
         _write_json(result.to_dict(), args.json)
-        console.print(f"results: {args.json}")
+        if args.json != "-":
+            console.print(f"results: {args.json}")
     console.print("[green]all artifacts pass[/]" if result.passed else "[red]parity FAILED[/]")
     return 0 if result.passed else 1
 
@@ -422,13 +420,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        progress=_progress(args), trust_source=args.trust_source, wait=not args.no_wait)
     if args.label:
         result.label = args.label
-    console = _console()
+    console = _console(args)
     cpu = result.host["cpu"]
     console.print(f"host: {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or '-'}; "
                   f"threads {args.threads or 'runtime default'}; GPU {result.host['gpu'] or 'none'}")
     if cpu.get("disagree"):
         _say(console, f"note: {cpu['disagree']}", "yellow")
-    console.print(bench_table([result]))
+    console.print(bench_table([result], con=console))
     for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
     if result.noisy:
@@ -451,7 +449,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_outputs(args.json)
     result = predict_dir(args.out_dir, args.images, runtime=args.runtime, artifact=args.artifact, top=args.top,
                          threads=args.threads)
-    _console().print(predict_table(result))
+    console = _console(args)
+    console.print(predict_table(result, con=console))
     if args.json:
         _write_json(result.to_dict(), args.json)
     return 0
@@ -492,7 +491,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not benches and not accuracy:
         raise ConfigError("no bench results among the files (pass the JSON written by `edgecnn bench --json`)")
     if benches:
-        _console().print(bench_table(benches))
+        console = _console()
+        console.print(bench_table(benches, con=console))
     if accuracy:
         print(accuracy)
     if args.markdown:
@@ -503,6 +503,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_option(p: argparse.ArgumentParser, *, bare: bool = False) -> None:
+    """Every command's ``--json FILE``; ``-`` is standard output (only the JSON there: tables and messages go to
+    standard error). ``bare``: ``--json`` alone means ``-`` too (list and info, whose output is only the JSON)."""
+    p.add_argument("--json", type=lambda t: t if t == "-" else path_arg(t), metavar="FILE",
+                   **({"nargs": "?", "const": "-"} if bare else {}),
+                   help="write the results as JSON to FILE ('-': to standard output, the rest to standard error)"
+                        + ("; --json alone: JSON only, to standard output" if bare else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edgecnn", description="Export classic CNNs to ONNX / OpenVINO / TensorRT, quantize them, prove parity.")
@@ -510,8 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="all models with family, params, MACs, input size")
-    p.add_argument("--family", help="only this family")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--family", help="only this family (a prefix names several: mobilenet = mobilenet_v1/v2/v3)")
+    _json_option(p, bare=True)
 
     p = sub.add_parser("info", help="params, multiply-adds and activation memory of one model")
     p.add_argument("model", type=model_name)
@@ -522,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training memory per image and the deployed inference peak (exports the model to ONNX)")
     p.add_argument("--model-arg", action="append", type=model_arg, metavar="KEY=VALUE",
                    help="builder option, repeatable (e.g. --model-arg width_mult=0.75 --model-arg aux_logits=true)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json_option(p, bare=True)
 
     p = sub.add_parser("export", help="torch -> ONNX -> simplify -> fp16/int8 -> OpenVINO/TensorRT, with parity")
     p.add_argument("model", type=model_name, help="a zoo name (edgecnn list), file.py:factory or package.module:factory (a function "
@@ -583,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
     p.add_argument("--int8-top1", type=float, help="override the int8 confident top-1 agreement (default 0.97)")
     p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
-    p.add_argument("--json", type=path_arg, metavar="FILE")
+    _json_option(p)
     p.add_argument("--csv", type=path_arg, metavar="FILE", help="one row per artifact x runtime: parity and accuracy")
     _wait_and_trust(p)
 
@@ -596,13 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artifact to run, e.g. int8, simplify, openvino-fp32 (default: the passing int8, else fp32)")
     p.add_argument("--top", type=positive_int, default=5, metavar="K")
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--json", type=path_arg, metavar="FILE")
+    _json_option(p)
 
     p = sub.add_parser("bench", help="latency of every artifact and of PyTorch eager, in one run")
     p.add_argument("out_dir")
     p.add_argument("--runtimes", type=_names("runtime", _runtime_names))
-    p.add_argument("--batch", type=lambda t: tuple(bounded("batch")(v) for v in _csv(t)) or (1,), default=(1,),
-                   help="comma list of batch sizes (dynamic-batch exports only)")
+    p.add_argument("--batch", type=lambda t: tuple(bounded("batch")(v) for v in _csv(t)) or None,
+                   help="comma list of batch sizes (default: the export's); a fixed-batch export runs only at its "
+                        "own batch: the others are named and skipped, exit 2 when none can run")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--mode", choices=MODES, default="latency",
                    help="latency: one request at a time (default); throughput: every core busy for --duration "
@@ -616,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=positive_int, default=100)
     g.add_argument("--duration", type=float, help="seconds per measurement instead of a count")
     p.add_argument("--label", help="name of this machine in merged reports")
-    p.add_argument("--json", type=path_arg, metavar="FILE")
+    _json_option(p)
     p.add_argument("--csv", type=path_arg, metavar="FILE")
     p.add_argument("--plot", type=path_arg, metavar="FILE.png")
     p.add_argument("--quiet", action="store_true")
