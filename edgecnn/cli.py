@@ -166,39 +166,40 @@ def cmd_info(args: argparse.Namespace) -> int:
         _write_json(out, args.json)
         if args.json == "-":
             return 0
-    from rich.table import Table
+    from rich.markup import escape
+
+    from .layout import Col, fit
 
     console = _console(args)
     if args.layers:
-        table = Table(title=f"{args.model} @ {stats.resolution}x{stats.resolution}, per layer (batch 1)")
-        for col in ("layer", "type", "output", "activations", "bytes", "params", "MACs"):
-            table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
-        for layer in stats.layers:
-            table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape[1:])),
-                          f"{layer.activations:,}", f"{layer.bytes:,}" if layer.bytes else "0",
-                          f"{layer.params:,}", f"{layer.macs:,}")
-        table.add_row("total", "", "", f"{stats.activations:,}", f"{stats.activation_bytes:,}", f"{stats.params:,}",
-                      f"{stats.macs:,}", style="bold")
-        console.print(table)
-    title = f"{args.model} ({spec.family}) @ {stats.resolution}x{stats.resolution}"
-    title += f", {options}" if options else ""
-    summary = Table(title=title)
-    for col in ("", "input", "params", "multiply-adds", "activations", "top-1", "top-5"):
-        summary.add_column(col, justify="left" if not col else "right")
-    summary.add_row("measured", str(stats.resolution), f"{stats.params:,}", _human(stats.macs),
-                    f"{stats.activations:,}", "-", "-", style="bold")
+        cols = [Col("layer", "left"), Col("type", "left", drop=5), Col("output", "left", drop=4), Col("activations"),
+                Col("bytes", drop=1), Col("params", drop=2), Col("MACs", drop=3)]
+        rows = [[escape(layer.name), escape(layer.type), "x".join(map(str, layer.output_shape[1:])),
+                 f"{layer.activations:,}", f"{layer.bytes:,}" if layer.bytes else "0", f"{layer.params:,}",
+                 f"{layer.macs:,}"] for layer in stats.layers]
+        rows.append([f"[bold]{c}[/]" if c else "" for c in ("total", "", "", f"{stats.activations:,}",
+                                                           f"{stats.activation_bytes:,}", f"{stats.params:,}",
+                                                           f"{stats.macs:,}")])
+        console.print(fit(cols, rows, title=f"{escape(args.model)} @ {stats.resolution}x{stats.resolution}, per layer "
+                                            "(batch 1)", con=console))
+    title = f"{escape(args.model)} ({spec.family}) @ {stats.resolution}x{stats.resolution}"
+    title += f", {escape(str(options))}" if options else ""
+    rows = [[f"[bold]{c}[/]" for c in ("measured", str(stats.resolution), f"{stats.params:,}", _human(stats.macs),
+                                        f"{stats.activations:,}", "-", "-")]]
     for check in checks:
         src, own = check.source, check.stats
         if own is not stats:  # the source's figures hold under other conditions: measure under those
             where = ", ".join([f"{own.resolution} px"] + [f"{k}={v}" for k, v in check.options.items()])
-            summary.add_row(f"  measured ({where})", str(own.resolution), f"{own.params:,}", _human(own.macs),
-                            f"{own.activations:,}", "-", "-")
-        summary.add_row(_source_label(src), str(own.resolution),
-                        f"{src.params:,}{_gap(check, 'params')}" if src.params else "-",
-                        f"{_human(src.macs)}{_gap(check, 'macs')}" if src.macs else "-",
-                        f"{src.activations:,}{_gap(check, 'activations')}" if src.activations else "-",
-                        f"{src.top1:.2f}%" if src.top1 else "-", f"{src.top5:.2f}%" if src.top5 else "-")
-    console.print(summary)
+            rows.append([escape(f"  measured ({where})"), str(own.resolution), f"{own.params:,}", _human(own.macs),
+                         f"{own.activations:,}", "-", "-"])
+        rows.append([_source_label(src), str(own.resolution),
+                     f"{src.params:,}{_gap(check, 'params')}" if src.params else "-",
+                     f"{_human(src.macs)}{_gap(check, 'macs')}" if src.macs else "-",
+                     f"{src.activations:,}{_gap(check, 'activations')}" if src.activations else "-",
+                     f"{src.top1:.2f}%" if src.top1 else "-", f"{src.top5:.2f}%" if src.top5 else "-"])
+    cols = [Col("", "left"), Col("input", drop=3), Col("params"), Col("multiply-adds"), Col("activations", drop=2),
+            Col("top-1", drop=1), Col("top-5", drop=4)]
+    console.print(fit(cols, rows, title=title, con=console))
     for check in checks:
         src = check.source
         line = f"{_source_label(src)}: {src.source}"
@@ -221,7 +222,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                       f"x4 (Adam) = {params['adam'] / mib:.1f} MiB; total at batch 1: "
                       f"{train['total_bytes_batch1']['sgd_momentum'] / mib:.1f} MiB (SGD+momentum), "
                       f"{train['total_bytes_batch1']['adam'] / mib:.1f} MiB (Adam)")
-        console.print(memory.table())
+        console.print(memory.table(con=console))
         for line in memory.notes():
             _say(console, line)
     return 0

@@ -374,3 +374,14 @@ def test_cli_piped_at_80_columns(tmp_path):
 
     r = edgecnn_80("bench", str(out), "--batch", "4,8")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "fixed at 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_info_tables_keep_whole_numbers_at_80_columns(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert cli.main(["info", "squeezenet1_1", "--layers"]) == 0
+    text = capsys.readouterr().out
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    params = next(r for r in catalogue.load() if r["name"] == "squeezenet1_1")["params"]
+    total = next(line for line in text.splitlines() if line.startswith("total"))
+    assert f"{params:,}" in total  # the per-layer total, whole
+    assert "measured" in text and "torchvision card" in text
