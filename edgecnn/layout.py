@@ -10,7 +10,6 @@ with all of it (the JSON always has all of it).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 
@@ -26,19 +25,28 @@ VERDICT_LINES = 2  # a row explains itself in at most this many lines
 REASON_ROOM = 16  # the verdict column's room for a reason, beside its label, before optional columns go
 
 
-def width() -> int:
-    """``$COLUMNS`` (a positive integer, at least 40), else the terminal's width, else 100."""
+def width(stream=None) -> int:
+    """``$COLUMNS`` (a positive integer, at least 40), else the width of the terminal ``stream`` (default: standard
+    output) is, else 100."""
     columns = os.environ.get("COLUMNS", "").strip()
     if columns.isdigit() and int(columns) > 0:
         return max(int(columns), MIN_WIDTH)
-    if sys.stdout.isatty():
-        return max(shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns, MIN_WIDTH)
+    stream = stream or sys.stdout
+    try:
+        if stream.isatty() and (size := os.get_terminal_size(stream.fileno()).columns) > 0:  # 0: size unknown
+            return max(size, MIN_WIDTH)
+    except (OSError, ValueError, AttributeError):  # not a real terminal after all (a test's capture, a closed fd)
+        pass
     return DEFAULT_WIDTH
 
 
-def console(**kwargs) -> Console:
-    """The console every command prints to, :func:`width` columns wide (colour only on a terminal)."""
-    return Console(width=kwargs.pop("width", None) or width(), **kwargs)
+_width = width  # console()'s keyword of the same name hides it
+
+
+def console(*, width: int | None = None, stderr: bool = False, **kwargs) -> Console:
+    """The console every command prints to (standard error with ``stderr``), :func:`width` columns wide; colour
+    only on a terminal."""
+    return Console(width=width or _width(sys.stderr if stderr else None), stderr=stderr, **kwargs)
 
 
 @dataclass(frozen=True)

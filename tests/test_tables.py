@@ -210,6 +210,26 @@ def test_one_width_for_every_command(monkeypatch):
     assert layout.width() == 100
 
 
+def test_a_terminal_gives_its_own_width(monkeypatch):
+    import fcntl
+    import struct
+    import termios
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w", closefd=False) as tty:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 91, 0, 0))
+            assert layout.width(tty) == 91
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))  # size unknown
+            assert layout.width(tty) == 100
+            monkeypatch.setenv("COLUMNS", "120")  # $COLUMNS wins
+            assert layout.width(tty) == 120
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_a_reason_is_cut_between_words_and_given_whole_in_a_note():
     con = piped_console(80)
     text = render(check_table(check_report(), con=con), con)
