@@ -29,6 +29,11 @@ def _t(text: object) -> str:
     return escape(safe_text(text))
 
 
+def _num(value: float | None, fmt: str) -> str:
+    """A figure, or '-' where it does not exist (None, or NaN: e.g. the cosine of outputs of the wrong shape)."""
+    return "-" if value is None or value != value else format(value, fmt)
+
+
 def _fmt_bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
@@ -87,7 +92,8 @@ def export_table(manifest: Manifest, *, con: Console | None = None) -> Table:
         rows.append([
             _t(key) + (" *" if key in defaults else ""), (art.runtime if art else None) or "-",
             res.precision if art else "-", _fmt_bytes(art.bytes) if art else "-",
-            f"{p.cosine:.5f}" if p is not None else "-", f"{p.max_abs:.2e}" if p is not None else "-",
+            _num(p.cosine if p is not None else None, ".5f"),  # a failing ParityResult is falsy: 'is not None'
+            _num(p.max_abs if p is not None else None, ".2e"),
             f"{p.top1_confident:.0%} of {p.n_confident}" if p is not None and p.n_confident else "-",
             *(accuracy_cells(res.accuracy, len(acc_cols) > 1) if original else []),
             f"{lat.p50_ms:.2f}" if lat else "-", verdict(res)])
@@ -115,8 +121,9 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
         if r.error is not None or p is None:
             rows.append([*head, *["-"] * (7 + len(acc)), verdict(r)])
             continue
-        rows.append([*head, f"{p.cosine:.5f}", f"{p.max_abs:.2e}", f"{p.rel_l2:.2e}", f"{p.sqnr_db:.1f}",
-                     f"{p.top1:.1%}", f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
+        rows.append([*head, _num(p.cosine, ".5f"), _num(p.max_abs, ".2e"), _num(p.rel_l2, ".2e"),
+                     _num(p.sqnr_db, ".1f"), _num(p.top1, ".1%"),
+                     f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
                      f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r)])
     notes = [safe_text(c) for c in (_original_caption(report.original, "the original"), *report.notes) if c]
     if defaults:

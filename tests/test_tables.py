@@ -241,6 +241,20 @@ def test_a_reason_is_cut_between_words_and_given_whole_in_a_note():
 
 # ---- no nan for a figure that does not exist ----------------------------------------------------------------
 
+def test_a_figure_that_does_not_exist_is_a_dash():
+    from edgecnn.parity import compare
+
+    wrong_shape = compare(np.ones((4, 10)), np.ones((4, 5)), precision="int8")  # NaN figures, a failure
+    r = ArtifactResult("int8", "int8", runtime="onnxruntime", parity=wrong_shape)
+    report = CheckReport("m", "/x", 4, "photos", [r])
+    m = Manifest("m", {}, [1, 3, 8, 8], None, {}, {}, {}, {}, artifacts=[
+        Artifact("int8", "onnx", "int8", Path("/x/int8"), bytes=1000, runtime="onnxruntime")], results={"int8": r})
+    for width in WIDTHS:
+        con = piped_console(width)
+        text = render([check_table(report, con=con), export_table(m, con=con)], con)
+        assert "nan" not in text.lower() and "output shape" in text, text
+
+
 def test_bench_json_says_why_a_speedup_is_missing():
     d = bench_report(onnx_source=True).to_dict()
     row = next(r for r in d["results"] if r["artifact"] == "simplify")
