@@ -293,7 +293,8 @@ class _Export:
                 lat = p50(res)
                 p = res.parity  # no confident input: no agreement figure (never "nan%")
                 top1 = f"{p.top1_confident:.1%}" if p.n_confident else "- (no confident input)"
-                self.say(f"{stage}: cosine {p.cosine:.4f}, top-1 on confident inputs {top1}"
+                cosine = f"{p.cosine:.4f}" if p.cosine == p.cosine else "-"  # NaN: outputs of the wrong shape
+                self.say(f"{stage}: cosine {cosine}, top-1 on confident inputs {top1}"
                          + (f", p50 {lat:.2f} ms" if lat else "")
                          + ("  <- default" if stage == best else ""))
             else:
