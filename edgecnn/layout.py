@@ -90,8 +90,13 @@ def _fits(text: Text, con: Console, room: int) -> bool:
 
 
 def _shorten(v: Verdict, con: Console, room: int, mark: str) -> Text:
-    """The label and the reason's first words, then ``mark``, in at most two lines of ``room`` cells.
-    Cut between words only: a figure is whole or absent."""
+    """The label and the reason's first clauses (split at '; ') or, when even one is too long, its first words,
+    then ``mark``, in at most two lines of ``room`` cells. Cut between words only: a figure is whole or absent."""
+    clauses = v.reason.split("; ")
+    for k in range(len(clauses) - 1, 0, -1):
+        text = v.text("; ".join(clauses[:k]) + " " + mark)
+        if _fits(text, con, room):
+            return text
     words = v.reason.split()
     while words:
         text = v.text(" ".join(words) + " " + mark)
@@ -112,11 +117,13 @@ def fit(cols: list[Col], rows: list[list], *, title: str | None = None, caption:
     keep = list(range(len(cols)))
     has_verdict = [i for i in keep if any(isinstance(r[i], Verdict) for r in rows)]
 
-    def probe(idx: list[int]) -> Table:  # verdicts as their label and REASON_ROOM cells
-        return _table(None, [cols[i] for i in idx],
-                      [[Text.from_markup(r[i].label + " " + "x" * REASON_ROOM) if isinstance(r[i], Verdict)
-                        and r[i].reason else (r[i].text() if isinstance(r[i], Verdict) else r[i]) for i in idx]
-                       for r in rows])
+    def cell(c):  # a verdict as its label and REASON_ROOM cells of its reason (its width, not its words)
+        if not isinstance(c, Verdict):
+            return c
+        return Text.from_markup(c.label) + Text(" " + "x" * min(REASON_ROOM, len(c.reason)) if c.reason else "")
+
+    def probe(idx: list[int]) -> Table:
+        return _table(None, [cols[i] for i in idx], [[cell(r[i]) for i in idx] for r in rows])
 
     dropped = []
     while _natural(probe(keep), con) > limit:
