@@ -172,12 +172,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     console = _console(args)
     if args.layers:
-        cols = [Col("layer", "left"), Col("type", "left", drop=5), Col("output", "left", drop=4), Col("activations"),
-                Col("bytes", drop=1), Col("params", drop=2), Col("MACs", drop=3)]
-        rows = [[escape(layer.name), escape(layer.type), "x".join(map(str, layer.output_shape[1:])),
+        cols = [Col("layer", "left"), Col("type", "left", drop=5), Col("output", "left", drop=4),
+                Col("dtype", "left", drop=6), Col("activations"), Col("bytes", drop=1), Col("params", drop=2),
+                Col("MACs", drop=3)]
+        rows = [[escape(layer.name), escape(layer.type), "x".join(map(str, layer.output_shape[1:])), layer.dtype,
                  f"{layer.activations:,}", f"{layer.bytes:,}" if layer.bytes else "0", f"{layer.params:,}",
                  f"{layer.macs:,}"] for layer in stats.layers]
-        rows.append([f"[bold]{c}[/]" if c else "" for c in ("total", "", "", f"{stats.activations:,}",
+        rows.append([f"[bold]{c}[/]" if c else "" for c in ("total", "", "", "", f"{stats.activations:,}",
                                                            f"{stats.activation_bytes:,}", f"{stats.params:,}",
                                                            f"{stats.macs:,}")])
         console.print(fit(cols, rows, title=f"{escape(args.model)} @ {stats.resolution}x{stats.resolution}, per layer "

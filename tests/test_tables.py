@@ -419,3 +419,9 @@ def test_info_tables_keep_whole_numbers_at_80_columns(monkeypatch, capsys):
     total = next(line for line in text.splitlines() if line.startswith("total"))
     assert f"{params:,}" in total  # the per-layer total, whole
     assert "measured" in text and "torchvision card" in text
+    monkeypatch.setenv("COLUMNS", "200")  # room for every column: the dtype the README promises is there
+    assert cli.main(["info", "lenet5", "--layers"]) == 0
+    head = capsys.readouterr().out.splitlines()
+    header = next(line for line in head if line.startswith("layer"))
+    assert header.split() == ["layer", "type", "output", "dtype", "activations", "bytes", "params", "MACs"]
+    assert next(line for line in head if line.startswith("input")).split()[3] == "float32"
