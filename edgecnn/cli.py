@@ -123,8 +123,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.json == "-":
             return 0
     console = _console(args)
-    cols = [Col("name", "left"), Col("family", "left", drop=3), Col("params"), Col("MACs"), Col("input", "left", drop=2),
-            Col("top-1", drop=1), Col("weights", "left", drop=4)]
+    cols = [Col("name", "left"), Col("family", "left", drop=3), Col("params"), Col("MACs"),
+            Col("input", "left", drop=2), Col("top-1", drop=1), Col("weights", "left", drop=4)]
     console.print(fit(cols, [[r["name"], r["family"], _human(r["params"]), _human(r["macs"]),
                               f"{r['in_chans']}x{r['resolution']}x{r['resolution']}",
                               f"{r['top1']:.1f}" if r["top1"] else "-", ", ".join(r["weights"]) or "-"] for r in rows],

@@ -239,7 +239,8 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
             head += [_t(r["artifact"]) + (" *" if r["artifact"] in defaults else ""), _t(r["runtime"]),
                      _t(r["precision"]), _t(r["batch"])]
             if "error" in r:
-                rows.append([*head, *["-"] * (len(cols) - len(head) - 1), Verdict("[red]failed:[/]", safe_text(r["error"]))])
+                rows.append([*head, *["-"] * (len(cols) - len(head) - 1),
+                             Verdict("[red]failed:[/]", safe_text(r["error"]))])
                 continue
             noisy = "[yellow]![/]" if r.get("noisy") and not throughput else ""
             lat = [f"{r['p50_ms']:.2f}{noisy}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}"]
@@ -248,7 +249,8 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
             if r.get("speedup_why"):
                 why.setdefault(r["speedup_why"], None)
             rows.append([*head, *body, _x(r["speedup_vs_eager"]), _x(r["speedup_vs_best_torch"]), Verdict("ok")])
-    best = {r.artifact for rep in reports for r in rep.results if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
+    best = {r.artifact for rep in reports for r in rep.results
+            if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
     notes = [f"x best: against the fastest PyTorch baseline ({', '.join(sorted(best)) or '-'})"]
     notes += [f"- : {w}" for w in why]
     if not throughput:

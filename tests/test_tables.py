@@ -362,7 +362,8 @@ def tiny_onnx(path: Path) -> Path:
              helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
              helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fw", "fb"], [OUTPUT_NAME],
                                                                         transB=1)]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, 32, 32])],
+    graph = helper.make_graph(nodes, "tiny",
+                              [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, 32, 32])],
                               [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 10])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -94,7 +94,7 @@ class InferenceMemory:
         return out
 
     def table(self, con=None):
-        """rich Table fitted to the console (:func:`edgecnn.layout.fit`): the node names go first when short."""
+        """rich Table fitted to the console (:func:`edgecnn.layout.fit`): the node column goes first when narrow."""
         from rich.markup import escape
 
         from ..layout import Col, fit
@@ -104,7 +104,8 @@ class InferenceMemory:
                  f"{g.peak_bytes / mib:.2f} MiB", escape(g.peak_node)] for p, g in self.per_precision.items()]
         if self.measured:
             m = self.measured
-            rows.append(["fp32, measured", f"{m['weight_bytes'] / mib:.2f} MiB", f"{m['activation_bytes'] / mib:.2f} MiB",
+            rows.append(["fp32, measured", f"{m['weight_bytes'] / mib:.2f} MiB",
+                         f"{m['activation_bytes'] / mib:.2f} MiB",
                          f"{(m['weight_bytes'] + m['activation_bytes']) / mib:.2f} MiB", "ONNX Runtime, resident memory"])
         cols = [Col("precision", "left"), Col("weights"), Col("live activations at peak"),
                 Col("peak (weights + activations)"), Col("at node", "left", drop=1)]
