@@ -48,7 +48,7 @@ def select(rows: list[dict], family: str | None) -> list[dict]:
     if family is None:
         return rows
     known = families(rows)
-    chosen = {family} if family in known else {f for f in known if f.startswith(family)}
+    chosen = {family} if family in known else {f for f in known if family and f.startswith(family)}
     if not chosen:
         raise ConfigError(f"unknown family '{family}'; families are: {', '.join(known)}")
     return [r for r in rows if r["family"] in chosen]

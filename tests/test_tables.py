@@ -326,6 +326,7 @@ def test_list_family_unknown_is_an_error_and_a_prefix_names_several(capsys):
     assert cli.main(["list", "--family", "mobilenetv2"]) == 2
     err = capsys.readouterr().err
     assert "unknown family 'mobilenetv2'" in err and "mobilenet_v2" in err and "resnet" in err
+    assert cli.main(["list", "--family", ""]) == 2 and "unknown family ''" in capsys.readouterr().err
     assert cli.main(["list", "--family", "mobilenet", "--json"]) == 0
     assert {r["family"] for r in json.loads(capsys.readouterr().out)} == {"mobilenet_v1", "mobilenet_v2",
                                                                            "mobilenet_v3"}
