@@ -96,13 +96,12 @@ def _say(console, text: str, style: str | None = None) -> None:
     console.print(escape(text), style=style)
 
 
-def _console():
-    from rich.console import Console
+def _console(args: argparse.Namespace | None = None):
+    """Every command's console: $COLUMNS wide when set, else the terminal's width, else 100 (edgecnn.layout);
+    on standard error when ``--json -`` keeps standard output for the JSON alone."""
+    from .layout import console
 
-    console = Console()
-    if not console.is_terminal:  # piped / CI logs: the tables are laid out for 100 columns
-        console = Console(width=100)
-    return console
+    return console(stderr=getattr(args, "json", None) == "-")
 
 
 def _human(n: float, unit: str = "") -> str:
@@ -114,29 +113,22 @@ def _human(n: float, unit: str = "") -> str:
 
 @command
 def cmd_list(args: argparse.Namespace) -> int:
-    from .accounting import model_stats
-    from .models import get_spec, list_models
+    """The zoo from its precomputed catalogue (edgecnn.catalogue): no torch, no model built."""
+    from . import catalogue
+    from .layout import Col, fit
 
-    rows = []
-    for name in list_models(args.family):
-        spec = get_spec(name)
-        stats = model_stats(name)
-        rows.append({"name": name, "family": spec.family, "params": stats.params, "macs": stats.macs,
-                     "resolution": spec.resolution, "in_chans": spec.in_chans,
-                     "weights": [w.name for w in spec.weights], "top1": spec.published.top1})
+    rows = catalogue.select(catalogue.load(), args.family)
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    from rich.table import Table
-
-    table = Table(title=f"edgecnn models ({len(rows)})")
-    for col in ("name", "family", "params", "MACs", "input", "top-1", "weights"):
-        table.add_column(col, justify="right" if col in ("params", "MACs", "top-1") else "left")
-    for r in rows:
-        table.add_row(r["name"], r["family"], _human(r["params"]), _human(r["macs"]),
-                      f"{r['in_chans']}x{r['resolution']}x{r['resolution']}",
-                      f"{r['top1']:.1f}" if r["top1"] else "-", ", ".join(r["weights"]) or "-")
-    _console().print(table)
+        _write_json(rows, args.json)
+        if args.json == "-":
+            return 0
+    console = _console(args)
+    cols = [Col("name", "left"), Col("family", "left", drop=3), Col("params"), Col("MACs"),
+            Col("input", "left", drop=2), Col("top-1", drop=1), Col("weights", "left", drop=4)]
+    console.print(fit(cols, [[r["name"], r["family"], _human(r["params"]), _human(r["macs"]),
+                              f"{r['in_chans']}x{r['resolution']}x{r['resolution']}",
+                              f"{r['top1']:.1f}" if r["top1"] else "-", ", ".join(r["weights"]) or "-"] for r in rows],
+                      title=f"edgecnn models ({len(rows)})", con=console))
     return 0
 
 
@@ -174,41 +166,44 @@ def cmd_info(args: argparse.Namespace) -> int:
                    published=[_source_dict(c) for c in checks])
         if memory is not None:
             out["inference_memory"] = memory.to_dict(layers=args.layers)
-        print(json.dumps(out, indent=2))
-        return 0
-    from rich.table import Table
+        _write_json(out, args.json)
+        if args.json == "-":
+            return 0
+    from rich.markup import escape
 
-    console = _console()
+    from .layout import Col, fit
+
+    console = _console(args)
     if args.layers:
-        table = Table(title=f"{args.model} @ {stats.resolution}x{stats.resolution}, per layer (batch 1)")
-        for col in ("layer", "type", "output", "activations", "bytes", "params", "MACs"):
-            table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
-        for layer in stats.layers:
-            table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape[1:])),
-                          f"{layer.activations:,}", f"{layer.bytes:,}" if layer.bytes else "0",
-                          f"{layer.params:,}", f"{layer.macs:,}")
-        table.add_row("total", "", "", f"{stats.activations:,}", f"{stats.activation_bytes:,}", f"{stats.params:,}",
-                      f"{stats.macs:,}", style="bold")
-        console.print(table)
-    title = f"{args.model} ({spec.family}) @ {stats.resolution}x{stats.resolution}"
-    title += f", {options}" if options else ""
-    summary = Table(title=title)
-    for col in ("", "input", "params", "multiply-adds", "activations", "top-1", "top-5"):
-        summary.add_column(col, justify="left" if not col else "right")
-    summary.add_row("measured", str(stats.resolution), f"{stats.params:,}", _human(stats.macs),
-                    f"{stats.activations:,}", "-", "-", style="bold")
+        cols = [Col("layer", "left"), Col("type", "left", drop=5), Col("output", "left", drop=4),
+                Col("dtype", "left", drop=6), Col("activations"), Col("bytes", drop=1), Col("params", drop=2),
+                Col("MACs", drop=3)]
+        rows = [[escape(layer.name), escape(layer.type), "x".join(map(str, layer.output_shape[1:])), layer.dtype,
+                 f"{layer.activations:,}", f"{layer.bytes:,}" if layer.bytes else "0", f"{layer.params:,}",
+                 f"{layer.macs:,}"] for layer in stats.layers]
+        rows.append([f"[bold]{c}[/]" if c else "" for c in ("total", "", "", "", f"{stats.activations:,}",
+                                                           f"{stats.activation_bytes:,}", f"{stats.params:,}",
+                                                           f"{stats.macs:,}")])
+        console.print(fit(cols, rows, title=f"{escape(args.model)} @ {stats.resolution}x{stats.resolution}, per layer "
+                                            "(batch 1)", con=console))
+    title = f"{escape(args.model)} ({spec.family}) @ {stats.resolution}x{stats.resolution}"
+    title += f", {escape(str(options))}" if options else ""
+    rows = [[f"[bold]{c}[/]" for c in ("measured", str(stats.resolution), f"{stats.params:,}", _human(stats.macs),
+                                        f"{stats.activations:,}", "-", "-")]]
     for check in checks:
         src, own = check.source, check.stats
         if own is not stats:  # the source's figures hold under other conditions: measure under those
             where = ", ".join([f"{own.resolution} px"] + [f"{k}={v}" for k, v in check.options.items()])
-            summary.add_row(f"  measured ({where})", str(own.resolution), f"{own.params:,}", _human(own.macs),
-                            f"{own.activations:,}", "-", "-")
-        summary.add_row(_source_label(src), str(own.resolution),
-                        f"{src.params:,}{_gap(check, 'params')}" if src.params else "-",
-                        f"{_human(src.macs)}{_gap(check, 'macs')}" if src.macs else "-",
-                        f"{src.activations:,}{_gap(check, 'activations')}" if src.activations else "-",
-                        f"{src.top1:.2f}%" if src.top1 else "-", f"{src.top5:.2f}%" if src.top5 else "-")
-    console.print(summary)
+            rows.append([escape(f"  measured ({where})"), str(own.resolution), f"{own.params:,}", _human(own.macs),
+                         f"{own.activations:,}", "-", "-"])
+        rows.append([_source_label(src), str(own.resolution),
+                     f"{src.params:,}{_gap(check, 'params')}" if src.params else "-",
+                     f"{_human(src.macs)}{_gap(check, 'macs')}" if src.macs else "-",
+                     f"{src.activations:,}{_gap(check, 'activations')}" if src.activations else "-",
+                     f"{src.top1:.2f}%" if src.top1 else "-", f"{src.top5:.2f}%" if src.top5 else "-"])
+    cols = [Col("", "left"), Col("input", drop=3), Col("params"), Col("multiply-adds"), Col("activations", drop=2),
+            Col("top-1", drop=1), Col("top-5", drop=4)]
+    console.print(fit(cols, rows, title=title, con=console))
     for check in checks:
         src = check.source
         line = f"{_source_label(src)}: {src.source}"
@@ -231,7 +226,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                       f"x4 (Adam) = {params['adam'] / mib:.1f} MiB; total at batch 1: "
                       f"{train['total_bytes_batch1']['sgd_momentum'] / mib:.1f} MiB (SGD+momentum), "
                       f"{train['total_bytes_batch1']['adam'] / mib:.1f} MiB (Adam)")
-        console.print(memory.table())
+        console.print(memory.table(con=console))
         for line in memory.notes():
             _say(console, line)
     return 0
@@ -341,7 +336,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
     result = run_export(cfg, log=(lambda m: _say(console, m)) if not args.quiet else (lambda _m: None))
-    console.print(export_table(result.manifest))
+    console.print(export_table(result.manifest, con=console))
     for target, why in result.missing_targets.items():
         _say(console, f"{target}: not built: {backends.missing(target) or why}", "yellow")
     console.print(f"manifest: {result.out_dir / 'manifest.json'}")
@@ -368,11 +363,15 @@ def _wait_and_trust(p: argparse.ArgumentParser) -> None:
 def _check_outputs(*paths: str | None) -> None:
     """Result files must be writable before minutes of work, not after."""
     for path in paths:
-        if path:
+        if path and path != "-":
             writable_dir(Path(path).resolve().parent)
 
 
-def _write_json(data: dict, path: str) -> None:
+def _write_json(data: dict | list, path: str) -> None:
+    """``path`` '-': standard output."""
+    if path == "-":
+        print(json.dumps(data, indent=2, default=str))
+        return
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
 
@@ -394,8 +393,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
                        threads=args.threads, tolerances=tolerances, layers=args.layers, device=args.device,
                        trust_source=args.trust_source, wait=not args.no_wait)
-    console = _console()
-    console.print(check_table(result))
+    console = _console(args)
+    console.print(check_table(result, con=console))
     for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
     if args.csv:
@@ -403,13 +402,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         write_check_csv(result.to_dict(), args.csv)
     if args.layers:
-        for t in layers_table(result.layers):
+        for t in layers_table(result.layers, con=console):
             console.print(t)
         if "note" in result.layers:
             console.print(result.layers["note"])
     if args.json:
         _write_json(result.to_dict(), args.json)
-        console.print(f"results: {args.json}")
+        if args.json != "-":
+            console.print(f"results: {args.json}")
     console.print("[green]all artifacts pass[/]" if result.passed else "[red]parity FAILED[/]")
     return 0 if result.passed else 1
 
@@ -426,13 +426,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        progress=_progress(args), trust_source=args.trust_source, wait=not args.no_wait)
     if args.label:
         result.label = args.label
-    console = _console()
+    console = _console(args)
     cpu = result.host["cpu"]
     console.print(f"host: {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or '-'}; "
                   f"threads {args.threads or 'runtime default'}; GPU {result.host['gpu'] or 'none'}")
     if cpu.get("disagree"):
         _say(console, f"note: {cpu['disagree']}", "yellow")
-    console.print(bench_table([result]))
+    console.print(bench_table([result], con=console))
     for line in result.skipped:
         _say(console, f"skipped {line}", "yellow")
     if result.noisy:
@@ -455,7 +455,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_outputs(args.json)
     result = predict_dir(args.out_dir, args.images, runtime=args.runtime, artifact=args.artifact, top=args.top,
                          threads=args.threads, trust_source=args.trust_source)
-    _console().print(predict_table(result))
+    console = _console(args)
+    console.print(predict_table(result, con=console))
     if args.json:
         _write_json(result.to_dict(), args.json)
     return 0
@@ -496,7 +497,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not benches and not accuracy:
         raise ConfigError("no bench results among the files (pass the JSON written by `edgecnn bench --json`)")
     if benches:
-        _console().print(bench_table(benches))
+        console = _console()
+        console.print(bench_table(benches, con=console))
     if accuracy:
         print(accuracy)
     if args.markdown:
@@ -507,6 +509,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_option(p: argparse.ArgumentParser, *, bare: bool = False) -> None:
+    """Every command's ``--json FILE``; ``-`` is standard output (only the JSON there: tables and messages go to
+    standard error). ``bare``: ``--json`` alone means ``-`` too (list and info, whose output is only the JSON)."""
+    p.add_argument("--json", type=lambda t: t if t == "-" else path_arg(t), metavar="FILE",
+                   **({"nargs": "?", "const": "-"} if bare else {}),
+                   help="write the results as JSON to FILE ('-': to standard output, the rest to standard error)"
+                        + ("; --json alone: JSON only, to standard output" if bare else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edgecnn", description="Export classic CNNs to ONNX / OpenVINO / TensorRT, quantize them, prove parity.")
@@ -514,8 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="all models with family, params, MACs, input size")
-    p.add_argument("--family", help="only this family")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--family", help="only this family (a prefix names several: mobilenet = mobilenet_v1/v2/v3)")
+    _json_option(p, bare=True)
 
     p = sub.add_parser("info", help="params, multiply-adds and activation memory of one model")
     p.add_argument("model", type=model_name)
@@ -526,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training memory per image and the deployed inference peak (exports the model to ONNX)")
     p.add_argument("--model-arg", action="append", type=model_arg, metavar="KEY=VALUE",
                    help="builder option, repeatable (e.g. --model-arg width_mult=0.75 --model-arg aux_logits=true)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json_option(p, bare=True)
 
     p = sub.add_parser("export", help="torch -> ONNX -> simplify -> fp16/int8 -> OpenVINO/TensorRT, with parity")
     p.add_argument("model", type=model_name, help="a zoo name (edgecnn list), file.py:factory or package.module:factory (a function "
@@ -589,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
     p.add_argument("--int8-top1", type=float, help="override the int8 confident top-1 agreement (default 0.97)")
     p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
-    p.add_argument("--json", type=path_arg, metavar="FILE")
+    _json_option(p)
     p.add_argument("--csv", type=path_arg, metavar="FILE", help="one row per artifact x runtime: parity and accuracy")
     _wait_and_trust(p)
 
@@ -602,15 +613,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artifact to run, e.g. int8, simplify, openvino-fp32 (default: the passing int8, else fp32)")
     p.add_argument("--top", type=positive_int, default=5, metavar="K")
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--json", type=path_arg, metavar="FILE")
+    _json_option(p)
     p.add_argument("--trust-source", action="store_true",
                    help="load a TensorRT engine this machine did not build (an engine is native code)")
 
     p = sub.add_parser("bench", help="latency of every artifact and of PyTorch eager, in one run")
     p.add_argument("out_dir")
     p.add_argument("--runtimes", type=_names("runtime", _runtime_names))
-    p.add_argument("--batch", type=lambda t: tuple(bounded("batch")(v) for v in _csv(t)) or (1,), default=(1,),
-                   help="comma list of batch sizes (dynamic-batch exports only)")
+    p.add_argument("--batch", type=lambda t: tuple(bounded("batch")(v) for v in _csv(t)) or None,
+                   help="comma list of batch sizes (default: the export's); a fixed-batch export runs only at its "
+                        "own batch: the others are named and skipped, exit 2 when none can run")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--mode", choices=MODES, default="latency",
                    help="latency: one request at a time (default); throughput: every core busy for --duration "
@@ -624,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=positive_int, default=100)
     g.add_argument("--duration", type=float, help="seconds per measurement instead of a count")
     p.add_argument("--label", help="name of this machine in merged reports")
-    p.add_argument("--json", type=path_arg, metavar="FILE")
+    _json_option(p)
     p.add_argument("--csv", type=path_arg, metavar="FILE")
     p.add_argument("--plot", type=path_arg, metavar="FILE.png")
     p.add_argument("--quiet", action="store_true")

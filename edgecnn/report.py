@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 
-from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,6 +18,7 @@ from .guard import markdown_cell as md
 from .guard import safe_text
 from .harness.bench import BenchReport
 from .harness.check import CheckReport
+from .layout import Col, Verdict, fit
 from .manifest import Manifest
 from .results import ArtifactResult
 
@@ -28,22 +29,25 @@ def _t(text: object) -> str:
     return escape(safe_text(text))
 
 
+def _num(value: float | None, fmt: str) -> str:
+    """A figure, or '-' where it does not exist (None, or NaN: e.g. the cosine of outputs of the wrong shape)."""
+    return "-" if value is None or value != value else format(value, fmt)
+
+
 def _fmt_bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
-def verdict(r: ArtifactResult) -> str:
-    """The result's verdict as rich markup, with what failed."""
+def verdict(r: ArtifactResult) -> Verdict:
+    """The result's verdict (:attr:`ArtifactResult.verdict`, never re-derived here) as a label and what failed."""
     v, failures = r.verdict, "; ".join(r.parity.failures) if r.parity is not None else ""
+    slower = f"{r.slower_than_fp32:.2f}x slower than fp32" if r.slower_than_fp32 else ""
     if v == "failed":  # could not be built, loaded or run: a failure whatever the weights, never "advisory"
-        return f"[red]failed{' (not the default)' if r.alternative else ''}:[/] {escape(r.error or '')[:70]}"
-    if v == "pass":
-        return "[green]pass[/]"
-    if v == "advisory":
-        return "[yellow]advisory[/]"
-    if v == "not judged":
-        return f"[dim]not judged ({_t(r.not_judged or '')})[/]"
-    return f"[red]FAIL[/] {escape(failures)[:70]}"
+        return Verdict(f"[red]failed{' (not the default)' if r.alternative else ''}:[/]", safe_text(r.error or ""))
+    label = {"pass": "[green]pass[/]", "advisory": "[yellow]advisory[/]",
+             "FAIL": "[red]FAIL[/]", "not judged": "[dim]not judged[/]"}.get(v, _t(v))
+    reason = safe_text(r.not_judged or "") if v == "not judged" else safe_text(failures) if v != "pass" else ""
+    return Verdict(label, "; ".join(x for x in (reason, slower) if x))
 
 
 def accuracy_cells(acc: dict | None, top5: bool) -> list[str]:
@@ -57,15 +61,11 @@ def accuracy_cells(acc: dict | None, top5: bool) -> list[str]:
     return [cell("top1")] + ([cell("top5")] if top5 else [])
 
 
-def _accuracy_columns(table: Table, original: dict | None) -> bool:
-    """Add the accuracy columns when the images carried labels; True when top-5 is shown (> 5 classes)."""
+def _accuracy_columns(original: dict | None) -> list[Col]:
+    """The accuracy columns when the images carried labels (top-5 with more than 5 classes)."""
     if not original:
-        return False
-    top5 = "top5" in original
-    table.add_column("acc@1 (pts)", justify="right", no_wrap=True)
-    if top5:
-        table.add_column("acc@5", justify="right", no_wrap=True)
-    return top5
+        return []
+    return [Col("acc@1 (pts)", drop=2)] + ([Col("acc@5", drop=5)] if "top5" in original else [])
 
 
 def _original_caption(original: dict | None, what: str) -> str | None:
@@ -75,66 +75,62 @@ def _original_caption(original: dict | None, what: str) -> str | None:
             + (f", top-5 {original['top5']:.1%}" if "top5" in original else ""))
 
 
-def export_table(manifest: Manifest) -> Table:
-    """rich Table: artifact, size, parity against the original, accuracy where labelled, quick p50 latency
-    (fits 100 columns)."""
+def export_table(manifest: Manifest, *, con: Console | None = None) -> Table:
+    """rich Table: artifact (* the default of several routes), size, parity against the original, accuracy
+    where labelled, quick p50 latency and the verdict, fitted to the console (:func:`edgecnn.layout.fit`)."""
     n = next((r.parity.n for r in manifest.results.values() if r.parity is not None), "?")
     original = (manifest.evaluation or {}).get("accuracy")
     what = "the original" if (manifest.evaluation or {}).get("original") != "torch" else "the PyTorch original"
-    table = Table(title=f"{_t(manifest.model)}: artifacts vs {what} ({n} held-out images)",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for col in ("artifact", "runtime", "prec", "size", "cosine", "max abs", "top-1 conf."):
-        table.add_column(col, justify="left" if col in ("artifact", "runtime", "prec") else "right", no_wrap=True)
-    top5 = _accuracy_columns(table, original)
-    table.add_column("p50 ms", justify="right", no_wrap=True)
-    table.add_column("verdict", overflow="fold")
+    acc_cols = _accuracy_columns(original)
+    cols = [Col("artifact", "left"), Col("runtime", "left", drop=7), Col("prec", "left", drop=4),
+            Col("size", drop=8), Col("cosine", drop=1), Col("max abs", drop=9), Col("top-1 conf.", drop=3),
+            *acc_cols, Col("p50 ms", drop=6), Col("verdict", "left")]
     defaults, alternatives = manifest.defaults(), manifest.alternatives()
-    rows = [(a.key, a) for a in manifest.artifacts] + [(k, None) for k in manifest.failures()]
-    for key, art in rows:
+    rows = []
+    for key, art in [(a.key, a) for a in manifest.artifacts] + [(k, None) for k in manifest.failures()]:
         res = manifest.results.get(key) or ArtifactResult(key, art.precision if art else "-")
         p, lat = res.parity, res.latency
-        name = _t(key) + (" *" if key in defaults else "")
-        slower = f" [yellow]{res.slower_than_fp32:.2f}x slower than fp32[/]" if res.slower_than_fp32 else ""
-        table.add_row(
-            name, (art.runtime if art else None) or "-", res.precision if art else "-",
-            _fmt_bytes(art.bytes) if art else "-",
-            f"{p.cosine:.5f}" if p is not None else "-",
-            f"{p.max_abs:.2e}" if p is not None else "-",
+        rows.append([
+            _t(key) + (" *" if key in defaults else ""), (art.runtime if art else None) or "-",
+            res.precision if art else "-", _fmt_bytes(art.bytes) if art else "-",
+            _num(p.cosine if p is not None else None, ".5f"),  # a failing ParityResult is falsy: 'is not None'
+            _num(p.max_abs if p is not None else None, ".2e"),
             f"{p.top1_confident:.0%} of {p.n_confident}" if p is not None and p.n_confident else "-",
-            *(accuracy_cells(res.accuracy, top5) if original else []),
-            f"{lat.p50_ms:.2f}" if lat else "-",
-            verdict(res) + slower,
-        )
+            *(accuracy_cells(res.accuracy, len(acc_cols) > 1) if original else []),
+            f"{lat.p50_ms:.2f}" if lat else "-", verdict(res)])
     notes = []
     if defaults:
         notes.append("* the default of several routes (" + ", ".join(sorted(alternatives)) + ": alternatives)")
     advisory = next((r.advisory for r in manifest.results.values() if r.advisory), None)
-    notes += [c for c in (_original_caption(original, what), advisory and "advisory: " + advisory) if c]
-    table.caption = "\n".join(notes) or None
-    return table
+    notes += [safe_text(c) for c in (_original_caption(original, what), advisory and "advisory: " + advisory) if c]
+    return fit(cols, rows, title=f"{_t(manifest.model)}: artifacts vs {what} ({n} held-out images)", caption=notes,
+               con=con)
 
 
-def check_table(report: CheckReport) -> Table:
-    table = Table(title=f"{_t(report.model)}: parity against the original ({report.n_images} images: "
-                        f"{_t(report.images)})")
-    for col in ("artifact", "runtime", "precision", "cosine", "max abs", "rel L2", "SQNR dB", "top-1", "top-1 conf.",
-                "top-5"):
-        table.add_column(col, justify="left" if col in ("artifact", "runtime", "precision") else "right")
-    top5 = _accuracy_columns(table, report.original)
-    table.add_column("verdict")
+def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
+    """Parity (and accuracy) of every artifact x runtime and its verdict, fitted to the console."""
+    acc_cols = _accuracy_columns(report.original)
+    cols = [Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=4), Col("cosine", drop=1),
+            Col("max abs", drop=8), Col("rel L2", drop=10), Col("SQNR dB", drop=9), Col("top-1", drop=6),
+            Col("top-1 conf.", drop=3), Col("top-5", drop=7), *acc_cols, Col("verdict", "left")]
+    defaults = set(report.defaults)
+    rows = []
     for r in report.results:
         p = r.parity
-        acc = accuracy_cells(r.accuracy, top5) if report.original else []
+        acc = accuracy_cells(r.accuracy, len(acc_cols) > 1) if report.original else []
+        head = [_t(r.artifact) + (" *" if r.artifact in defaults else ""), _t(r.runtime), _t(r.precision)]
         if r.error is not None or p is None:
-            table.add_row(_t(r.artifact), _t(r.runtime), _t(r.precision), *["-"] * (7 + len(acc)), verdict(r))
+            rows.append([*head, *["-"] * (7 + len(acc)), verdict(r)])
             continue
-        table.add_row(_t(r.artifact), _t(r.runtime), _t(r.precision), f"{p.cosine:.5f}", f"{p.max_abs:.2e}",
-                      f"{p.rel_l2:.2e}", f"{p.sqnr_db:.1f}", f"{p.top1:.1%}",
-                      f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
-                      f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r))
-    table.caption = "\n".join(_t(c) for c in (_original_caption(report.original, "the original"), *report.notes)
-                              if c) or None
-    return table
+        rows.append([*head, _num(p.cosine, ".5f"), _num(p.max_abs, ".2e"), _num(p.rel_l2, ".2e"),
+                     _num(p.sqnr_db, ".1f"), _num(p.top1, ".1%"),
+                     f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
+                     f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r)])
+    notes = [safe_text(c) for c in (_original_caption(report.original, "the original"), *report.notes) if c]
+    if defaults:
+        notes.insert(0, "* the default of several routes; the others of its group are alternatives")
+    return fit(cols, rows, title=f"{_t(report.model)}: parity against the original ({report.n_images} images: "
+                                 f"{_t(report.images)})", caption=notes, con=con)
 
 
 def check_rows(check: dict) -> list[dict]:
@@ -174,29 +170,24 @@ def accuracy_markdown(checks: list[dict]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def predict_table(report) -> Table:
+def predict_table(report, *, con: Console | None = None) -> Table:
     """The top-K labels of each image (a harness.predict.PredictReport)."""
-    table = Table(title=f"{report.artifact} ({report.precision}) on {report.runtime}; labels from {report.labels_from}")
-    for col in ("image", "rank", "label", "probability"):
-        table.add_column(col, justify="right" if col in ("rank", "probability") else "left")
-    for pred in report.predictions:
-        for rank, t in enumerate(pred.top, 1):
-            table.add_row(_t(pred.image) if rank == 1 else "", str(rank), _t(t["label"]), f"{t['probability']:.1%}")
-    return table
+    rows = [[_t(pred.image) if rank == 1 else "", str(rank), _t(t["label"]), f"{t['probability']:.1%}"]
+            for pred in report.predictions for rank, t in enumerate(pred.top, 1)]
+    return fit([Col("image", "left"), Col("rank"), Col("label", "left"), Col("probability")], rows,
+               title=f"{_t(report.artifact)} ({_t(report.precision)}) on {_t(report.runtime)}; labels from "
+                     f"{_t(report.labels_from)}", con=con)
 
 
-def layers_table(layers: dict) -> list[Table]:
+def layers_table(layers: dict, *, con: Console | None = None) -> list[Table]:
     tables = []
     for key, info in layers.items():
         if key == "note":
             continue
-        t = Table(title=f"{key}: worst layers by SQNR against {info['against']} ({info['layers']} tensors compared)")
-        t.add_column("tensor")
-        t.add_column("SQNR vs fp32 (dB)", justify="right")
-        t.add_column("own quantization SQNR (dB)", justify="right")
-        for row in info["worst"]:
-            t.add_row(_t(row["tensor"]), f"{row['sqnr_db']:.1f}", f"{row['quant_sqnr_db']:.1f}")
-        tables.append(t)
+        rows = [[_t(row["tensor"]), f"{row['sqnr_db']:.1f}", f"{row['quant_sqnr_db']:.1f}"] for row in info["worst"]]
+        tables.append(fit([Col("tensor", "left"), Col("SQNR vs fp32 (dB)"), Col("own quantization SQNR (dB)", drop=1)],
+                          rows, title=f"{_t(key)}: worst layers by SQNR against {_t(info['against'])} "
+                                      f"({info['layers']} tensors compared)", con=con))
     return tables
 
 
@@ -212,6 +203,8 @@ def bench_rows(report: BenchReport) -> list[dict]:
         row = {"host": host_label(report), "model": report.model, "mode": report.mode, "artifact": r.artifact,
                "runtime": r.runtime, "precision": r.precision, "batch": r.batch, "device": r.device,
                "speedup_vs_eager": r.speedup, "speedup_vs_best_torch": r.speedup_vs_best_torch}
+        if why := report.speedup_why(r):
+            row["speedup_why"] = why
         if r.error is not None:
             row["error"] = r.error
         if r.latency is not None:
@@ -223,47 +216,54 @@ def bench_rows(report: BenchReport) -> list[dict]:
     return rows
 
 
-def bench_table(reports: list[BenchReport]) -> Table:
-    """One machine: the host in the title, 100 columns. Several (``edgecnn report``): a host column."""
+def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Table:
+    """One machine: the host in the title. Several (``edgecnn report``): a host column. Fitted to the console."""
     merged = len({host_label(r) for r in reports}) > 1 or len({r.model for r in reports}) > 1
-    modes = {r.mode for r in reports}
-    throughput = modes == {"throughput"}
+    throughput = {r.mode for r in reports} == {"throughput"}
+    several_batches = len({r.batch for rep in reports for r in rep.results}) > 1
     what = "throughput (img/s, every core busy)" if throughput else "latency (ms)"
     title = f"{what}; speedups against PyTorch eager and the fastest PyTorch baseline, same run"
     if not merged:
         rep = reports[0]
         title = f"{_t(rep.model)} on {_t(host_label(rep))}, {_t(rep.threads or 'default')} threads: " + title
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    lead = ("host", "model") if merged else ()
-    cols = (*lead, "artifact", "runtime", "prec", "b",
-            *(("streams", "img/s", "p50", "p90", "p99") if throughput else ("p50", "p90", "p99", "img/s")),
-            "x eager", "x best")
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("host", "model", "artifact", "runtime", "prec") else "right",
-                         no_wrap=c != "host", overflow="fold")
+    lead = [Col("host", "left"), Col("model", "left")] if merged else []
+    latency = [Col("p50"), Col("p90", drop=6), Col("p99", drop=7)]
+    cols = [*lead, Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=5),
+            Col("b", drop=0 if several_batches else 4),
+            *([Col("streams", drop=8), Col("img/s"), *latency] if throughput else [*latency, Col("img/s", drop=3)]),
+            Col("x eager", drop=2), Col("x best", drop=1), Col("result", "left")]
+    rows, why = [], {}
     for rep in reports:
+        defaults = set(rep.defaults)
         for r in bench_rows(rep):
             head = [_t(r["host"]), _t(r["model"])] if merged else []
-            head += [_t(r["artifact"]), _t(r["runtime"]), _t(r["precision"]), _t(r["batch"])]
+            head += [_t(r["artifact"]) + (" *" if r["artifact"] in defaults else ""), _t(r["runtime"]),
+                     _t(r["precision"]), _t(r["batch"])]
             if "error" in r:
-                table.add_row(*head, *["-"] * (len(cols) - len(head) - 1), f"[red]{_t(r['error'][:40])}[/]")
+                rows.append([*head, *["-"] * (len(cols) - len(head) - 1),
+                             Verdict("[red]failed:[/]", safe_text(r["error"]))])
                 continue
             noisy = "[yellow]![/]" if r.get("noisy") and not throughput else ""
             lat = [f"{r['p50_ms']:.2f}{noisy}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}"]
             body = [str(r["streams"]), f"{r['throughput_ips']:.1f}", *lat] if throughput else \
                 [*lat, f"{r['throughput_ips']:.0f}"]
-            table.add_row(*head, *body, f"{_num(r['speedup_vs_eager']):.2f}x",
-                          f"{_num(r['speedup_vs_best_torch']):.2f}x")
-    best = {r.artifact for rep in reports for r in rep.results if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
+            if r.get("speedup_why"):
+                why.setdefault(r["speedup_why"], None)
+            rows.append([*head, *body, _x(r["speedup_vs_eager"]), _x(r["speedup_vs_best_torch"]), Verdict("ok")])
+    best = {r.artifact for rep in reports for r in rep.results
+            if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
     notes = [f"x best: against the fastest PyTorch baseline ({', '.join(sorted(best)) or '-'})"]
+    notes += [f"- : {w}" for w in why]
     if not throughput:
         notes.append("img/s = batch / p50; ! = noisy (cv > 15%)")
-    table.caption = "; ".join(notes)
-    return table
+    if any(rep.defaults for rep in reports):
+        notes.append("* the default of several routes")
+    return fit(cols, rows, title=title, caption=notes, con=con, key=len(lead))
 
 
-def _num(v: float | None) -> float:
-    return float("nan") if v is None else v
+def _x(v: float | None) -> str:
+    """A speedup, or '-' where there is none (no PyTorch baseline to divide by): never 'nanx'."""
+    return "-" if v is None else f"{v:.2f}x"
 
 
 def markdown(reports: list[BenchReport]) -> str:
@@ -277,7 +277,7 @@ def markdown(reports: list[BenchReport]) -> str:
                 lines.append(f"{head} error | | | | | | {md(r['error'][:60])} |")
                 continue
             lines.append(f"{head} {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['cv']:.0%} | {r['throughput_ips']:.1f} | "
-                         f"{_num(r['speedup_vs_eager']):.2f}x | {_num(r['speedup_vs_best_torch']):.2f}x |")
+                         f"{_x(r['speedup_vs_eager'])} | {_x(r['speedup_vs_best_torch'])} |")
     return "\n".join(lines) + "\n"
 
 

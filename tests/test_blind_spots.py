@@ -263,7 +263,7 @@ def test_bench_speedup_is_against_eager_at_the_same_batch(monkeypatch):
     p50 = {("torch-eager", 1): 10.0, ("torch-eager", 4): 40.0, ("simplify", 1): 5.0, ("simplify", 4): 10.0}
     arts = [Artifact("simplify", "onnx", "fp32", Path("/nowhere/model.sim.onnx"), runtime="onnxruntime")]
     manifest = SimpleNamespace(verify=lambda: None, dynamic_batch=32, input_shape=[1, 3, 8, 8], preprocessing={},
-                               model="m", artifacts=arts)
+                               model="m", artifacts=arts, defaults=set)
     monkeypatch.setattr(bench, "Manifest", SimpleNamespace(load=lambda _d: manifest))
     monkeypatch.setattr(bench, "Preprocessing", SimpleNamespace(from_dict=lambda _d: None))
     monkeypatch.setattr(bench, "evaluation_batch", lambda _p, n: np.zeros((n, 3, 8, 8), np.float32))

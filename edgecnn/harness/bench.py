@@ -48,6 +48,7 @@ class BenchReport:
     results: list[ArtifactResult] = field(default_factory=list)  # one per artifact x runtime x batch
     skipped: list[str] = field(default_factory=list)
     label: str | None = None  # the machine's name in merged reports
+    defaults: list[str] = field(default_factory=list)  # the manifest's defaults of several routes (marked *)
 
     @property
     def noisy(self) -> list[str]:
@@ -56,7 +57,16 @@ class BenchReport:
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "results"}
-        return {**d, "results": [r.to_dict() for r in self.results], "noisy": self.noisy}
+        results = [{**r.to_dict(), **({"why": why} if (why := self.speedup_why(r)) else {})} for r in self.results]
+        return {**d, "results": results, "noisy": self.noisy}
+
+    def speedup_why(self, r: ArtifactResult) -> str | None:
+        """Why a measured row has no speedup figure (None where it has both, or did not run: its error says why)."""
+        if r.latency is None or (r.speedup is not None and r.speedup_vs_best_torch is not None):
+            return None
+        if any(q.artifact == ORIGINAL_ONNX for q in self.results):
+            return "no PyTorch baseline for an ONNX source"
+        return f"no PyTorch baseline ran at batch {r.batch}"
 
     @classmethod
     def from_dict(cls, d: dict) -> "BenchReport":
@@ -64,7 +74,7 @@ class BenchReport:
         return cls(**fields, results=[ArtifactResult.from_dict(r) for r in d["results"]])
 
 
-def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] = (1,),
+def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] | None = None,
               threads: int | None = None, warmup: int = 10, iterations: int | None = 100,
               duration_s: float | None = None, mode: str = "latency", baselines: tuple[str, ...] = ("eager",),
               device: str | None = None, progress: bool = True, trust_source: bool = False,
@@ -74,14 +84,16 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
 
     Each runtime runs on ``device`` when one is given (those that cannot are skipped, with why), else on
     its default: engines on CUDA, the rest on the CPU. PyTorch runs on every device an artifact uses, so
-    an engine on CUDA is compared with PyTorch on CUDA (``torch-eager-cuda``)."""
+    an engine on CUDA is compared with PyTorch on CUDA (``torch-eager-cuda``).
+    ``batches``: the batch sizes to run (default: the export's batch, else 1); a fixed-batch export runs only
+    at its own batch: the others are listed in ``skipped`` with why, and none that can run is an error."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown PyTorch baseline '{unknown[0]}'; baselines are: {', '.join(BASELINES)}")
     check_device(device)
-    for b in batches:
+    for b in batches or ():
         check_limit("batch", b, "--batch")
     if duration_s is not None:
         finite(duration_s, "--duration", 0.001, 3600)
@@ -95,12 +107,12 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
            progress, trust_source) -> BenchReport:
     manifest = Manifest.load(out_dir)
     manifest.verify()  # time only what the manifest describes
-    if manifest.dynamic_batch is None:
-        batches = (manifest.input_shape[0],)
+    batches, not_run = honoured_batches(manifest, batches)
     x_all = evaluation_batch(Preprocessing.from_dict(manifest.preprocessing), max(batches))
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
-                         versions=hostinfo.versions(), mode=mode)
+                         versions=hostinfo.versions(), mode=mode, defaults=sorted(manifest.defaults()),
+                         skipped=not_run)
     unavailable = availability()
     jobs = []  # (name, runtime, precision, what to load, device)
     for art in manifest.artifacts:
@@ -145,6 +157,22 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
         bar.close()
     _speedups(report)
     return report
+
+
+def honoured_batches(manifest: Manifest, asked: tuple[int, ...] | None) -> tuple[tuple[int, ...], list[str]]:
+    """The batch sizes that can run on this export (all of them where its batch is dynamic, else its own) and a
+    line saying which cannot and why; none that can is a :class:`ConfigError`."""
+    fixed = manifest.input_shape[0] if manifest.dynamic_batch is None else None
+    if not asked:
+        return (fixed or 1,), []
+    asked = tuple(dict.fromkeys(asked))
+    if fixed is None or set(asked) == {fixed}:
+        return asked, []
+    cannot = ", ".join(str(b) for b in asked if b != fixed)
+    why = (f"the export's batch is fixed at {fixed} (export with --dynamic-batch to bench other batch sizes)")
+    if fixed not in asked:
+        raise ConfigError(f"--batch {','.join(map(str, asked))}: cannot run: {why}")
+    return (fixed,), [f"--batch {cannot}: {why}"]
 
 
 def torch_name(baseline_name: str, device: str) -> str:

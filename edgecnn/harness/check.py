@@ -103,6 +103,7 @@ class CheckReport:
     layers: dict | None = None
     original: dict | None = None  # the original's accuracy against true labels (ImageFolder images)
     notes: list[str] = field(default_factory=list)
+    defaults: list[str] = field(default_factory=list)  # the manifest's defaults of several routes (marked *)
 
     @property
     def passed(self) -> bool:
@@ -111,7 +112,7 @@ class CheckReport:
     def to_dict(self) -> dict:
         return {"model": self.model, "out_dir": self.out_dir, "n_images": self.n_images, "images": self.images,
                 "results": [r.to_dict() for r in self.results], "skipped": self.skipped, "passed": self.passed,
-                "layers": self.layers, "original": self.original, "notes": self.notes}
+                "layers": self.layers, "original": self.original, "notes": self.notes, "defaults": self.defaults}
 
 
 def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple[str, ...] | None = None,
@@ -164,7 +165,8 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
     batch = manifest.input_shape[0]
     alternatives = manifest.alternatives()
     report = CheckReport(model=manifest.model, out_dir=str(Path(out_dir).resolve()), n_images=len(x),
-                         images=ev.description, notes=[orig.note] if orig.note else [])
+                         images=ev.description, notes=[orig.note] if orig.note else [],
+                         defaults=sorted(manifest.defaults()))
     if targets is not None:
         report.original = accuracy(reference, targets)
     deployed: dict[str, str | None] = {}

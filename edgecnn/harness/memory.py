@@ -93,21 +93,24 @@ class InferenceMemory:
             out[p] = d
         return out
 
-    def table(self):
-        from rich.table import Table
+    def table(self, con=None):
+        """rich Table fitted to the console (:func:`edgecnn.layout.fit`): the node column goes first when narrow."""
+        from rich.markup import escape
+
+        from ..layout import Col, fit
 
         mib = 2**20
-        t = Table(title=f"{self.model} @ {self.resolution}x{self.resolution}: deployed inference peak memory (batch 1)")
-        for col in ("precision", "weights", "live activations at peak", "peak (weights + activations)", "at node"):
-            t.add_column(col, justify="left" if col in ("precision", "at node") else "right")
-        for p, g in self.per_precision.items():
-            t.add_row(p, f"{g.weight_bytes / mib:.2f} MiB", f"{g.peak_activation_bytes / mib:.2f} MiB",
-                      f"{g.peak_bytes / mib:.2f} MiB", g.peak_node)
+        rows = [[p, f"{g.weight_bytes / mib:.2f} MiB", f"{g.peak_activation_bytes / mib:.2f} MiB",
+                 f"{g.peak_bytes / mib:.2f} MiB", escape(g.peak_node)] for p, g in self.per_precision.items()]
         if self.measured:
             m = self.measured
-            t.add_row("fp32, measured", f"{m['weight_bytes'] / mib:.2f} MiB", f"{m['activation_bytes'] / mib:.2f} MiB",
-                      f"{(m['weight_bytes'] + m['activation_bytes']) / mib:.2f} MiB", "ONNX Runtime, resident memory")
-        return t
+            rows.append(["fp32, measured", f"{m['weight_bytes'] / mib:.2f} MiB",
+                         f"{m['activation_bytes'] / mib:.2f} MiB",
+                         f"{(m['weight_bytes'] + m['activation_bytes']) / mib:.2f} MiB", "ONNX Runtime, resident memory"])
+        cols = [Col("precision", "left"), Col("weights"), Col("live activations at peak"),
+                Col("peak (weights + activations)"), Col("at node", "left", drop=1)]
+        return fit(cols, rows, title=f"{escape(self.model)} @ {self.resolution}x{self.resolution}: deployed inference "
+                                     "peak memory (batch 1)", con=con)
 
     def notes(self) -> list[str]:
         lines = ["inference peak: weights + the largest set of activations alive at once when the exported ONNX "

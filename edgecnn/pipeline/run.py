@@ -297,8 +297,11 @@ class _Export:
         for stage, res in candidates.items():  # a route that failed to build was reported by the cache
             if res.error is None:
                 lat = p50(res)
-                self.say(f"{stage}: cosine {res.parity.cosine:.4f}, top-1 on confident inputs "
-                         f"{res.parity.top1_confident:.1%}" + (f", p50 {lat:.2f} ms" if lat else "")
+                p = res.parity  # no confident input: no agreement figure (never "nan%")
+                top1 = f"{p.top1_confident:.1%}" if p.n_confident else "- (no confident input)"
+                cosine = f"{p.cosine:.4f}" if p.cosine == p.cosine else "-"  # NaN: outputs of the wrong shape
+                self.say(f"{stage}: cosine {cosine}, top-1 on confident inputs {top1}"
+                         + (f", p50 {lat:.2f} ms" if lat else "")
                          + ("  <- default" if stage == best else ""))
             else:
                 self.say(f"{stage}: failed: {res.error}")
