@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgecnn import ledger
@@ -235,43 +235,54 @@ USER_FILES = {"model.onnx": b"my model", "model.sim.onnx": b"my simplified model
               "openvino/model.fp32.xml": b"<mine/>", "openvino/model.fp32.bin": b"bin"}
 
 
-def _entry(draw_name: str, stage: str, key: str, fmt: str, digest_of_file: bool, root: Path) -> dict:
-    path = root / draw_name
-    data = path.read_bytes() if path.is_file() else b""
-    sha = hashlib.sha256(data).hexdigest() if digest_of_file else "0" * 64
-    entry = {"stage": stage, "format": fmt, "precision": "fp32", "path": draw_name, "sha256": sha,
-             "bytes": len(data), "parent": None, "runtime": "onnxruntime", "notes": "", "build_key": key}
-    if fmt == "onnx":
-        entry["files"] = [{"path": draw_name, "sha256": sha, "bytes": len(data)}]
-    return entry
+NAMED = ["model.onnx", "model.sim.onnx", "openvino/model.fp32.xml", "missing.onnx"]  # names an artifact may have
+STAGES = ("export", "simplify", "fp16", "openvino-fp32")
+
+
+def _entry(name: str, stage: str, right_key: bool, right_digest: bool, root: Path) -> dict:
+    from edgecnn.manifest import build_key
+
+    path = root / name
+    fmt = "openvino" if name.endswith(".xml") else "onnx"
+    files = [path, path.with_suffix(".bin")] if fmt == "openvino" else [path]
+    shas = [hashlib.sha256(f.read_bytes() if f.is_file() else b"").hexdigest() for f in files]
+    if not right_digest:
+        shas = ["0" * 64 for _ in shas]
+    combined = shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest()
+    return {"stage": stage, "format": fmt, "precision": "fp32", "path": name, "sha256": combined,
+            "bytes": sum(f.stat().st_size for f in files if f.is_file()), "parent": None, "runtime": None,
+            "notes": "", "build_key": build_key(stage, "parts") if right_key else "x",
+            "files": [{"path": str(f.relative_to(root)), "sha256": h, "bytes": f.stat().st_size if f.is_file() else 0}
+                      for f, h in zip(files, shas)]}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(entries=st.lists(st.tuples(st.sampled_from(sorted(USER_FILES) + ["../outside.onnx", "missing.onnx"]),
-                                  st.sampled_from(["export", "simplify", "fp16", "openvino-fp32"]),
-                                  st.booleans(), st.sampled_from(["onnx", "openvino"]), st.booleans()), max_size=6),
+@given(entries=st.lists(st.tuples(st.sampled_from(NAMED), st.sampled_from(STAGES), st.booleans(), st.booleans()),
+                        max_size=6),
        writing=st.lists(st.sampled_from(sorted(USER_FILES)), max_size=3), journal_is_ours=st.booleans(),
-       garbage=st.sampled_from([None, "", "{", "[]", '{"artifacts": 3}']))
+       poison=st.sampled_from([None, "../outside.onnx", "", "{", "[]", '{"artifacts": 3}']))
+@example(entries=[("model.onnx", "export", True, True), ("model.sim.onnx", "simplify", True, True),
+                  ("openvino/model.fp32.xml", "openvino-fp32", True, True)], writing=["model.onnx"],
+         journal_is_ours=True, poison=None)
 def test_no_journal_makes_the_cache_touch_a_file_it_did_not_write(tmp_path_factory, entries, writing,
-                                                                   journal_is_ours, garbage):
+                                                                   journal_is_ours, poison):
     out = tmp_path_factory.mktemp("prop")
     for rel, data in USER_FILES.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
     (out.parent / "outside.onnx").write_bytes(b"outside")
-    from edgecnn.manifest import build_key
-    keys = {stage: build_key(stage, "parts") for stage in ("export", "simplify", "fp16", "openvino-fp32")}
-    body = garbage if garbage is not None else json.dumps({
-        "artifacts": [_entry(n, s, keys[s] if k else "x", f, d, out) for n, s, k, f, d in entries],
-        "writing": writing})
+    artifacts = [_entry(n, s, k, d, out) for n, s, k, d in entries]
+    if poison == "../outside.onnx":
+        artifacts.append({**_entry("model.onnx", "fp16", True, True, out), "path": poison})
+    body = poison if poison not in (None, "../outside.onnx") else json.dumps({"artifacts": artifacts,
+                                                                              "writing": writing})
     (out / JOURNAL).write_text(body)
     if journal_is_ours:  # even a journal this machine wrote names nothing it may take without the record's proof
         ledger.record(out, out / JOURNAL)
     before = snapshot(out)
     cache = BuildCache(out, force=False, log=lambda _: None, say=lambda _: None)
     built = []
-    for stage, dest in (("export", "model.onnx"), ("simplify", "model.sim.onnx"), ("fp16", "model.fp16.onnx"),
-                        ("openvino-fp32", "openvino/model.fp32.xml")):
+    for stage, dest in zip(STAGES, ("model.onnx", "model.sim.onnx", "model.fp16.onnx", "openvino/model.fp32.xml")):
         def make(dest=dest):
             built.append(dest)  # reached only where the file is free
             return None
