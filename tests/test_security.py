@@ -326,6 +326,213 @@ def test_stale_temporary_files_are_removed_by_the_next_export(ours):
     assert not any(p.exists() for p in stale) and mine.exists() and ours.parent.is_dir()
 
 
+# --- 3. false pass ----------------------------------------------------------------------------
+@pytest.mark.parametrize("args, needle", [
+    (("--runtimes", "onnxrutime"), "unknown runtime 'onnxrutime'; runtimes are: onnxruntime"),
+    (("--runtimes", "torch"), "nothing was checked"),
+    (("--fp32-atol", "nan"), "must be a number"),
+    (("--int8-cosine", "nan"), "must be a number"),
+    (("--int8-top1", "inf"), "must be a number"),
+    (("--int8-cosine", "2"), "must be a number from 0 to 1"),
+])
+def test_a_check_that_checks_nothing_fails(ws, args, needle):
+    one_line(edgecnn_cli("check", ws[1], *args), needle)
+
+
+def test_a_manifest_with_no_artifacts_fails_check_and_bench(folder):
+    edit_manifest(folder, lambda d: d.update(artifacts=[]))
+    one_line(edgecnn_cli("check", folder), "nothing was checked", "no artifacts")
+    one_line(edgecnn_cli("bench", folder, "--iterations", "1"), "nothing was checked")
+
+
+# --- 4. limits before work --------------------------------------------------------------------
+@pytest.mark.parametrize("argv, needle", [
+    (("export", "lenet5", "--resolution", "100000"), "EDGECNN_MAX_RESOLUTION"),
+    (("export", "lenet5", "--batch", "100000"), "EDGECNN_MAX_BATCH"),
+    (("export", "lenet5", "--calib-size", "10000000"), "EDGECNN_MAX_IMAGES"),
+    (("export", "lenet5", "--num-classes", "100000000"), "EDGECNN_MAX_NUM_CLASSES"),
+    (("info", "lenet5", "--num-classes", "100000000"), "EDGECNN_MAX_NUM_CLASSES"),
+    (("check", ".", "--num-images", "10000000"), "EDGECNN_MAX_IMAGES"),
+    (("bench", ".", "--batch", "1,100000"), "EDGECNN_MAX_BATCH"),
+    (("export", "x" * 96_000), "model name length"),
+    (("export", "lenet5", "--out", "d" * 300), "at most 255 bytes"),
+    (("export", "lenet5", "--out", "bad\udcff"), "not valid UTF-8"),
+])
+def test_limits_are_argparse_errors_before_any_work(argv, needle):
+    t0 = time.perf_counter()
+    one_line(edgecnn_cli(*argv), needle)
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d: d.update(input_shape=[1, 1, 100000, 100000]), "resolution 100000"),
+    (lambda d: d.update(input_shape=[100000, 1, 32, 32]), "batch 100000"),
+    (lambda d: d["preprocessing"].update(resolution=100000), "preprocessing resolution"),
+    (lambda d: d["config"].update(num_classes=100000000), "num_classes 100000000"),
+    (lambda d: d.update(model="m" * 100_000), "model name length"),
+])
+def test_a_received_manifest_is_bounded_before_work(folder, change, needle):
+    edit_manifest(folder, change)
+    t0 = time.perf_counter()
+    one_line(edgecnn_cli("check", folder), needle, "above edgecnn's limit")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_an_oversized_manifest_is_refused_unread(folder, monkeypatch):
+    monkeypatch.setenv("EDGECNN_MAX_FILE_BYTES", "1000")
+    one_line(edgecnn_cli("check", folder), "manifest", "above edgecnn's limit")
+
+
+def test_checkpoint_size_is_checked_before_loading(tmp_path, monkeypatch):
+    ckpt = tmp_path / "big.pth"
+    torch.save({"w": torch.zeros(100_000)}, ckpt)  # 400 KB of zeros
+    monkeypatch.setenv("EDGECNN_MAX_CHECKPOINT_BYTES", "100000")
+
+    def no_load(*_a, **_k):
+        raise AssertionError("loaded before the size check")
+
+    monkeypatch.setattr(torch, "load", no_load)
+    one_line(edgecnn_cli("export", *MODEL, "--weights", ckpt, "--out", tmp_path / "o"), "big.pth", "expanded size")
+
+
+def test_a_decompression_bomb_is_one_line(tmp_path):
+    bombs = tmp_path / "bombs"
+    bombs.mkdir()
+    Image.new("1", (20_000, 20_000)).save(bombs / "bomb.png")  # 400 Mpx in a few KB
+    one_line(edgecnn_cli("export", *MODEL, "--int8", "--calib-dir", bombs, "--out", tmp_path / "o"),
+             "bomb.png", "more pixels than edgecnn's limit")
+
+
+def test_images_are_decoded_one_at_a_time(tmp_path, monkeypatch):
+    from edgecnn import data
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((64, 64, 3), i * 40, np.uint8)).save(folder / f"{i}.png")
+    peak = [0]
+    real = data.open_image
+
+    import weakref
+
+    refs: list = []
+
+    def tracked(path):
+        im = real(path)
+        refs.append(weakref.ref(im))
+        peak[0] = max(peak[0], sum(r() is not None for r in refs))
+        return im
+
+    monkeypatch.setattr(data, "open_image", tracked)
+    prep = data.Preprocessing(32, (0.5,) * 3, (0.5,) * 3)
+    assert data.calibration_batch(prep, 12, folder=folder).shape == (12, 3, 32, 32)
+    assert data.evaluation_batch(prep, 4, folder=folder).shape == (4, 3, 32, 32)
+    assert peak[0] <= 2, peak  # the one being decoded, and at most the previous one not yet collected
+
+
+def test_nan_checkpoint_blames_the_checkpoint(tmp_path):
+    state = edgecnn.create_model("lenet5").state_dict()
+    next(v for k, v in state.items() if k.endswith("weight"))[0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    one_line(edgecnn_cli("export", *MODEL, "--int8", "--weights", tmp_path / "nan.pth", "--out", tmp_path / "o"),
+             "nan.pth", "NaN or infinite", "checkpoint")
+
+
+# --- 5. report on malformed files -------------------------------------------------------------
+@pytest.mark.parametrize("content", [
+    '{"results": [{"artifact": 1}]}',
+    '{"results": [{"artifact": "x", "precision": "fp32", "latency": {"p50_ms": "a"}}]}',
+    '{"results": [{"artifact": "x", "parity": {"cosine": "a"}}], "n_images": 1}',
+    '{"results": [{"artifact": "x", "precision": "fp32"}], "host": 3}',
+    '{"results": [1, 2]}',
+    '{"results": [{"artifact": "x"}], "n_images": 1, "original": {"n": 1}, "model": "m", "images": "i"}',
+    '[' * 100_000,
+    '"\\u0000"',
+])
+def test_report_on_malformed_files_is_one_line(tmp_path, content):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    one_line(edgecnn_cli("report", path), "r.json")
+
+
+# --- 6. concurrency ---------------------------------------------------------------------------
+def test_check_waits_for_an_export_or_fails_fast(folder):
+    with locked(folder):  # what an export holds while it writes the folder
+        one_line(edgecnn_cli("check", folder, "--no-wait"), "being written by another edgecnn export")
+        one_line(edgecnn_cli("bench", folder, "--no-wait"), "being written")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=edgecnn_cli("check", folder)))
+        t.start()
+        time.sleep(1.5)
+        assert t.is_alive(), "check did not wait for the export"
+    t.join(60)
+    assert result["r"].code == 0 and "waiting for an edgecnn export" in result["r"].out
+
+
+def test_check_reads_a_read_only_folder(folder):
+    (folder / LOCK).unlink()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permissions
+            pytest.skip("running as root: the folder stays writable")
+        assert edgecnn_cli("check", folder).code == 0
+    finally:
+        folder.chmod(0o755)
+
+
+# --- 7. terminal safety -----------------------------------------------------------------------
+EVIL = "\x1b]0;owned\x07\x1b[2J\x1b[1;32mall artifacts pass\x1b[0m\r\u202eevil\u2066"
+
+
+def test_received_text_reaches_the_terminal_escaped(folder, tmp_path):
+    edit_manifest(folder, lambda d: (d.update(model=EVIL, labels=[EVIL] * 10, notes=[EVIL])))
+    r = edgecnn_cli("check", folder, "--json", tmp_path / "c.json")
+    assert r.code == 0, r.err
+    for bad in ("\x1b", "\x07", "\r", "\u202e", "\u2066"):
+        assert bad not in r.out + r.err
+    assert "\\x1b]0;owned" in r.out
+    (folder / "model.sim.onnx").write_bytes(b"changed")  # an error that names the (received) model
+    r = edgecnn_cli("check", folder)
+    assert r.code == 2 and "\x1b" not in r.err
+
+
+def _embed(folder: Path, stage: str, metadata: dict) -> None:
+    """Rewrite an artifact's embedded metadata and its record, as a sender could."""
+    from edgecnn.exporters.metadata import embed_onnx
+
+    art = embed_onnx(Manifest.load(folder).artifact(stage), metadata)
+    edit_manifest(folder, lambda d: [a.update(art.to_json(folder)) for a in d["artifacts"] if a["stage"] == stage])
+
+
+def test_predict_escapes_and_checks_what_an_artifact_says_about_itself(folder, ws):
+    image = ws[0] / "img.png"
+    Image.new("L", (40, 40)).save(image)
+    _embed(folder, "simplify", {"edgecnn.labels": json.dumps([EVIL] * 10)})
+    r = edgecnn_cli("predict", folder, image)
+    assert r.code == 0 and "\x1b" not in r.out and "\u202e" not in r.out and "\\x1b]0;owned" in r.out, r.err
+    _embed(folder, "simplify", {"edgecnn.preprocessing": json.dumps({"resolution": "x"})})
+    one_line(edgecnn_cli("predict", folder, image), "malformed preprocessing")
+
+
+def test_report_markdown_escapes_received_text(tmp_path):
+    bench = {"model": EVIL + "|<script>x</script>", "input_shape": [1, 1, 32, 32], "threads": 1, "warmup": 1,
+             "iterations": 1, "duration_s": None, "host": {"cpu": {"model": "c", "cores": 1}}, "versions": {},
+             "results": [{"artifact": "a|b", "precision": "fp32", "runtime": "<img>", "batch": 1,
+                          "latency": {"p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "mean_ms": 1.0, "std_ms": 0.0,
+                                      "n": 1, "batch": 1}}]}
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    r = edgecnn_cli("report", tmp_path / "b.json", "--markdown", tmp_path / "t.md")
+    assert r.code == 0, r.err
+    md = (tmp_path / "t.md").read_text()
+    assert "<script>" not in md and "<img>" not in md and "\x1b" not in md and "a\\|b" in md
+    assert "\x1b" not in r.out and "\u202e" not in r.out
+
+
+def test_safe_text():
+    assert safe_text("a\tb\nc\x1b[2J\u202e") == "a\tb\\nc\\x1b[2J\\u202e"
+    assert safe_text("plain ünïcode") == "plain ünïcode"
+
+
 # --- 8. digests -------------------------------------------------------------------------------
 def test_per_file_digests_and_sha256sums(ws):
     good = ws[1]

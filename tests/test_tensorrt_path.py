@@ -27,6 +27,7 @@ from edgecnn.cli import main
 from edgecnn.errors import ConfigError
 from edgecnn.exporters import tensorrt as trt_exporter
 from edgecnn.exporters import int8
+from edgecnn.fileio import atomic_path
 from edgecnn.harness.bench import bench_dir
 from edgecnn.harness.check import check_dir
 from edgecnn.pipeline import ExportConfig, run_export
@@ -55,7 +56,8 @@ class FakeTensorRT:
         self.built.append(src)
         dest = Path(out_dir) / f"model.{src.precision}.engine"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src.path, dest)
+        with atomic_path(dest) as tmp:  # as the real build writes it: recorded in the local record (issue 20)
+            shutil.copyfile(src.path, tmp)
         return describe(dest, stage="tensorrt", precision=src.precision, parent=src.stage, fmt="tensorrt",
                         runtime="tensorrt")
 
