@@ -299,3 +299,24 @@ def test_no_journal_makes_the_cache_touch_a_file_it_did_not_write(tmp_path_facto
             assert after.get(rel) == before[rel], rel
     assert not set(built) & set(USER_FILES)
     assert (out.parent / "outside.onnx").read_bytes() == b"outside"
+
+
+# --- the local record itself ------------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", [b"", b"{\"files\": {\"model.onnx\": 1}", b"\x00" * 64, b"[]"])
+def test_a_corrupt_local_record_proves_nothing_and_never_crashes(tmp_path, damage):
+    out = tmp_path / "out"
+    ok(export(out))
+    for book in (tmp_path / "cache" / "ledger").glob("*.json"):
+        book.write_bytes(damage)
+    before = snapshot(out)
+    one_line(export(out), MANIFEST, "is in the way")  # nothing is provably edgecnn's any more: nothing replaced
+    assert snapshot(out) == before
+
+
+def test_an_unwritable_local_record_is_one_line_before_any_work(tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("EDGECNN_CACHE", str(blocked))
+    out = tmp_path / "out"
+    one_line(export(out), "local record", "EDGECNN_CACHE")
+    assert not (out / "model.onnx").exists()
