@@ -320,3 +320,33 @@ def test_an_unwritable_local_record_is_one_line_before_any_work(tmp_path, monkey
     out = tmp_path / "out"
     one_line(export(out), "local record", "EDGECNN_CACHE")
     assert not (out / "model.onnx").exists()
+
+
+def test_a_fifo_or_symlink_where_the_records_go_is_in_the_way_without_blocking(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / MANIFEST)  # opening it to hash would block forever without O_NONBLOCK
+    (out / SUMS).symlink_to(tmp_path / "elsewhere")
+    one_line(export(out), MANIFEST, "is in the way")
+    (out / MANIFEST).unlink()
+    one_line(export(out), SUMS, "is in the way")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=200),
+                      st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                                   lambda inner: st.lists(inner, max_size=4)
+                                   | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+                      .map(lambda v: json.dumps(v).encode()),
+                      st.just(b"listed")))
+def test_no_manifest_content_makes_export_touch_the_folder(tmp_path_factory, body):
+    out = tmp_path_factory.mktemp("manifest")
+    mine = out / "model.onnx"
+    mine.write_bytes(b"my own model")
+    if body == b"listed":  # a well-formed record naming the user's file, by its true sha256
+        body = json.dumps({"schema": 3, "artifacts": [_as_artifact(mine, out, "export")], "results": {}}).encode()
+    (out / MANIFEST).write_bytes(body)
+    before = snapshot(out)
+    one_line(export(out), MANIFEST, "is in the way")
+    assert snapshot(out) == before
