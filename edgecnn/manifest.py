@@ -10,7 +10,7 @@ A manifest or journal may come from someone else (a zip, a CI artifact, a shared
 it is confined to the folder (:func:`edgecnn.guard.confined`), every size it asks for is bounded
 (:func:`check_received`), and it is read only up to a size limit. Schema 3 (this version) adds each
 file's own sha256 and size and a ``SHA256SUMS`` file; schema-2 folders are still read (their artifacts
-are verified by the combined hash, and export rewrites them as schema 3).
+are verified by the combined hash).
 """
 from __future__ import annotations
 
@@ -236,9 +236,9 @@ def try_load(root: Path) -> Manifest | None:
 
 
 def recorded_artifacts(root: Path) -> list[Artifact]:
-    """The artifact records of ``root``'s manifest.json that can be trusted one by one (confined to the
-    folder, an edgecnn file name), even when the manifest as a whole cannot: what an export may replace
-    or prune there (each only while its hash still matches), so a damaged folder can be repaired."""
+    """The artifact records of ``root``'s manifest.json that can be read one by one (confined to the
+    folder, an edgecnn file name), even when the manifest as a whole cannot: candidates an export may
+    prune or reuse there, each only where the local record proves its files (:func:`ours`)."""
     try:
         if (root / MANIFEST).is_symlink():
             return []

@@ -61,7 +61,7 @@ def test_every_stage_built_and_checked(exported):
     assert m.host["cpu"]["isa"] is not None and m.versions["onnxruntime"]
     # int8=True: the recipe of this CPU's default preset, recorded as such
     assert m.config["int8_preset"] == default_preset() and m.config["int8_recipe"] == recipe_for().to_dict()
-    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".ir-*"))
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".ir-*")) and not list(out.rglob(".edgecnn-tmp-*"))
 
 
 def test_second_run_reuses_and_force_rebuilds(exported):

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgecnn import runtimes
+from edgecnn import ledger, runtimes
 from edgecnn.data import BUNDLED_DIR, Preprocessing, calibration_batch, evaluation_batch, to_model_mode
 from edgecnn.errors import ArtifactError, ConfigError, DownloadError, MissingBackendError
 from edgecnn.manifest import Manifest
@@ -39,7 +39,7 @@ from edgecnn.runtimes.torch import reference_logits
 from edgecnn.parity import compare
 from edgecnn.models import create_model, get_spec, preprocessing
 from edgecnn.runtimes.tensorrt import _check_build_record
-from edgecnn.fileio import sha256_file
+from edgecnn.fileio import TEMP_PREFIX, sha256_file
 from edgecnn.weights import download
 
 HAS_OV = runtimes.availability()["openvino"] is None
@@ -85,12 +85,19 @@ def assert_valid_manifest(out: Path) -> Manifest:
     return manifest
 
 
+def adopt(folder: Path) -> None:
+    """Record every file of ``folder`` in this machine's local record (edgecnn.ledger), as an export here would."""
+    for p in folder.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            ledger.record(folder, p)
+
+
 def assert_no_leftovers(out: Path) -> None:
     """No temporary files, and every final-named ONNX file is a complete model."""
     import onnx
 
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".part")) or p.name.startswith(
-        (".ir-", ".edgecnn-int8-", ".write-test-"))], sorted(out.rglob("*"))
+        (TEMP_PREFIX, ".ir-", ".edgecnn-int8-", ".write-test-"))], sorted(out.rglob("*"))
     for path in out.rglob("*.onnx"):
         onnx.checker.check_model(str(path))
 
@@ -460,6 +467,7 @@ SLOW_CALIBRATION = ("import time\nfrom edgecnn.exporters import int8\n_next = in
 def test_ctrl_c_during_int8_calibration_then_resume(exported, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(exported[0], out)  # calibrated on other images: export and simplify reuse, int8 rebuilds
+    adopt(out)  # a copy is nobody's to reuse (issue 20): record it as this machine's, as if exported here
     before = Manifest.load(out)
     args = ("export", *SMALL, "--int8", "--out", str(out))
     code, err, seen = interrupt_at("int8: building", cli_after(SLOW_CALIBRATION, *args))

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -98,10 +99,19 @@ def ws(tmp_path_factory):
 
 @pytest.fixture
 def folder(ws, tmp_path) -> Path:
-    """A fresh copy of the good export."""
+    """A fresh copy of the good export: a received folder (nothing in it is this machine's to replace)."""
     dest = tmp_path / "received"
     shutil.copytree(ws[1], dest)
     return dest
+
+
+@pytest.fixture
+def ours(tmp_path) -> Path:
+    """A folder this machine's edgecnn exported into: its local record proves every file (issue 20)."""
+    out = tmp_path / "ours"
+    r = edgecnn_cli("export", *MODEL, "--out", out)
+    assert r.code == 0, r.err
+    return out
 
 
 # --- 1. confinement ---------------------------------------------------------------------------
@@ -126,8 +136,9 @@ def test_writability_probe_never_follows_a_planted_symlink(ws, tmp_path):
     assert not (sentinel / "probe-target").exists()
 
 
-def test_symlinked_openvino_folder_is_refused(ws, folder):
+def test_symlinked_openvino_folder_is_refused(ws, ours):
     _, _, sentinel = ws
+    folder = ours
     (folder / "openvino").symlink_to(sentinel, target_is_directory=True)
     before = snapshot(sentinel)
     from edgecnn import runtimes
@@ -219,34 +230,38 @@ def test_received_manifest_never_runs_the_code_it_names(ws, folder, tmp_path):
 
 
 # --- 2. ownership -----------------------------------------------------------------------------
-def test_export_never_deletes_a_file_a_manifest_merely_lists(folder):
-    notes = folder / "notes.txt"
+def test_export_never_deletes_a_file_a_manifest_merely_lists(ours):
+    """A manifest edited to list the user's notes (with their true sha256) is no longer the bytes edgecnn wrote:
+    the export stops before any work, with or without --force, and the notes stay."""
+    notes = ours / "notes.txt"
     notes.write_text("my notes")
-    edit_manifest(folder, lambda d: d["artifacts"].append(
+    edit_manifest(ours, lambda d: d["artifacts"].append(
         {**d["artifacts"][0], "stage": "notes", "path": "notes.txt", "sha256": sha256_file(notes),
          "bytes": notes.stat().st_size, "files": []}))
-    r = edgecnn_cli("export", *MODEL, "--out", folder)
-    assert r.code == 0, r.err
-    assert notes.read_text() == "my notes"
-    assert edgecnn_cli("export", *MODEL, "--force", "--out", folder).code == 0
+    one_line(edgecnn_cli("export", *MODEL, "--out", ours), MANIFEST, "is in the way")
+    one_line(edgecnn_cli("export", *MODEL, "--force", "--out", ours), MANIFEST, "is in the way")
     assert notes.read_text() == "my notes"
 
 
-def test_export_prunes_only_files_that_still_have_their_recorded_hash(folder):
-    mine = folder / "model.fp16.onnx"  # an edgecnn name, but the user's own file
+def test_export_prunes_only_files_that_the_local_record_proves(ours):
+    mine = ours / "model.fp16.onnx"  # an edgecnn name, but the user's own file
     mine.write_bytes(b"my fp16 model")
-    edit_manifest(folder, lambda d: d["artifacts"].append(
+    edit_manifest(ours, lambda d: d["artifacts"].append(
         {**d["artifacts"][0], "stage": "fp16", "precision": "fp16", "path": "model.fp16.onnx", "files": []}))
-    assert edgecnn_cli("export", *MODEL, "--out", folder).code == 0  # no --fp16: the listed fp16 is not kept
+    one_line(edgecnn_cli("export", *MODEL, "--out", ours), MANIFEST, "is in the way")
+    (ours / MANIFEST).unlink()  # the user moves the edited manifest away: the export runs, and still keeps the file
+    assert edgecnn_cli("export", *MODEL, "--out", ours).code == 0
     assert mine.read_bytes() == b"my fp16 model"
 
 
-def test_a_manifest_listing_a_directory_does_not_break_the_folder(folder):
-    (folder / "dir.onnx").mkdir()
-    edit_manifest(folder, lambda d: d["artifacts"].append({**d["artifacts"][0], "stage": "x", "path": "dir.onnx"}))
-    r = edgecnn_cli("export", *MODEL, "--out", folder)  # the folder can still be repaired with edgecnn
+def test_a_manifest_listing_a_directory_does_not_break_the_folder(ours):
+    (ours / "dir.onnx").mkdir()
+    edit_manifest(ours, lambda d: d["artifacts"].append({**d["artifacts"][0], "stage": "x", "path": "dir.onnx"}))
+    one_line(edgecnn_cli("export", *MODEL, "--out", ours), MANIFEST, "is in the way")
+    (ours / MANIFEST).unlink()
+    r = edgecnn_cli("export", *MODEL, "--out", ours)  # the folder can still be repaired with edgecnn
     assert r.code == 0, r.err
-    assert (folder / "dir.onnx").is_dir() and edgecnn_cli("check", folder).code == 0
+    assert (ours / "dir.onnx").is_dir() and edgecnn_cli("check", ours).code == 0
 
 
 def test_a_foreign_file_in_the_way_stops_the_export(tmp_path):
@@ -259,36 +274,56 @@ def test_a_foreign_file_in_the_way_stops_the_export(tmp_path):
     assert (out / "model.onnx").read_bytes() == b"my own model"
 
 
-def test_a_recorded_file_changed_since_is_not_replaced(folder):
-    (folder / "model.sim.onnx").write_bytes(b"edited by hand")
-    one_line(edgecnn_cli("check", folder), "simplify", "move it away")
-    one_line(edgecnn_cli("export", *MODEL, "--out", folder), "model.sim.onnx", "in the way")
-    assert (folder / "model.sim.onnx").read_bytes() == b"edited by hand"
+def test_a_recorded_file_changed_since_is_not_replaced(ours):
+    (ours / "model.sim.onnx").write_bytes(b"edited by hand")
+    one_line(edgecnn_cli("check", ours), "simplify", "move it away")
+    one_line(edgecnn_cli("export", *MODEL, "--out", ours), "model.sim.onnx", "in the way")
+    assert (ours / "model.sim.onnx").read_bytes() == b"edited by hand"
 
 
-def test_a_file_an_interrupted_run_was_writing_is_its_to_replace(tmp_path):
+def test_a_received_folder_is_rebuilt_never_reused(folder):
+    """Its manifest is not this machine's (issue 20): the export stops before any work; its files stay."""
+    before = snapshot(folder)
+    one_line(edgecnn_cli("export", *MODEL, "--out", folder), MANIFEST, "is in the way")
+    assert snapshot(folder) == before
+
+
+def test_a_journal_naming_a_file_being_written_grants_nothing(tmp_path):
+    """The journal no longer grants ownership (issue 20): a file renamed into place by a killed run is the
+    next run's because the local record holds it (tests/test_ownership.py kills a real run), not because a
+    journal says so."""
     out = tmp_path / "killed"
     out.mkdir()
-    (out / "model.onnx").write_bytes(b"renamed into place, then kill -9 before the journal said so")
-    (out / ".edgecnn-journal.json").write_text(json.dumps({"artifacts": [], "writing": ["model.onnx"]}))
-    assert edgecnn_cli("export", *MODEL, "--out", out).code == 0
-    (out / "model.onnx").write_bytes(b"mine")  # a journal naming a path outside is not trusted at all
-    (out / ".edgecnn-journal.json").write_text(json.dumps({"artifacts": [], "writing": ["model.onnx", "../x.onnx"]}))
-    (out / MANIFEST).unlink()
-    one_line(edgecnn_cli("export", *MODEL, "--out", out), "model.onnx", "in the way")
+    (out / "model.onnx").write_bytes(b"mine")
+    for writing in (["model.onnx"], ["model.onnx", "../x.onnx"]):
+        (out / ".edgecnn-journal.json").write_text(json.dumps({"artifacts": [], "writing": writing}))
+        one_line(edgecnn_cli("export", *MODEL, "--out", out), "model.onnx", "in the way")
+        assert (out / "model.onnx").read_bytes() == b"mine"
 
 
-def test_stale_temporary_files_are_removed_by_the_next_export(folder):
-    stale = folder / ".model.onnx.deadbeef.onnx.tmp"
-    stale.write_bytes(b"half-written by a killed run")
-    mine = folder / ".model.onnx.mine.tmp"  # not a name edgecnn makes: left alone
-    mine.write_text("x")
-    work = folder / ".edgecnn-int8-abc123xy"  # int8's work folder, left by kill -9
-    work.mkdir()
+KILLED_WITH_TEMPORARIES = """
+import os, sys
+from pathlib import Path
+from edgecnn.fileio import atomic_path, temp_dir
+out = Path(sys.argv[1])
+with temp_dir(out, "int8") as work:  # int8's work folder, left by kill -9
     (work / "prepped.onnx").write_bytes(b"x")
-    (work / "link").symlink_to(folder.parent, target_is_directory=True)  # removed as a link, never followed
-    assert edgecnn_cli("export", *MODEL, "--out", folder).code == 0
-    assert not stale.exists() and not work.exists() and mine.exists() and folder.parent.is_dir()
+    (work / "link").symlink_to(out.parent, target_is_directory=True)  # removed as a link, never followed
+    with atomic_path(out / "model.int8.onnx") as tmp:
+        tmp.write_bytes(b"half-written by a killed run")
+        os._exit(9)
+"""
+
+
+def test_stale_temporary_files_are_removed_by_the_next_export(ours):
+    r = subprocess.run([sys.executable, "-c", KILLED_WITH_TEMPORARIES, str(ours)], timeout=120)
+    assert r.returncode == 9
+    stale = [p for p in ours.iterdir() if p.name.startswith(".edgecnn-tmp-")]
+    assert len(stale) == 2
+    mine = ours / ".model.onnx.deadbeef.onnx.tmp"  # the name edgecnn's temporaries once had: the user's now
+    mine.write_text("x")
+    assert edgecnn_cli("export", *MODEL, "--out", ours).code == 0
+    assert not any(p.exists() for p in stale) and mine.exists() and ours.parent.is_dir()
 
 
 # --- 3. false pass ----------------------------------------------------------------------------
@@ -520,8 +555,8 @@ def test_schema_2_folders_are_still_read(folder):
             del art["files"]
     edit_manifest(folder, to_v2)
     assert edgecnn_cli("check", folder).code == 0
-    assert edgecnn_cli("export", *MODEL, "--out", folder).code == 0  # rewritten as schema 3, artifacts reused
-    assert json.loads((folder / MANIFEST).read_text())["schema"] == 3
+    # An older edgecnn kept no local record: its folder is not provably this machine's (issue 20).
+    one_line(edgecnn_cli("export", *MODEL, "--out", folder), MANIFEST, "is in the way")
 
 
 def test_confined_unit(tmp_path):

@@ -56,7 +56,7 @@ class FakeTensorRT:
         self.built.append(src)
         dest = Path(out_dir) / f"model.{src.precision}.engine"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(dest) as tmp:  # written as the real build writes it: recorded in the local ledger
+        with atomic_path(dest) as tmp:  # as the real build writes it: recorded in the local record (issue 20)
             shutil.copyfile(src.path, tmp)
         return describe(dest, stage="tensorrt", precision=src.precision, parent=src.stage, fmt="tensorrt",
                         runtime="tensorrt")
