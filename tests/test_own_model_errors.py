@@ -276,8 +276,8 @@ def test_two_sources_of_one_stem_get_two_folders(exported):
 
 
 def test_another_source_never_silently_replaces_an_export(exported, ws, tmp_path):
-    folder = tmp_path / "pt2"
-    shutil.copytree(exported / "small.pt2", folder)
+    folder = tmp_path / "pt2"  # exported here, not copied: a copied folder is not this machine's (the ledger)
+    assert edgecnn_cli("export", ws / "small.pt2", *ONNX_ONLY, "--out", folder).code == 0
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     line = one_line(edgecnn_cli("export", ws / "small.onnx", *ONNX_ONLY, "--out", folder),
                     f"{folder} holds an export of small.pt2; this is small.onnx: choose another --out, or pass --force")
