@@ -23,10 +23,11 @@ from . import __version__, backends
 from .errors import ConfigError, EdgecnnError, first_line
 from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
 from .fileio import atomic_path, writable_dir, write_failure
-from .guard import check_limit, read_bounded, safe_text, safe_tree
+from .guard import check_limit, clip, read_bounded, safe_text, safe_tree
 from .timing import BASELINES, MODES
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+MESSAGE_CHARS = 2000  # an error or warning line, at most (received text inside is clipped shorter where quoted)
 
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -90,19 +91,34 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _say(console, text: str, style: str | None = None) -> None:
-    """Print text that may hold file names or tool output: '[...]' in it is not rich markup."""
+    """Print text that may hold file names, received text or tool output: '[...]' in it is not rich markup,
+    and control and invisible characters are shown escaped."""
     from rich.markup import escape
 
-    console.print(escape(text), style=style)
+    console.print(escape(safe_text(text, newlines=True)), style=style)
 
 
 def _console():
     from rich.console import Console
 
-    console = Console()
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """`edgecnn check DIR | head -1`: the reader left. Print nothing more (rich would exit 1 here, so a
+            passing check would read as failed); the command finishes and exits with its own status."""
+            self.quiet = True
+            _stdout_to_devnull()
+
+    console = _Console()
     if not console.is_terminal:  # piped / CI logs: the tables are laid out for 100 columns
-        console = Console(width=100)
+        console = _Console(width=100)
     return console
+
+
+def _stdout_to_devnull() -> None:
+    """The reader of stdout left: what is still written (and flushed at exit) goes nowhere, quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _human(n: float, unit: str = "") -> str:
@@ -651,11 +667,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _terminate_like_ctrl_c()
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *_a, **_k: print(
-            f"{prog}: warning: {safe_text(' '.join(str(message).split()))}", file=sys.stderr)
+            f"{prog}: warning: {clip(' '.join(str(message).split()), MESSAGE_CHARS)}", file=sys.stderr)
         try:
             return COMMANDS[args.command](args)
         except EdgecnnError as e:
-            print(f"{prog}: error: {safe_text(' '.join(str(e).splitlines()))}", file=sys.stderr)
+            print(f"{prog}: error: {clip(' '.join(str(e).splitlines()), MESSAGE_CHARS)}", file=sys.stderr)
             return e.exit_code
         except KeyboardInterrupt as e:
             what, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
@@ -664,8 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MemoryError:
             print(f"{prog}: error: out of memory", file=sys.stderr)
             return 2
-        except BrokenPipeError:  # `edgecnn list | head`: the reader left; say nothing more, like any Unix tool
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except BrokenPipeError:  # `edgecnn list --json | head`: the reader left mid-print; say nothing more, like any Unix tool
+            _stdout_to_devnull()
             return 141
         except OSError as e:  # a full disk or read-only folder met outside the artifact writers
             error = write_failure(e, e.filename or "output")

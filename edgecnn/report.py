@@ -176,7 +176,8 @@ def accuracy_markdown(checks: list[dict]) -> str:
 
 def predict_table(report) -> Table:
     """The top-K labels of each image (a harness.predict.PredictReport)."""
-    table = Table(title=f"{report.artifact} ({report.precision}) on {report.runtime}; labels from {report.labels_from}")
+    table = Table(title=f"{_t(report.artifact)} ({_t(report.precision)}) on {_t(report.runtime)}; "
+                        f"labels from {_t(report.labels_from)}")
     for col in ("image", "rank", "label", "probability"):
         table.add_column(col, justify="right" if col in ("rank", "probability") else "left")
     for pred in report.predictions:
@@ -190,7 +191,8 @@ def layers_table(layers: dict) -> list[Table]:
     for key, info in layers.items():
         if key == "note":
             continue
-        t = Table(title=f"{key}: worst layers by SQNR against {info['against']} ({info['layers']} tensors compared)")
+        t = Table(title=f"{_t(key)}: worst layers by SQNR against {_t(info['against'])} ({info['layers']} tensors "
+                        "compared)")
         t.add_column("tensor")
         t.add_column("SQNR vs fp32 (dB)", justify="right")
         t.add_column("own quantization SQNR (dB)", justify="right")

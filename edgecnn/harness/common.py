@@ -164,5 +164,10 @@ def nothing_checked(manifest: Manifest, runtimes: tuple[str, ...] | None, skippe
 
 
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition."""
+    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition. An artifact
+    whose own input has another fixed batch than ``batch`` (manifest.json's) is one line, not a runtime error."""
+    fixed = rt.input_shape[0] if getattr(rt, "input_shape", None) and isinstance(rt.input_shape[0], int) else None
+    if fixed is not None and fixed != batch:
+        raise ArtifactError(f"the artifact takes batches of {fixed} but manifest.json says {batch}: the manifest does "
+                            "not describe this artifact; export again into the folder")
     return np.concatenate([rt.run(chunk)[:n] for chunk, n in chunks(x, batch)])
