@@ -249,7 +249,8 @@ class _Export:
         """
         x = calibration_batch(self.prep, SENSITIVITY_IMAGES, folder=self.cfg.calib_dir, seed=7)
         chosen, meas = fallback_for_budget(base.path, self.calib, x, self.verify.original_logits(x), recipe=recipe,
-                                           max_drop=self.cfg.max_drop, opset=self.plan.opset, threads=self.cfg.threads)
+                                           max_drop=self.cfg.max_drop, opset=self.plan.opset, threads=self.cfg.threads,
+                                           exact=stage == TENSORRT_STAGE)  # TensorRT runs it, not this CPU's kernels
         summary = (f"sensitivity fallback: {len(chosen)} layer(s) kept in float, cosine drop "
                    f"{meas['baseline_drop']:.4f} -> {meas['final_drop']:.4f} (budget {self.cfg.max_drop:g}"
                    f"{'' if meas['met'] else ', NOT met'})")
