@@ -70,6 +70,33 @@ def read_bounded(path: str | Path, what: str) -> str:
         raise ArtifactError(f"cannot read {what} {path} ({e.strerror or type(e).__name__})") from None
 
 
+def read_nofollow(path: str | Path, what: str) -> bytes | None:
+    """The bytes of a file edgecnn keeps beside its artifacts (an engine's build record, a timing cache),
+    opened without following a symlink and refused unread when it is not a regular file or is over the
+    ``file_bytes`` limit; ``None`` when there is none."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        why = "a symbolic link" if e.errno == errno.ELOOP else e.strerror or type(e).__name__
+        raise ArtifactError(f"{what} {clip(path)} cannot be read ({why}); refused") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ArtifactError(f"{what} {clip(path)} is not a regular file; refused")
+        check_limit("file_bytes", st.st_size, f"{what} {clip(path)}: size", ArtifactError)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit("file_bytes") + 1)
+        check_limit("file_bytes", len(data), f"{what} {clip(path)}: size", ArtifactError)  # grew since fstat
+        return data
+    except OSError as e:
+        raise ArtifactError(f"cannot read {what} {clip(path)} ({e.strerror or type(e).__name__})") from None
+    finally:
+        os.close(fd)
+
+
 def confined(root: Path, rel: object, what: str) -> Path:
     """``root / rel`` resolved, when ``rel`` is a relative path that stays inside ``root`` after every
     symlink and names a regular file (or nothing yet); otherwise :class:`ArtifactError` naming ``what``

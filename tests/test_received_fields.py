@@ -259,3 +259,93 @@ def test_a_closed_pipe_keeps_the_commands_status(folder):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 0, err[-2000:]
     assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+
+
+def test_a_full_tmpdir_is_named_not_the_output_folder(tmp_path, monkeypatch):
+    """ONNX Runtime's quantizer works in $TMPDIR: when that is full, say so (and how to move it)."""
+    import errno
+    import tempfile
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    real = tempfile.mkdtemp
+
+    def full(suffix=None, prefix=None, dir=None):
+        where = Path(dir or tempfile.gettempdir()).resolve()
+        if where == tmpdir.resolve():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where / f"{prefix}xyz"))
+        return real(suffix, prefix, dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    out = tmp_path / "out"
+    r = cli("export", *MODEL, "--int8", "--out", out)
+    assert r.code == 1 and "build FAILED for int8" in r.out, r.err  # the stage fails, the rest is kept
+    error = json.loads((out / MANIFEST).read_text())["results"]["int8"]["error"]
+    assert f"in the temporary folder {tmpdir} (TMPDIR)" in error and "set TMPDIR" in error, error
+    assert "choose another output folder" not in error, error
+
+
+def test_nncf_draws_no_progress_bar_when_quiet(tmp_path, monkeypatch):
+    pytest.importorskip("nncf")
+    import rich
+    from rich.console import Console
+
+    from edgecnn.data import Preprocessing, calibration_batch
+    from edgecnn.exporters import openvino
+    from edgecnn.manifest import Manifest
+
+    out = tmp_path / "ov"
+    assert cli("export", *MODEL[:2], "onnxruntime,openvino", "--quiet", "--out", out).code == 0
+    manifest = Manifest.load(out)
+    x = calibration_batch(Preprocessing.from_dict(manifest.preprocessing), 8)
+    drawn = {}
+    for progress in (True, False):
+        screen = io.StringIO()
+        monkeypatch.setattr(rich, "_console", Console(file=screen, force_terminal=True, width=100))
+        openvino.quantize_nncf(manifest.artifact("openvino-fp32"), tmp_path / f"q{progress}.xml", x, progress=progress)
+        drawn[progress] = screen.getvalue()
+    assert "100%" in drawn[True] and drawn[False] == "", drawn  # a bar on a terminal; nothing when quiet
+
+
+def test_engine_record_and_timing_cache_are_read_without_following_links(tmp_path, monkeypatch):
+    from edgecnn.backends.tensorrt import read_sidecar, sidecar_path
+    from edgecnn.exporters.tensorrt import _attach_timing_cache
+
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"tensorrt": "10.3"}')
+    engine = tmp_path / "model.engine"
+    assert read_sidecar(engine) is None
+    os.symlink(secret, sidecar_path(engine))
+    with pytest.raises(ArtifactError, match="engine record .* symbolic link"):
+        read_sidecar(engine)
+    os.unlink(sidecar_path(engine))
+    os.mkfifo(sidecar_path(engine))  # refused at once, never a blocked read
+    with pytest.raises(ArtifactError, match="not a regular file"):
+        read_sidecar(engine)
+    os.unlink(sidecar_path(engine))
+    sidecar_path(engine).write_text('{"tensorrt": "10.3", "pad": "' + "x" * 2000 + '"}')
+    assert read_sidecar(engine)["tensorrt"] == "10.3"
+    monkeypatch.setenv("EDGECNN_MAX_FILE_BYTES", "1000")
+    with pytest.raises(ArtifactError, match="above edgecnn's limit"):
+        read_sidecar(engine)
+
+    class Config:  # records what TensorRT would be handed; builds nothing and claims nothing
+        def create_timing_cache(self, blob):
+            self.blob = bytes(blob)
+            return object()
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            return True
+
+    cache = tmp_path / "timing.cache"
+    os.symlink(secret, cache)
+    with pytest.raises(ArtifactError, match="timing cache .* symbolic link"):
+        _attach_timing_cache(Config(), cache)
+    os.unlink(cache)
+    cache.write_bytes(b"y" * 2000)
+    with pytest.raises(ArtifactError, match="above edgecnn's limit"):
+        _attach_timing_cache(Config(), cache)
+    monkeypatch.delenv("EDGECNN_MAX_FILE_BYTES")
+    config = Config()
+    assert _attach_timing_cache(config, cache)[1]["read_bytes"] == 2000 and config.blob == b"y" * 2000

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, MissingBackendError, first_line
+from ..guard import clip, read_nofollow
 
 log = logging.getLogger("edgecnn.tensorrt")
 
@@ -150,11 +151,16 @@ def sidecar_path(engine: str | Path) -> Path:
 
 
 def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    """The build record beside ``engine``; ``None`` when there is none."""
+    """The build record beside ``engine`` (read without following a symlink, within the ``file_bytes``
+    limit); ``None`` when there is none."""
     path = sidecar_path(engine)
-    if not path.is_file():
+    blob = read_nofollow(path, "engine record")
+    if blob is None:
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"unreadable engine record {path}: {e}") from None
+        record = json.loads(blob.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise ArtifactError(f"unreadable engine record {clip(path)}: {clip(first_line(e), 120)}") from None
+    if not isinstance(record, dict):
+        raise ArtifactError(f"unreadable engine record {clip(path)}: not a JSON object")
+    return record

@@ -282,7 +282,8 @@ class _Export:
             if int8 is not None else None,
             # the overflow fix NNCF gets depends on this CPU's ISA: part of what the IR is built from
             self.stage(nncf, (fp32.sha256, self.calib_key, ov, openvino.default_overflow_fix()),
-                       lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta),
+                       lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta,
+                                                              progress=self.cfg.progress),
                        files=files(ir / "model.int8.nncf.xml"))
             if fp32 is not None else None,
         ]
