@@ -77,11 +77,11 @@ def predict_dir(out_dir: str | Path, images: list[str | Path], *, runtime: str |
     image is held however many are given."""
     paths = [Path(p) for p in images]
     check_limit("images", len(paths), "images to predict", CalibrationDataError)
-    for path in paths:
-        _probe(path)
     with locked(Path(out_dir), shared=True):
         manifest = Manifest.load(out_dir)
         art = choose_artifact(manifest, artifact=artifact, runtime=runtime)
+        for path in paths:
+            _probe(path)
         manifest.verify()
         with load(art, runtime=runtime, threads=threads) as rt:
             prep_dict = manifest.preprocessing
