@@ -45,9 +45,6 @@ class Preprocessing:
     channels: int = 3
 
     def __post_init__(self) -> None:
-        if self.channels not in (1, 3):  # what to_model_mode makes of any image: grayscale or RGB
-            raise ConfigError(f"edgecnn's image preprocessing gives 1 (grayscale) or 3 (RGB) channels, not "
-                              f"{self.channels!r}")
         check_limit("resolution", self.resize, "resize (resolution / crop_pct)")  # the image is resized to it first
 
     @classmethod
@@ -83,6 +80,9 @@ class Preprocessing:
                 "layout": "NCHW", "dtype": "float32"}
 
     def _normalise(self, img: Image.Image) -> np.ndarray:
+        if self.channels not in (1, 3):  # what to_model_mode makes of any image: grayscale or RGB
+            raise ConfigError(f"edgecnn makes images into 1 (grayscale) or 3 (RGB) channels; this model takes "
+                              f"{self.channels}, which cannot be made from an image")
         arr = np.asarray(img, dtype=np.float32) / 255.0
         if arr.ndim == 2:
             arr = arr[:, :, None]
