@@ -138,6 +138,11 @@ def test_a_manifest_batch_that_is_not_the_artifacts_is_one_line(folder):
     one_line(cli("predict", folder, PHOTO), "the artifact takes batches of 1 but manifest.json says 1024")
     r = cli("check", folder)
     assert r.code == 1 and "Traceback" not in r.err and "parity FAILED" in r.out, r.err
+    r = cli("bench", folder, "--iterations", "1", "--warmup", "0", "--json", folder / "b.json")
+    rows = json.loads((folder / "b.json").read_text())["results"]
+    assert r.code == 1 and "Traceback" not in r.err, r.err[-2000:]
+    assert all("the artifact takes batches of 1 but manifest.json says 1024" in x["error"] for x in rows
+               if x["runtime"] != "torch") and len(rows) > 1, rows
 
 
 def test_sha256sums_is_cross_checked_against_the_manifest(folder):

@@ -163,11 +163,17 @@ def nothing_checked(manifest: Manifest, runtimes: tuple[str, ...] | None, skippe
     raise ConfigError(f"nothing was checked: {why}")
 
 
-def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition. An artifact
-    whose own input has another fixed batch than ``batch`` (manifest.json's) is one line, not a runtime error."""
+def check_batch(rt, batch: int) -> None:
+    """:class:`ArtifactError` when the loaded artifact's input has a fixed batch other than ``batch`` (what
+    manifest.json says, or asks for): one line before the runtime is fed a shape it rejects."""
     fixed = rt.input_shape[0] if getattr(rt, "input_shape", None) and isinstance(rt.input_shape[0], int) else None
     if fixed is not None and fixed != batch:
         raise ArtifactError(f"the artifact takes batches of {fixed} but manifest.json says {batch}: the manifest does "
                             "not describe this artifact; export again into the folder")
+
+
+def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
+    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition. An artifact
+    whose own input has another fixed batch than ``batch`` (manifest.json's) is one line, not a runtime error."""
+    check_batch(rt, batch)
     return np.concatenate([rt.run(chunk)[:n] for chunk, n in chunks(x, batch)])
