@@ -352,12 +352,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         resize=args.resize, crop=args.crop, labels=args.labels,
     )
     console = _console()
-    console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
+    _say(console, f"edgecnn export {cfg.model} -> {cfg.out_dir}", "bold")
     result = run_export(cfg, log=(lambda m: _say(console, m)) if not args.quiet else (lambda _m: None))
     console.print(export_table(result.manifest))
     for target, why in result.missing_targets.items():
         _say(console, f"{target}: not built: {backends.missing(target) or why}", "yellow")
-    console.print(f"manifest: {result.out_dir / 'manifest.json'}")
+    _say(console, f"manifest: {result.out_dir / 'manifest.json'}")
     if not result.passed:
         manifest = result.manifest
         unreplaced = [s for s in manifest.failures() if s not in manifest.alternatives()]
@@ -421,7 +421,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             console.print(result.layers["note"])
     if args.json:
         _write_json(result.to_dict(), args.json)
-        console.print(f"results: {args.json}")
+        _say(console, f"results: {args.json}")
     console.print("[green]all artifacts pass[/]" if result.passed else "[red]parity FAILED[/]")
     return 0 if result.passed else 1
 
