@@ -75,7 +75,7 @@ class Validation:
             status, detail = "PASS", fn()
         except KeyboardInterrupt:
             raise
-        except BaseException as e:  # CUDA, TensorRT, torch, a library's SystemExit: a FAIL row, the next steps still run
+        except BaseException as e:  # CUDA, TensorRT, a library's SystemExit: a FAIL row; the next steps still run
             status, detail = "FAIL", failure(e)
         self.steps.append(Step(name, gpu, status, detail, time.perf_counter() - t0))
         print(f"  {status:7} {name}: {detail}", flush=True)

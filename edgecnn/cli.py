@@ -680,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MemoryError:
             print(f"{prog}: error: out of memory", file=sys.stderr)
             return 2
-        except BrokenPipeError:  # `edgecnn list --json | head`: the reader left mid-print; say nothing more, like any Unix tool
+        except BrokenPipeError:  # `edgecnn list --json | head`: the reader left mid-print; say nothing more
             _stdout_to_devnull()
             return 141
         except OSError as e:  # a full disk or read-only folder met outside the artifact writers

@@ -178,9 +178,10 @@ def check_preprocessing(p: object) -> None:
     _expect(_is_num(p.get("crop_pct")) and 0 < p["crop_pct"] <= 1, "preprocessing crop_pct")
     # One rule: the resize used is the one crop_pct implies (Preprocessing.resize); it is bounded like the
     # resolution, and a recorded `resize` that says otherwise is a tampered record, not a second opinion.
-    check_limit("resolution", resize_for(p["resolution"], p["crop_pct"]), "preprocessing resize (resolution / crop_pct)")
+    implied = resize_for(p["resolution"], p["crop_pct"])
+    check_limit("resolution", implied, "preprocessing resize (resolution / crop_pct)")
     if "resize" in p:
-        _expect(p["resize"] == resize_for(p["resolution"], p["crop_pct"]), "preprocessing resize (not what crop_pct implies)")
+        _expect(p["resize"] == implied, "preprocessing resize (not what crop_pct implies)")
     if "crop" in p:
         _expect(p["crop"] == p["resolution"], "preprocessing crop (not the resolution)")
 

@@ -78,8 +78,8 @@ def test_jetpack_hint_says_6_1_or_later(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.2"))  # JetPack 6.0's
     monkeypatch.setattr(trt_backend, "on_jetson", lambda: True)
     reason, fix = trt_backend.diagnose()
-    assert "TensorRT 8.6.2 is too old" in reason and "JetPack 6.1 or later" in fix and "JetPack 6.0 ships TensorRT 8.6" \
-        in fix
+    assert "TensorRT 8.6.2 is too old" in reason
+    assert "JetPack 6.1 or later" in fix and "JetPack 6.0 ships TensorRT 8.6" in fix
 
 
 def test_max_drop_judges_tensorrts_int8_model_in_exact_qdq_arithmetic(tmp_path, monkeypatch):
