@@ -354,3 +354,9 @@ def test_engine_record_and_timing_cache_are_read_without_following_links(tmp_pat
     monkeypatch.delenv("EDGECNN_MAX_FILE_BYTES")
     config = Config()
     assert _attach_timing_cache(config, cache)[1]["read_bytes"] == 2000 and config.blob == b"y" * 2000
+
+
+def test_an_overlong_weights_name_is_one_short_line(folder):
+    edit(folder, lambda d: d["config"].update(weights="a" * 5000))  # ENAMETOOLONG from the file system
+    line = one_line(cli("check", folder), "characters) (named by manifest.json) cannot be read (File name too long)")
+    assert len(line) < 600
