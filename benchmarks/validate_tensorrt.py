@@ -73,15 +73,31 @@ class Validation:
         t0 = time.perf_counter()
         try:
             status, detail = "PASS", fn()
-        except Exception as e:  # a failed step is reported, the next ones still run
-            from edgecnn.errors import first_line
-
-            status, detail = "FAIL", f"{type(e).__name__}: {first_line(e)}"
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # CUDA, TensorRT, a library's SystemExit: a FAIL row; the next steps still run
+            status, detail = "FAIL", failure(e)
         self.steps.append(Step(name, gpu, status, detail, time.perf_counter() - t0))
         print(f"  {status:7} {name}: {detail}", flush=True)
 
     def count(self, status: str) -> int:
         return sum(s.status == status for s in self.steps)
+
+
+def failure(e: BaseException) -> str:
+    """One line for a step's exception, whoever raised it (edgecnn's own, or CUDA's or TensorRT's)."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300] or '(no message)'}"
+
+
+def guarded(fn: Callable[[], object], fallback: object) -> tuple[object, str | None]:
+    """``fn()``, or ``fallback`` and why when it raises (probing TensorRT or CUDA must not end the run)."""
+    try:
+        return fn(), None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        return fallback, failure(e)
 
 
 # --- CPU steps ---------------------------------------------------------------------------------------
@@ -183,14 +199,14 @@ def check_load(out: Path) -> str:
     from edgecnn.harness.common import original_model, run_batched
     from edgecnn.manifest import Manifest
     from edgecnn.parity import compare
-    from edgecnn.runtimes.torch import reference_logits
 
     manifest = Manifest.load(out)
     x = evaluation_batch(Preprocessing.from_dict(manifest.preprocessing), 16)
     engine = next(a for a in manifest.artifacts if a.key == "tensorrt-fp32")
+    reference = original_model(manifest).logits(x)  # an Original: its logits(), as `check` computes them
     with runtimes.load(engine.path) as rt:  # a bare path, no device: the runtime's own
-        assert rt.device == "cuda", rt.device
-        parity = compare(reference_logits(original_model(manifest), x), run_batched(rt, x, manifest.input_shape[0]))
+        assert rt.device == "cuda", f"the engine runs on {rt.device}, not cuda"
+        parity = compare(reference, run_batched(rt, x, manifest.input_shape[0]))
     assert parity.passed, parity.failures
     return f"device {rt.device}; fp32 engine cosine {parity.cosine:.6f}, max abs/max|logit| {parity.max_abs_rel:.2e}"
 
@@ -254,8 +270,8 @@ def report_json(v: Validation, bench_json: Path, parity: list[dict], args: argpa
 def _gpu_name() -> str:
     from edgecnn import hostinfo
 
-    gpu = hostinfo.gpu_info()
-    return gpu["name"] if gpu else "a machine without a GPU"
+    gpu, why = guarded(hostinfo.gpu_info, None)
+    return gpu["name"] if gpu else f"unknown ({why})" if why else "a machine without a GPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,14 +292,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgecnn.backends import tensorrt as trt_backend
 
-    found = ("--cpu-only was given", "leave it out") if args.cpu_only else trt_backend.diagnose()
+    found, broken = (("--cpu-only was given", "leave it out"), None) if args.cpu_only else \
+        guarded(trt_backend.diagnose, None)
+    if broken:  # probing TensorRT or CUDA raised: every GPU step is SKIPPED with why, the CPU steps still run
+        found = (f"TensorRT or CUDA failed while being probed ({broken})", "see the error")
     gpu_missing = None if found is None else found[0]
-    try:
-        import tensorrt
-
-        trt_version = tensorrt.__version__
-    except ImportError:
-        trt_version = "not installed"
+    trt_version, why = guarded(lambda: __import__("tensorrt").__version__, "not installed")
+    trt_version = trt_version if why is None or "ModuleNotFoundError" in why else f"unusable ({why})"
     print(f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none: a CPU-only build'}), TensorRT {trt_version}, "
           f"GPU {_gpu_name()}, Jetson {trt_backend.on_jetson()}")
     print(f"model {args.model}, weights {args.weights}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ArtifactError
 from .fileio import sha256_file
-from .guard import confined, safe_text
+from .guard import clip, confined, safe_text
 
 # What each format's files are called: a manifest naming anything else is not edgecnn's.
 SUFFIXES = {"onnx": (".onnx",), "openvino": (".xml",), "tensorrt": (".engine",)}
@@ -71,7 +71,7 @@ class Artifact:
         """The record of a received manifest or journal: every path confined to ``root`` (regular files
         inside it, after symlinks), with the suffix its format writes; anything else is refused."""
         d = dict(d)
-        what = f"artifact {safe_text(d.get('stage'))}"
+        what = f"artifact {clip(d.get('stage'), 80)}"
         path = confined(root, d.get("path"), what)
         if d.get("format") not in SUFFIXES or path.suffix not in SUFFIXES[d["format"]]:
             raise ArtifactError(f"{what}: {safe_text(d.get('path'))} is not a file edgecnn writes for format "

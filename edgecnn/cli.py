@@ -23,10 +23,11 @@ from . import __version__, backends
 from .errors import ConfigError, EdgecnnError, first_line
 from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
 from .fileio import atomic_path, writable_dir, write_failure
-from .guard import check_limit, read_bounded, safe_text, safe_tree
+from .guard import check_limit, clip, read_bounded, safe_text, safe_tree
 from .timing import BASELINES, MODES
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+MESSAGE_CHARS = 2000  # an error or warning line, at most (received text inside is clipped shorter where quoted)
 
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -90,10 +91,11 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _say(console, text: str, style: str | None = None) -> None:
-    """Print text that may hold file names or tool output: '[...]' in it is not rich markup."""
+    """Print text that may hold file names, received text or tool output: '[...]' in it is not rich markup,
+    and control and invisible characters are shown escaped."""
     from rich.markup import escape
 
-    console.print(escape(text), style=style)
+    console.print(escape(safe_text(text, newlines=True)), style=style)
 
 
 def _console(args: argparse.Namespace | None = None):
@@ -334,12 +336,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         resize=args.resize, crop=args.crop, labels=args.labels,
     )
     console = _console()
-    console.print(f"[bold]edgecnn export {cfg.model}[/] -> {cfg.out_dir}")
+    _say(console, f"edgecnn export {cfg.model} -> {cfg.out_dir}", "bold")
     result = run_export(cfg, log=(lambda m: _say(console, m)) if not args.quiet else (lambda _m: None))
     console.print(export_table(result.manifest, con=console))
     for target, why in result.missing_targets.items():
         _say(console, f"{target}: not built: {backends.missing(target) or why}", "yellow")
-    console.print(f"manifest: {result.out_dir / 'manifest.json'}")
+    _say(console, f"manifest: {result.out_dir / 'manifest.json'}")
     if not result.passed:
         manifest = result.manifest
         unreplaced = [s for s in manifest.failures() if s not in manifest.alternatives()]
@@ -409,7 +411,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(result.to_dict(), args.json)
         if args.json != "-":
-            console.print(f"results: {args.json}")
+            _say(console, f"results: {args.json}")
     console.print("[green]all artifacts pass[/]" if result.passed else "[red]parity FAILED[/]")
     return 0 if result.passed else 1
 
@@ -671,11 +673,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _terminate_like_ctrl_c()
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *_a, **_k: print(
-            f"{prog}: warning: {safe_text(' '.join(str(message).split()))}", file=sys.stderr)
+            f"{prog}: warning: {clip(' '.join(str(message).split()), MESSAGE_CHARS)}", file=sys.stderr)
         try:
             return COMMANDS[args.command](args)
         except EdgecnnError as e:
-            print(f"{prog}: error: {safe_text(' '.join(str(e).splitlines()))}", file=sys.stderr)
+            print(f"{prog}: error: {clip(' '.join(str(e).splitlines()), MESSAGE_CHARS)}", file=sys.stderr)
             return e.exit_code
         except KeyboardInterrupt as e:
             what, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
@@ -684,8 +686,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MemoryError:
             print(f"{prog}: error: out of memory", file=sys.stderr)
             return 2
-        except BrokenPipeError:  # `edgecnn list | head`: the reader left; say nothing more, like any Unix tool
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except BrokenPipeError:  # `edgecnn list --json | head`: the reader left mid-print; say nothing more
+            from .layout import stdout_to_devnull
+
+            stdout_to_devnull()
             return 141
         except OSError as e:  # a full disk or read-only folder met outside the artifact writers
             error = write_failure(e, e.filename or "output")

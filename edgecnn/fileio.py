@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -129,10 +130,38 @@ def writable_dir(folder: str | Path) -> Path:
 
 
 def write_failure(e: OSError, dest: str | Path) -> ExportError | None:
-    """The one-line error for a write that failed for lack of room; ``None`` for any other OSError."""
+    """The one-line error for a write that failed for lack of room; ``None`` for any other OSError.
+
+    The temporary folder (``$TMPDIR``, where ONNX Runtime's quantizer and other tools work) is named when it
+    is the one that is full: the file that failed is in it (and not in the output folder), or, when no file
+    is named (a write deep inside a library), it is full and the output folder is not."""
     if e.errno not in NO_ROOM:
         return None
-    return ExportError(f"cannot write {dest}: {os.strerror(e.errno)}; free some space or choose another output folder")
+    why = os.strerror(e.errno)
+    temp = Path(tempfile.gettempdir())
+    failed = Path(e.filename) if isinstance(e.filename, (str, os.PathLike)) and str(e.filename) else None
+    in_temp = _inside(failed, temp) and not _inside(failed, Path(dest).parent) if failed is not None else \
+        _nearly_full(temp) and not _nearly_full(Path(dest).parent)
+    if in_temp:
+        return ExportError(f"cannot write {failed or 'a temporary file'}: {why} in the temporary folder {temp} "
+                           "(TMPDIR); free some space there or set TMPDIR to a folder with room")
+    return ExportError(f"cannot write {dest}: {why}; free some space or choose another output folder")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path, folder = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return path == folder or folder in path.parents
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Under 16 MiB free where ``folder`` is (False when that cannot be read)."""
+    try:
+        return shutil.disk_usage(folder).free < 16 << 20
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -5,14 +5,17 @@ for, and print what came from it safely. One copy of each rule, used by every re
   regular file inside the folder, or is refused with one line naming the entry;
 - :func:`check_limit` / :data:`LIMITS`: sizes checked before any work starts (an override per limit,
   ``$EDGECNN_MAX_<NAME>``, for the user who really needs more);
-- :func:`safe_text`: control characters and bidi overrides escaped before the terminal, Markdown or HTML.
+- :func:`safe_text`: control, format (bidi, zero-width, tag) and separator characters escaped before the
+  terminal, Markdown or HTML; :func:`clip`: the same, bounded in length, for received text in a message.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
 import stat
+import unicodedata
 from pathlib import Path
 
 from .errors import ArtifactError, ConfigError
@@ -27,6 +30,8 @@ LIMITS = {
     "checkpoint_bytes": (4 << 30, "bytes a checkpoint may expand to"),
     "image_pixels": (64_000_000, "pixels in one image"),
     "file_bytes": (64 << 20, "bytes in a manifest, journal or result file"),
+    # above the zoo's largest default (VGG-19, 144 M): a builder option (width_mult=12: 323 M, 1.3 GB) is bounded
+    "params": (200_000_000, "parameters in a model built from options"),
 }
 
 
@@ -65,19 +70,54 @@ def read_bounded(path: str | Path, what: str) -> str:
         raise ArtifactError(f"cannot read {what} {path} ({e.strerror or type(e).__name__})") from None
 
 
+def read_nofollow(path: str | Path, what: str) -> bytes | None:
+    """The bytes of a file edgecnn keeps beside its artifacts (an engine's build record, a timing cache),
+    opened without following a symlink and refused unread when it is not a regular file or is over the
+    ``file_bytes`` limit; ``None`` when there is none."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        why = "a symbolic link" if e.errno == errno.ELOOP else e.strerror or type(e).__name__
+        raise ArtifactError(f"{what} {clip(path)} cannot be read ({why}); refused") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ArtifactError(f"{what} {clip(path)} is not a regular file; refused")
+        check_limit("file_bytes", st.st_size, f"{what} {clip(path)}: size", ArtifactError)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit("file_bytes") + 1)
+        check_limit("file_bytes", len(data), f"{what} {clip(path)}: size", ArtifactError)  # grew since fstat
+        return data
+    except OSError as e:
+        raise ArtifactError(f"cannot read {what} {clip(path)} ({e.strerror or type(e).__name__})") from None
+    finally:
+        os.close(fd)
+
+
 def confined(root: Path, rel: object, what: str) -> Path:
     """``root / rel`` resolved, when ``rel`` is a relative path that stays inside ``root`` after every
-    symlink and names a regular file (or nothing yet); otherwise :class:`ArtifactError` naming ``what``.
+    symlink and names a regular file (or nothing yet); otherwise :class:`ArtifactError` naming ``what``
+    (a symlink loop or a path the system cannot resolve included).
 
     ``root`` is taken as given (the user chose it); everything below it came from a received file."""
     root = Path(root).resolve()
     if not isinstance(rel, str) or not rel or "\x00" in rel or Path(rel).is_absolute():
-        raise ArtifactError(f"{what}: path {safe_text(repr(rel))[:80]} is not a relative path inside {root}; refused")
-    path = (root / rel).resolve()
+        raise ArtifactError(f"{what}: path {clip(repr(rel), 80)} is not a relative path inside {root}; refused")
+    try:
+        path = (root / rel).resolve()
+        exists = os.path.lexists(path)
+        regular = path.is_file()
+    except (OSError, RuntimeError) as e:  # ELOOP (RuntimeError before Python 3.13), ENAMETOOLONG, EACCES
+        why = "a symbolic link loop" if isinstance(e, RuntimeError) or getattr(e, "errno", None) == errno.ELOOP \
+            else (e.strerror or type(e).__name__)
+        raise ArtifactError(f"{what}: path {clip(rel, 80)} cannot be resolved ({why}); refused") from None
     if path != root and root not in path.parents:
-        raise ArtifactError(f"{what}: path {safe_text(rel)[:80]} leads outside {root}; refused")
-    if os.path.lexists(path) and not path.is_file():
-        raise ArtifactError(f"{what}: {safe_text(rel)[:80]} is not a regular file; refused")
+        raise ArtifactError(f"{what}: path {clip(rel, 80)} leads outside {root}; refused")
+    if exists and not regular:
+        raise ArtifactError(f"{what}: {clip(rel, 80)} is not a regular file; refused")
     return path
 
 
@@ -102,19 +142,41 @@ def finite(value: float, what: str, low: float, high: float) -> float:
     return float(value)
 
 
-# C0/C1 controls (ESC, BEL, CR, backspace...), DEL, and the bidi embeddings/overrides/isolates
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Anything outside printable ASCII is looked at: control characters (Cc: ESC, BEL, CR, backspace, DEL, C1),
+# format characters (Cf: bidi overrides and isolates, zero-width spaces and joiners, U+2060, U+FEFF, the tag
+# characters U+E0000-U+E007F, soft hyphen) and line/paragraph separators (Zl/Zp: U+2028, U+2029).
+_SUSPECT = re.compile("[^\x20-\x7e\t\n]")
+_INVISIBLE = frozenset(("Cc", "Cf", "Zl", "Zp"))
+CLIP = 200  # characters of one piece of received text quoted in a message
+
+
+def _escape(m: re.Match) -> str:
+    ch = m.group()
+    if unicodedata.category(ch) not in _INVISIBLE:
+        return ch
+    code = ord(ch)
+    return repr(ch)[1:-1] if code < 0x80 else f"\\x{code:02x}" if code < 0x100 else \
+        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def safe_text(text: object, *, newlines: bool = False) -> str:
-    """``text`` with every control character and bidi override written as a visible escape (``\\x1b``,
-    ``\\u202e``), so received text cannot move the cursor, clear the screen, set a title or reorder a line.
-    Tabs stay; newlines stay only with ``newlines``."""
+    """``text`` with every control character, format character (bidi override, zero-width, tag character)
+    and line/paragraph separator written as a visible escape (``\\x1b``, ``\\u202e``, ``\\u200b``), so
+    received text cannot move the cursor, clear the screen, set a title, reorder a line or hide a part of
+    itself. Tabs stay; newlines stay only with ``newlines``."""
     text = str(text)
     if not newlines:
         text = text.replace("\n", "\\n")
-    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
-                       text)
+    return _SUSPECT.sub(_escape, text)
+
+
+def clip(text: object, limit: int = CLIP) -> str:
+    """Received text to quote in a one-line message: :func:`safe_text`, and at most ``limit`` characters
+    (an ellipsis and the full length after a longer one), so a 30 MB name makes no 30 MB message."""
+    text = str(text)
+    if len(text) <= limit:
+        return safe_text(text)
+    return f"{safe_text(text[:limit])}... ({len(text):,} characters)"
 
 
 def safe_tree(obj: object) -> object:

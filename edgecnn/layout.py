@@ -43,10 +43,25 @@ def width(stream=None) -> int:
 _width = width  # console()'s keyword of the same name hides it
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`edgecnn check DIR | head -1`: the reader left. Print nothing more (rich would exit 1 here, so a
+        passing check would read as failed); the command finishes and exits with its own status."""
+        self.quiet = True
+        stdout_to_devnull()
+
+
+def stdout_to_devnull() -> None:
+    """The reader of stdout left: what is still written (and flushed at exit) goes nowhere, quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def console(*, width: int | None = None, stderr: bool = False, **kwargs) -> Console:
     """The console every command prints to (standard error with ``stderr``), :func:`width` columns wide; colour
-    only on a terminal."""
-    return Console(width=width or _width(sys.stderr if stderr else None), stderr=stderr, **kwargs)
+    only on a terminal. A reader that leaves the pipe ends the output, not the command."""
+    return _Console(width=width or _width(sys.stderr if stderr else None), stderr=stderr, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from . import ledger
 from .artifact import Artifact, combine
 from .errors import ArtifactError, EdgecnnError
 from .fileio import atomic_path, sha256_file
-from .guard import check_limit, read_bounded, safe_text
+from .guard import check_limit, clip, read_bounded, safe_text
 from .results import ArtifactResult, all_pass
 
 MANIFEST = "manifest.json"
@@ -141,6 +141,7 @@ class Manifest:
             results = {str(k): ArtifactResult.from_dict(r) for k, r in data.pop("results").items()}
             manifest = cls(**data, artifacts=arts, results=results)
             check_received(manifest)
+            check_sums(path.parent, arts)
             manifest.__dict__["_root"] = path.parent.resolve()
             return manifest
         except EdgecnnError as e:
@@ -179,7 +180,7 @@ def check_preprocessing(p: object) -> None:
     """A received preprocessing record (a manifest's, or what an artifact carries) has the shape
     :meth:`edgecnn.data.Preprocessing.to_dict` writes, within the resolution limit."""
     _expect(isinstance(p, dict), "preprocessing")
-    _expect(_is_int(p.get("channels")) and p["channels"] <= 4, "preprocessing channels")
+    _expect(p.get("channels") in (1, 3) and type(p["channels"]) is int, "preprocessing channels (1 or 3)")
     for key in ("resolution", "resize", "crop"):
         if key in p or key == "resolution":
             _expect(_is_int(p.get(key)), f"preprocessing {key}")
@@ -189,6 +190,19 @@ def check_preprocessing(p: object) -> None:
         _expect(isinstance(v, list) and len(v) == p["channels"] and all(_is_num(x) for x in v), f"preprocessing {key}")
     _expect(all(x > 0 for x in p["std"]), "preprocessing std")
     _expect(_is_num(p.get("crop_pct")) and 0 < p["crop_pct"] <= 1, "preprocessing crop_pct")
+    # One rule: the resize used is the one crop_pct implies (Preprocessing.resize); it is bounded like the
+    # resolution, and a recorded `resize` that says otherwise is a tampered record, not a second opinion.
+    implied = resize_for(p["resolution"], p["crop_pct"])
+    check_limit("resolution", implied, "preprocessing resize (resolution / crop_pct)")
+    if "resize" in p:
+        _expect(p["resize"] == implied, "preprocessing resize (not what crop_pct implies)")
+    if "crop" in p:
+        _expect(p["crop"] == p["resolution"], "preprocessing crop (not the resolution)")
+
+
+def resize_for(resolution: int, crop_pct: float) -> int:
+    """The shorter side an image is resized to before the centre crop of ``resolution`` (at least it)."""
+    return max(resolution, int(round(resolution / crop_pct)))
 
 
 def check_received(m: Manifest) -> None:
@@ -207,6 +221,8 @@ def check_received(m: Manifest) -> None:
     if m.dynamic_batch is not None:
         check_limit("batch", m.dynamic_batch, "dynamic batch")
     check_preprocessing(m.preprocessing)
+    _expect(m.preprocessing["channels"] == shape[1] and m.preprocessing["resolution"] == shape[2] == shape[3],
+            "preprocessing (channels or resolution not the input_shape's)")
     c = m.config
     _expect(c.get("weights") is None or isinstance(c["weights"], str), "config weights")
     _expect(c.get("num_classes") is None or _is_int(c["num_classes"]), "config num_classes")
@@ -225,6 +241,58 @@ def check_received(m: Manifest) -> None:
                 and isinstance(src.get("name"), str) and isinstance(src.get("args") or {}, dict)
                 and (src.get("sha256") is None or isinstance(src["sha256"], str)), "source")
         check_limit("name", len(src["ref"]), "source name length")
+        check_options(src.get("args") or {}, "source args")
+    _expect(isinstance(c.get("model_args") or {}, dict), "config model_args")
+    check_options(c.get("model_args") or {}, "config model_args")
+    for art in m.artifacts:  # every name a reader prints or keys on: a stage name is a name, not a payload
+        for value in (art.stage, art.parent, art.runtime):
+            if value is not None:
+                check_limit("name", len(value), "artifact stage, parent or runtime length")
+    for key in m.results:
+        check_limit("name", len(key), "result stage length")
+
+
+MAX_OPTIONS = 32  # builder options in one manifest (the zoo's builders take a handful)
+
+
+def check_options(args: dict, what: str) -> None:
+    """Builder options a received manifest passes to a model builder: Python names with JSON scalar values
+    (or short lists of them), so nothing in them is big before the builder's own size check
+    (:func:`edgecnn.models._factory.build_model` estimates the model on the meta device first)."""
+    _expect(len(args) <= MAX_OPTIONS and all(isinstance(k, str) and k.isidentifier() and len(k) <= 64
+                                             for k in args), what)
+
+    def scalar(v) -> bool:
+        return v is None or type(v) is bool or _is_num(v) and abs(v) < 2**31 or isinstance(v, str) and len(v) <= 255
+
+    _expect(all(scalar(v) or isinstance(v, list) and len(v) <= 64 and all(scalar(x) for x in v)
+                for v in args.values()), what)
+
+
+def check_sums(root: Path, arts: list[Artifact]) -> None:
+    """``SHA256SUMS`` (what ``sha256sum -c`` verifies) says what manifest.json says about every artifact file,
+    no more and no less; a folder where the two disagree was changed after its export, and the first file
+    they disagree on is named. A folder without the file (schema 2, or removed) has nothing to cross-check."""
+    root = Path(root)
+    recorded = {os.path.normpath(f["path"]): f["sha256"] for a in arts for f in a.to_json(root.resolve())["files"]}
+    if not os.path.lexists(root / SUMS) or not recorded:
+        return
+    if (root / SUMS).is_symlink():
+        raise ArtifactError(f"{SUMS} is a symbolic link; refused")
+    listed: dict[str, str] = {}
+    for line in read_bounded(root / SUMS, SUMS).splitlines():
+        sha, sep, name = line.partition("  ")
+        if not sep:  # `sha256sum -b` writes 'HASH *NAME'
+            sha, sep, name = line.partition(" *")
+        if not sep or len(sha) != 64 or not name:
+            raise ArtifactError(f"{SUMS} has a line that is not 'SHA256  FILE': {clip(line, 80)}")
+        listed[os.path.normpath(name)] = sha.lower()
+    for name in sorted(set(recorded) | set(listed)):
+        if recorded.get(name) != listed.get(name):
+            how = ("is not in " + MANIFEST) if name not in recorded else ("is not in " + SUMS) if name not in listed \
+                else "has another sha256 there"
+            raise ArtifactError(f"{SUMS} and {MANIFEST} disagree about {clip(name, 120)} (it {how}): the folder was "
+                                "changed after its export; export again into it, or ask its sender for an intact copy")
 
 
 def try_load(root: Path) -> Manifest | None:

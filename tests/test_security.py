@@ -502,6 +502,8 @@ def _embed(folder: Path, stage: str, metadata: dict) -> None:
 
     art = embed_onnx(Manifest.load(folder).artifact(stage), metadata)
     edit_manifest(folder, lambda d: [a.update(art.to_json(folder)) for a in d["artifacts"] if a["stage"] == stage])
+    data = json.loads((folder / MANIFEST).read_text())  # and SHA256SUMS, which is cross-checked against it
+    (folder / SUMS).write_text("".join(f"{f['sha256']}  {f['path']}\n" for a in data["artifacts"] for f in a["files"]))
 
 
 def test_predict_escapes_and_checks_what_an_artifact_says_about_itself(folder, ws):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, MissingBackendError, first_line
+from ..guard import clip, read_nofollow
 
 log = logging.getLogger("edgecnn.tensorrt")
 
@@ -19,7 +20,8 @@ SIDECAR_SUFFIX = ".json"
 MIN_VERSION = 10  # strongly typed networks, named I/O tensors, execute_async_v3: all TensorRT 10 API
 JETSON_RELEASE = Path("/etc/nv_tegra_release")  # written by every L4T / JetPack install
 CUDA_TORCH = "install the torch build for your CUDA first (https://pytorch.org/get-started/locally/)"
-JETSON = ("TensorRT and CUDA come with JetPack 6 (TensorRT 10.3) on Jetson: use a venv made with "
+JETSON = ("TensorRT and CUDA come with JetPack 6.1 or later (TensorRT 10.3; JetPack 6.0 ships TensorRT 8.6, too old) "
+          "on Jetson: use a venv made with "
           "`python3 -m venv --system-site-packages` and NVIDIA's torch wheel for your JetPack; "
           "do not pip-install tensorrt")
 
@@ -61,10 +63,10 @@ def diagnose() -> tuple[str, str] | None:
                         f"{CUDA_TORCH}, then: {pip} ('edgecnn[tensorrt-cu12]' for a CUDA 12 torch)")
     version = getattr(trt, "__version__", "?")
     major = major_version(version)
-    if major is not None and major < MIN_VERSION:  # JetPack 5 ships 8.5: implicit batch, no strong typing
+    if major is not None and major < MIN_VERSION:  # JetPack 5 ships 8.5, JetPack 6.0 8.6: no strong typing
         reason = f"TensorRT {version} is too old: edgecnn needs TensorRT >= {MIN_VERSION}"
         upgrade = pip.replace("install", "install --upgrade", 1)
-        return reason, f"upgrade to JetPack 6: {JETSON}" if jetson else f"upgrade it with: {upgrade}"
+        return reason, f"upgrade to JetPack 6.1 or later: {JETSON}" if jetson else f"upgrade it with: {upgrade}"
     if cuda is None:
         return ("torch here is a CPU-only build, so CUDA is not available to it",
                 "install NVIDIA's torch wheel for your JetPack" if jetson else CUDA_TORCH)
@@ -149,11 +151,16 @@ def sidecar_path(engine: str | Path) -> Path:
 
 
 def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    """The build record beside ``engine``; ``None`` when there is none."""
+    """The build record beside ``engine`` (read without following a symlink, within the ``file_bytes``
+    limit); ``None`` when there is none."""
     path = sidecar_path(engine)
-    if not path.is_file():
+    blob = read_nofollow(path, "engine record")
+    if blob is None:
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"unreadable engine record {path}: {e}") from None
+        record = json.loads(blob.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise ArtifactError(f"unreadable engine record {clip(path)}: {clip(first_line(e), 120)}") from None
+    if not isinstance(record, dict):
+        raise ArtifactError(f"unreadable engine record {clip(path)}: not a JSON object")
+    return record

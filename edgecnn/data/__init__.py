@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import CalibrationDataError, ConfigError
 from ..guard import check_limit, check_memory, limit, safe_text
+from ..manifest import resize_for
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "images"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -42,6 +43,9 @@ class Preprocessing:
     std: tuple[float, ...]
     crop_pct: float = 0.875
     channels: int = 3
+
+    def __post_init__(self) -> None:
+        check_limit("resolution", self.resize, "resize (resolution / crop_pct)")  # the image is resized to it first
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
@@ -65,7 +69,7 @@ class Preprocessing:
     @property
     def resize(self) -> int:
         """The shorter side after resizing, before the centre crop."""
-        return max(self.resolution, int(round(self.resolution / self.crop_pct)))
+        return resize_for(self.resolution, self.crop_pct)
 
     def to_dict(self) -> dict:
         """Everything a consumer needs to feed the model (also embedded in every artifact's metadata)."""
@@ -76,6 +80,9 @@ class Preprocessing:
                 "layout": "NCHW", "dtype": "float32"}
 
     def _normalise(self, img: Image.Image) -> np.ndarray:
+        if self.channels not in (1, 3):  # what to_model_mode makes of any image: grayscale or RGB
+            raise ConfigError(f"edgecnn makes images into 1 (grayscale) or 3 (RGB) channels; this model takes "
+                              f"{self.channels}, which cannot be made from an image")
         arr = np.asarray(img, dtype=np.float32) / 255.0
         if arr.ndim == 2:
             arr = arr[:, :, None]
@@ -246,14 +253,26 @@ UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 def open_image(path: str | Path) -> Image.Image:
     """One image, decoded, when it has at most the ``image_pixels`` limit of pixels (checked from its header,
     before decoding: a decompression bomb is one line, not gigabytes); unreadable ones raise as PIL does."""
+    return _opened(path, decode=True)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """An image's width and height from its header alone (nothing decoded), within the ``image_pixels``
+    limit as :func:`open_image` checks it; unreadable ones raise as PIL does."""
+    return _opened(path, decode=False)
+
+
+def _opened(path: str | Path, *, decode: bool):
     cap = limit("image_pixels")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as im:
+            with Image.open(path) as im:  # reads the header only
                 w, h = im.size
                 if w * h > cap:
                     raise Image.DecompressionBombError(f"{w}x{h}")
+                if not decode:
+                    return w, h
                 im.load()
                 return im.copy()
         except Image.DecompressionBombError:

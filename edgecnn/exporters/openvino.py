@@ -6,6 +6,8 @@ int8 has two routes, both built and measured by the pipeline, which keeps the be
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +64,32 @@ def default_overflow_fix(isa: list[str] | None = None) -> str:
     return "enable" if hostinfo.saturates_u8s8(isa) else "first_layer_only"
 
 
+@contextlib.contextmanager
+def _nncf_output(progress: bool):
+    """NNCF's progress bars (``nncf.common.logging.track_progress.track``: rich, on rich's global console) and
+    INFO log lines, shown only with ``progress``; without, that console is quiet and NNCF logs warnings only."""
+    if progress:
+        yield
+        return
+    import rich
+    from nncf.common.logging.logger import nncf_logger, set_log_level
+
+    console, level = rich.get_console(), nncf_logger.level
+    quiet, console.quiet = console.quiet, True
+    set_log_level(logging.WARNING)
+    try:
+        yield
+    finally:
+        console.quiet = quiet
+        set_log_level(level)
+
+
 def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarray, *,
                   fast_bias_correction: bool = True, overflow_fix: str | None = None,
-                  per_tensor_activations: bool = True, metadata: dict[str, str] | None = None) -> Artifact:
+                  per_tensor_activations: bool = True, metadata: dict[str, str] | None = None,
+                  progress: bool = True) -> Artifact:
     """NNCF post-training quantization of the fp32 IR (``per_tensor_activations=False``: NNCF's own default).
+    ``progress=False`` (``--quiet``, or not a terminal): NNCF draws no progress bar and logs warnings only.
 
     ``overflow_fix``: ``"enable"`` | ``"first_layer_only"`` | ``"disable"``; None: :func:`default_overflow_fix`."""
     ov = _ov()
@@ -86,8 +110,9 @@ def quantize_nncf(fp32_ir: Artifact, dest_xml: str | Path, calibration: np.ndarr
     if per_tensor_activations:
         extra["activations_quantization_params"] = QuantizationParameters(per_channel=False)
     advanced = AdvancedQuantizationParameters(**extra)
-    quantized = nncf.quantize(model, dataset, subset_size=len(items), fast_bias_correction=fast_bias_correction,
-                              advanced_parameters=advanced)
+    with _nncf_output(progress):
+        quantized = nncf.quantize(model, dataset, subset_size=len(items), fast_bias_correction=fast_bias_correction,
+                                  advanced_parameters=advanced)
     save_ir(quantized, Path(dest_xml), compress_to_fp16=False, metadata=metadata)
     note = (f"NNCF PTQ on {len(calibration)} images" + (", per-tensor activations" if per_tensor_activations else "")
             + f", overflow fix {overflow_fix}" + (" (7-bit weights: AVX2 without VNNI saturates int16 pairs)"

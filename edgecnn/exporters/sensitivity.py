@@ -150,13 +150,16 @@ def _rank(graph: _Graph, x: np.ndarray, threads: int | None) -> list[dict]:
 def fallback_for_budget(fp32_onnx: str | Path, calibration: np.ndarray, evaluation: np.ndarray,
                         reference_logits: np.ndarray, *, recipe=None, max_drop: float, metric: str = "cosine",
                         candidates: int = 24, max_layers: int = 8, opset: int = 17, threads: int | None = 2,
-                        dest: str | Path | None = None, progress: bool = False) -> tuple[list[str], dict]:
+                        dest: str | Path | None = None, progress: bool = False,
+                        exact: bool = False) -> tuple[list[str], dict]:
     """Nodes to keep in float (``Int8Recipe.exclude_nodes``) so that ``drop <= max_drop``, and what was measured.
 
     ``evaluation`` (N, C, H, W) and ``reference_logits`` (the original's, N x classes) judge the drop;
     ``calibration`` sets the int8 ranges. ``dest``: also write the final QDQ model there. The list is
     empty when the fully quantized model is already within budget; ``measurements["met"]`` says whether
-    the budget was reached within ``max_layers``. See the module docstring for the procedure.
+    the budget was reached within ``max_layers``. ``exact``: judge the drop in exact Q/DQ arithmetic (ONNX
+    Runtime with its int8 kernel fusions off), for a model another runtime executes (TensorRT's): this CPU's own
+    int8 kernels would judge themselves instead (on AVX2 without VNNI they saturate). See the module docstring.
     """
     import onnx
 
@@ -166,7 +169,7 @@ def fallback_for_budget(fp32_onnx: str | Path, calibration: np.ndarray, evaluati
     recipe = recipe or Int8Recipe()
     src = describe(fp32_onnx, stage="fp32", precision="fp32", parent=None)
     x = np.ascontiguousarray(evaluation, np.float32)
-    drop = lambda model: drop_of(reference_logits, logits(model, x, threads), metric)  # noqa: E731
+    drop = lambda model: drop_of(reference_logits, logits(model, x, threads, optimize=not exact), metric)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="edgecnn-sens-") as work:
         if recipe.equalize:  # the float twins of kept-in-float nodes must be the equalised weights
             fp32_onnx = Path(work) / "equalized.onnx"

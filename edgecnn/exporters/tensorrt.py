@@ -24,6 +24,7 @@ from ..artifact import Artifact, describe
 from ..backends.tensorrt import gpu_info, major_version, make_logger, require, sidecar_path
 from ..errors import ArtifactError, ConfigError, ExportError
 from ..fileio import atomic_path
+from ..guard import read_nofollow
 
 log = logging.getLogger("edgecnn.tensorrt")
 
@@ -136,7 +137,7 @@ def _attach_timing_cache(config: Any, path: Path | None) -> tuple[Any, dict | No
     was read: {"file", "read_bytes" (0: a new cache), "accepted"}."""
     if path is None:
         return None, None
-    blob = Path(path).read_bytes() if Path(path).is_file() else b""
+    blob = read_nofollow(path, "timing cache") or b""  # no symlink followed, size bounded
     cache = config.create_timing_cache(blob)
     accepted = cache is not None and bool(config.set_timing_cache(cache, False))
     if not accepted:

@@ -27,7 +27,7 @@ from ..results import ArtifactResult
 from ..runtimes import availability, check_device, load
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, measure
-from .common import admit_engine, nothing_checked, original_model, runs_for
+from .common import admit_engine, check_batch, nothing_checked, original_model, runs_for
 
 EAGER = "torch-eager"
 ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
@@ -138,6 +138,8 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
             row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b, device=dev)
             try:
                 with load(target, runtime=rt_name, threads=threads, precision=precision, device=dev, mode=mode) as rt:
+                    if rt_name != "torch":  # an artifact's fixed batch must be the one benched
+                        check_batch(rt, b)
                     t0 = time.perf_counter()
                     rt.run(x)  # the first call: torch.compile compiles here, others load lazily
                     row.info = {"first_call_s": round(time.perf_counter() - t0, 3), "versions": rt.versions()}

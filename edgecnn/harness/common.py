@@ -14,7 +14,7 @@ from ..errors import ArtifactError, ConfigError, WeightsError
 from ..exporters.graph import chunks
 from ..exporters.int8 import TENSORRT_STAGE
 from ..fileio import sha256_file
-from ..guard import check_limit, safe_text
+from ..guard import check_limit, clip, safe_text
 from ..manifest import Manifest
 from ..models import create_model, get_spec
 from ..models._factory import RANDOM
@@ -99,7 +99,7 @@ def original_model(manifest: Manifest, module: torch.nn.Module | None = None, *,
         raise ArtifactError("the model's source is Python code named by manifest.json: pass --trust-source to run it")
     if moved:
         state = "is missing" if not path.is_file() else "changed since the export (sha256 differs)"
-        raise ArtifactError(f"the model's source {safe_text(path)} {state}; restore it or export again")
+        raise ArtifactError(f"the model's source {clip(path)} {state}; restore it or export again")
     weights = received_weights(manifest, source) if source.kind == "zoo" else None
     return build_original(source, weights=weights, num_classes=cfg.get("num_classes"),
                           seed=cfg.get("seed", 0), module=module)
@@ -117,19 +117,25 @@ def received_weights(manifest: Manifest, source: ModelSource) -> str | Path | No
     record = get_spec(source.ref).weights_named(named)
     if record is not None:
         if record.package is None and not is_cached(record.url, sha256=record.sha256):
-            raise WeightsError(f"manifest.json asks for {source.ref}'s {safe_text(named)} weights, which are not on "
+            raise WeightsError(f"manifest.json asks for {source.ref}'s {clip(named)} weights, which are not on "
                                "this machine; a received folder never starts a download: fetch them once with "
-                               f"`edgecnn export {source.ref} --weights {safe_text(named)}`")
+                               f"`edgecnn export {source.ref} --weights {clip(named)}`")
         return named
     path = Path(named).expanduser()
     if not path.is_absolute():  # schema 2 recorded the path as typed: read it from the manifest's folder
         path = manifest.root / path if manifest.root else path
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {safe_text(path)} (named by manifest.json)")
-    check_limit("checkpoint_bytes", path.stat().st_size, f"checkpoint {safe_text(path)}: size", WeightsError)
+    try:
+        found = path.is_file()
+        size = path.stat().st_size if found else 0
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop: not a file to read
+        raise WeightsError(f"weights file {clip(path)} (named by manifest.json) cannot be read "
+                           f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    if not found:
+        raise WeightsError(f"weights file not found: {clip(path)} (named by manifest.json)")
+    check_limit("checkpoint_bytes", size, f"checkpoint {clip(path)}: size", WeightsError)
     recorded = (manifest.weights or {}).get("sha256")
     if not recorded or sha256_file(path) != recorded:
-        raise WeightsError(f"the checkpoint {safe_text(path)} is not the one this export was made from (its sha256 "
+        raise WeightsError(f"the checkpoint {clip(path)} is not the one this export was made from (its sha256 "
                            "differs from manifest.json); restore that file or export again")
     return path
 
@@ -233,6 +239,17 @@ def admit_engine(manifest: Manifest, art: Artifact, *, trust_source: bool) -> No
                         "or pass --trust-source if you trust whoever made it")
 
 
+def check_batch(rt, batch: int) -> None:
+    """:class:`ArtifactError` when the loaded artifact's input has a fixed batch other than ``batch`` (what
+    manifest.json says, or asks for): one line before the runtime is fed a shape it rejects."""
+    fixed = rt.input_shape[0] if getattr(rt, "input_shape", None) and isinstance(rt.input_shape[0], int) else None
+    if fixed is not None and fixed != batch:
+        raise ArtifactError(f"the artifact takes batches of {fixed} but manifest.json says {batch}: the manifest does "
+                            "not describe this artifact; export again into the folder")
+
+
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition."""
+    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition. An artifact
+    whose own input has another fixed batch than ``batch`` (manifest.json's) is one line, not a runtime error."""
+    check_batch(rt, batch)
     return np.concatenate([rt.run(chunk)[:n] for chunk, n in chunks(x, batch)])

@@ -6,13 +6,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..artifact import Artifact
-from ..data import Preprocessing, open_image
+from ..data import UNREADABLE, Preprocessing, image_size, open_image
 from ..errors import ArtifactError, CalibrationDataError, ConfigError, EdgecnnError
 from ..fileio import locked
-from ..guard import safe_text
+from ..guard import check_limit, clip, safe_text
 from ..manifest import Manifest, check_preprocessing
 from ..parity import softmax
 from ..runtimes import load
@@ -61,26 +61,39 @@ def choose_artifact(manifest: Manifest, *, artifact: str | None = None, runtime:
 def predict_dir(out_dir: str | Path, images: list[str | Path], *, runtime: str | None = None,
                 artifact: str | None = None, top: int = 5, threads: int | None = None,
                 trust_source: bool = False) -> PredictReport:
-    """Top-``top`` classes of each image on one artifact of the export in ``out_dir``; a TensorRT engine this
-    machine did not build is refused unless ``trust_source``."""
+    """Top-``top`` classes of each image on one artifact of the export in ``out_dir``.
+
+    The images are counted and their headers read (size within the ``image_pixels`` limit) before any work;
+    then they are decoded one at a time and run in chunks of the artifact's batch, so only one decoded
+    image is held however many are given. A TensorRT engine this machine did not build is refused unless
+    ``trust_source``."""
+    paths = [Path(p) for p in images]
+    check_limit("images", len(paths), "images to predict", CalibrationDataError)
     with locked(Path(out_dir), shared=True):
         manifest = Manifest.load(out_dir)
         art = choose_artifact(manifest, artifact=artifact, runtime=runtime)
+        for path in paths:
+            _probe(path)
         manifest.verify()
         admit_engine(manifest, art, trust_source=trust_source)
-        pictures = [_open(p) for p in images]
         with load(art, runtime=runtime, threads=threads) as rt:
             prep_dict = manifest.preprocessing
             if rt.preprocessing is not None:  # what the artifact says about itself is received text too
                 try:
                     check_preprocessing(rt.preprocessing)
+                    if rt.preprocessing["channels"] != manifest.input_shape[1]:
+                        raise ValueError(f"{rt.preprocessing['channels']} channels for a model of "
+                                         f"{manifest.input_shape[1]}")
                 except (ValueError, EdgecnnError) as e:
-                    raise ArtifactError(f"artifact {safe_text(art.key)} carries malformed preprocessing "
-                                        f"({safe_text(e)[:80]})") from None
+                    raise ArtifactError(f"artifact {clip(art.key, 80)} carries malformed preprocessing "
+                                        f"({clip(e, 80)})") from None
                 prep_dict = rt.preprocessing
             prep = Preprocessing.from_dict(prep_dict)
-            x = np.stack([prep(im) for im in pictures]).astype(np.float32)
-            probs = softmax(run_batched(rt, x, manifest.input_shape[0]).astype(np.float64))
+            batch = manifest.input_shape[0]
+            probs = np.concatenate([
+                softmax(run_batched(rt, np.stack([prep(_open(p)) for p in paths[i:i + batch]]).astype(np.float32),
+                                    batch).astype(np.float64))
+                for i in range(0, len(paths), batch)])
             fits = [(names, where) for names, where in ((rt.labels, "the artifact"), (manifest.labels, "manifest.json"))
                     if isinstance(names, list) and len(names) == probs.shape[1] and all(isinstance(n, str) for n in names)]
             labels, labels_from = fits[0] if fits else (None, "none: output indices")
@@ -94,11 +107,20 @@ def predict_dir(out_dir: str | Path, images: list[str | Path], *, runtime: str |
     return report
 
 
-def _open(path: str | Path) -> Image.Image:
-    path = Path(path)
+def _probe(path: Path) -> None:
+    """The image is there and its header is readable, with no more pixels than the limit (nothing decoded)."""
     if not path.is_file():
-        raise CalibrationDataError(f"image not found: {path}")
+        raise CalibrationDataError(f"image not found: {clip(path)}")
+    try:
+        image_size(path)
+    except UNREADABLE as e:
+        raise CalibrationDataError(f"cannot read image {clip(path)} ({type(e).__name__}): not a readable image "
+                                   "file") from None
+
+
+def _open(path: Path) -> Image.Image:
     try:
         return open_image(path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise CalibrationDataError(f"cannot read image {path} ({type(e).__name__}): not a readable image file") from None
+    except UNREADABLE as e:
+        raise CalibrationDataError(f"cannot read image {clip(path)} ({type(e).__name__}): not a readable image "
+                                   "file") from None

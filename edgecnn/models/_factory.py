@@ -9,7 +9,8 @@ import torch.nn as nn
 
 from .. import weights as W
 from ..data import Preprocessing, calibration_batch
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError, WeightsError, first_line
+from ..guard import check_limit, check_memory, clip
 from ._spec import MODELS, ModelSpec, Weights
 
 BN_CALIBRATION_IMAGES = 8
@@ -131,13 +132,38 @@ def create_model(name: str, *, weights: str | Path | None = None, num_classes: i
 
 
 def build_model(spec: ModelSpec, num_classes: int, options: dict) -> nn.Module:
+    """The family's builder with ``options``; a variant (any option given, on the command line or by a
+    received manifest) is first built on PyTorch's meta device (no memory, no time) and its parameter count
+    checked against the ``params`` limit and the memory free, so an option such as ``width_mult=12`` is one
+    line before gigabytes are allocated. A value the builder rejects is one line too."""
+    if options:
+        with torch.device("meta"):
+            shape = _build(spec, num_classes, options)
+        n = sum(t.numel() for t in (*shape.parameters(), *shape.buffers()))
+        what = f"{spec.name} with {_shown(options)}: parameters"
+        check_limit("params", n, what)
+        check_memory(n * 4, f"{what} ({n:,} in fp32)")
+    return _build(spec, num_classes, options)
+
+
+def _shown(options: dict) -> str:
+    return clip(", ".join(f"{k}={v!r}" for k, v in options.items()), 120)
+
+
+# What a builder raises for a value outside what it accepts (stride 3, width_mult -1, 'x' for a number).
+_REJECTED = (TypeError, ValueError, ZeroDivisionError, OverflowError, ArithmeticError, AssertionError, IndexError,
+             KeyError, RuntimeError)
+
+
+def _build(spec: ModelSpec, num_classes: int, options: dict) -> nn.Module:
     try:
         return spec.builder(num_classes=num_classes, **options)
-    except TypeError as e:  # entrypoints forward **options to their family builder
-        if "unexpected keyword argument" not in str(e):
-            raise
-        bad = str(e).split("argument")[-1].strip(" '\"")
-        raise ConfigError(f"{spec.name} does not take option '{bad}'") from None
+    except _REJECTED as e:  # entrypoints forward **options to their family builder
+        if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):
+            bad = str(e).split("argument")[-1].strip(" '\"")
+            raise ConfigError(f"{spec.name} does not take option '{clip(bad, 60)}'") from None
+        raise ConfigError(f"{spec.name} does not accept {_shown(options)} ({type(e).__name__}: "
+                          f"{clip(first_line(e), 160)})") from None
 
 
 def _load_weights(model: nn.Module, spec: ModelSpec, weights: str | Path, num_classes: int) -> None:

@@ -27,7 +27,7 @@ DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 32
 DYNAMIC_MAX_BATCH = 32
 # TensorRT 10's ONNX parser documents opsets 9 to 20 (onnx-tensorrt docs/operators.md, 10.0); later 10.x
-# releases read more, but 10.3 is what JetPack 6 has, so a TensorRT target caps the opset here.
+# releases read more, but 10.3 is what JetPack 6.1 and later have, so a TensorRT target caps the opset here.
 TENSORRT_MAX_OPSET = 20
 
 

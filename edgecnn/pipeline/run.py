@@ -252,7 +252,8 @@ class _Export:
         """
         x = calibration_batch(self.prep, SENSITIVITY_IMAGES, folder=self.cfg.calib_dir, seed=7)
         chosen, meas = fallback_for_budget(base.path, self.calib, x, self.verify.original_logits(x), recipe=recipe,
-                                           max_drop=self.cfg.max_drop, opset=self.plan.opset, threads=self.cfg.threads)
+                                           max_drop=self.cfg.max_drop, opset=self.plan.opset, threads=self.cfg.threads,
+                                           exact=stage == TENSORRT_STAGE)  # TensorRT runs it, not this CPU's kernels
         summary = (f"sensitivity fallback: {len(chosen)} layer(s) kept in float, cosine drop "
                    f"{meas['baseline_drop']:.4f} -> {meas['final_drop']:.4f} (budget {self.cfg.max_drop:g}"
                    f"{'' if meas['met'] else ', NOT met'})")
@@ -284,7 +285,8 @@ class _Export:
             if int8 is not None else None,
             # the overflow fix NNCF gets depends on this CPU's ISA: part of what the IR is built from
             self.stage(nncf, (fp32.sha256, self.calib_key, ov, openvino.default_overflow_fix()),
-                       lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta),
+                       lambda: openvino.quantize_nncf(fp32, ir / "model.int8.nncf.xml", self.calib, metadata=meta,
+                                                              progress=self.cfg.progress),
                        files=files(ir / "model.int8.nncf.xml"))
             if fp32 is not None else None,
         ]
