@@ -100,7 +100,7 @@ def export_table(manifest: Manifest) -> Table:
             _fmt_bytes(art.bytes) if art else "-",
             f"{p.cosine:.5f}" if p is not None else "-",
             f"{p.max_abs:.2e}" if p is not None else "-",
-            f"{p.top1_confident:.0%} of {p.n_confident}" if p is not None and p.n_confident else "-",
+            p.agreement(digits=0) if p is not None else "-",
             *(accuracy_cells(res.accuracy, top5) if original else []),
             f"{lat.p50_ms:.2f}" if lat else "-",
             verdict(res) + slower,
@@ -130,7 +130,7 @@ def check_table(report: CheckReport) -> Table:
             continue
         table.add_row(_t(r.artifact), _t(r.runtime), _t(r.precision), f"{p.cosine:.5f}", f"{p.max_abs:.2e}",
                       f"{p.rel_l2:.2e}", f"{p.sqnr_db:.1f}", f"{p.top1:.1%}",
-                      f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
+                      p.agreement(),
                       f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r))
     table.caption = "\n".join(_t(c) for c in (_original_caption(report.original, "the original"), *report.notes)
                               if c) or None

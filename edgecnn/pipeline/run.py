@@ -292,7 +292,7 @@ class _Export:
             if res.error is None:
                 lat = p50(res)
                 self.say(f"{stage}: cosine {res.parity.cosine:.4f}, top-1 on confident inputs "
-                         f"{res.parity.top1_confident:.1%}" + (f", p50 {lat:.2f} ms" if lat else "")
+                         f"{res.parity.agreement()}" + (f", p50 {lat:.2f} ms" if lat else "")
                          + ("  <- default" if stage == best else ""))
             else:
                 self.say(f"{stage}: failed: {res.error}")

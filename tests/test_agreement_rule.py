@@ -1,0 +1,75 @@
+"""The top-1 agreement rule: an exact one-sided binomial test, not a bare fraction against 97%."""
+import json
+
+import numpy as np
+import pytest
+
+from edgecnn.parity import (TOP1_RULE, ParityResult, Tolerance, agreement_below, agreement_upper_bound, compare)
+
+
+def _flipped(n: int, flips: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` confident originals (one logit far above the rest) and a candidate whose top-1 differs on ``flips``."""
+    ref = np.zeros((n, k))
+    ref[np.arange(n), np.arange(n) % k] = 10.0
+    out = ref.copy()
+    rows = np.arange(flips)
+    out[rows, (np.arange(flips) + 1) % k] = 11.0
+    return ref, out
+
+
+def _judge(n: int, flips: int, threshold: float = 0.97) -> ParityResult:
+    ref, out = _flipped(n, flips)
+    return compare(ref, out, precision="int8", tolerance=Tolerance(top1_confident=threshold))
+
+
+def test_one_flip_in_twelve_passes_two_fail():
+    r = _judge(12, 1)
+    assert r.passed and r.n_confident == 12 and r.n_agree == 11
+    assert r.top1_upper == pytest.approx(0.9957, abs=1e-4)
+    assert "91.7% (11/12, <= 99.6%)" in str(r)
+    r = _judge(12, 2)
+    assert not r.passed and "10/12" in r.failures[0] and "upper bound" in r.failures[0]
+
+
+def test_two_hundred_at_ninety_percent_fails_at_ninety_five_passes():
+    assert not _judge(200, 20).passed
+    assert _judge(200, 10).passed
+
+
+def test_boundary_at_one_hundred_images():
+    # Binomial(100, 0.03) flips: P(>= 6) = 0.081 (not unusual), P(>= 7) = 0.031 (under 5%)
+    assert _judge(100, 6).passed
+    assert not _judge(100, 7).passed
+
+
+def test_a_hundred_percent_threshold_fails_on_any_flip():
+    assert _judge(500, 0, threshold=1.0).passed
+    assert not _judge(500, 1, threshold=1.0).passed
+
+
+def test_bound_and_test_agree_and_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for n in (1, 2, 12, 33, 34, 100, 1000):
+        for k in sorted({0, n // 2, max(0, n - 3), max(0, n - 1), n}):
+            upper = agreement_upper_bound(k, n)
+            if k < n:  # Clopper-Pearson: the beta quantile
+                assert upper == pytest.approx(stats.beta.ppf(0.95, k + 1, n - k), abs=1e-9)
+            p_value = stats.binom.cdf(k, n, 0.97)
+            assert agreement_below(k, n, 0.97) == (p_value < 0.05), (k, n)
+            assert agreement_below(k, n, 0.97) == (upper < 0.97), (k, n)
+
+
+def test_recorded_in_the_json_and_read_back():
+    r = _judge(12, 1)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["n_agree"] == 11 and d["top1_upper"] == pytest.approx(r.top1_upper) and d["top1_rule"] == TOP1_RULE
+    back = ParityResult.from_dict(d)
+    assert back.n_agree == 11 and back.passed
+    old = {k: v for k, v in d.items() if k not in ("n_agree", "top1_upper")}  # a manifest from before the rule
+    assert ParityResult.from_dict(old).agreement() == "91.7% of 12"
+
+
+def test_bad_counts_refused():
+    for k, n in ((3, 2), (-1, 2), (0, 0)):
+        with pytest.raises(ValueError):
+            agreement_upper_bound(k, n)
