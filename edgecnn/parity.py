@@ -147,6 +147,19 @@ class ParityResult:
         return cls(**fields)
 
 
+def int8_tolerance(*, cosine: float | None = None, top1: float | None = None) -> Tolerance | None:
+    """The int8 rule with its cosine and/or confident top-1 threshold replaced (``export`` and ``check``'s
+    ``--int8-cosine`` / ``--int8-top1``); None when neither is given (the default rule)."""
+    if cosine is None and top1 is None:
+        return None
+    for value, option in ((cosine, "--int8-cosine"), (top1, "--int8-top1")):
+        if value is not None:
+            finite(value, option, 0.0, 1.0)
+    base = Tolerance.for_precision("int8")
+    return Tolerance(cosine=base.cosine if cosine is None else cosine,
+                     top1_confident=base.top1_confident if top1 is None else top1)
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

@@ -100,7 +100,7 @@ def export_table(manifest: Manifest) -> Table:
             _fmt_bytes(art.bytes) if art else "-",
             f"{p.cosine:.5f}" if p is not None else "-",
             f"{p.max_abs:.2e}" if p is not None else "-",
-            p.agreement(digits=0) if p is not None else "-",
+            p.agreement() if p is not None else "-",
             *(accuracy_cells(res.accuracy, top5) if original else []),
             f"{lat.p50_ms:.2f}" if lat else "-",
             verdict(res) + slower,

@@ -17,6 +17,7 @@ from ..parity import Tolerance, accuracy, compare
 from ..results import ArtifactResult, all_pass
 from ..runtimes import availability, check_device, device_for, load
 from ..timing import measure
+from . import evalset
 from .common import nothing_checked, original_model, run_batched, runs_for
 from .layers import localise
 
@@ -38,14 +39,16 @@ class EvalImages:
     folder_classes: list[str] | None = None  # ImageFolder: its class sub-folders, sorted
     folder_targets: np.ndarray | None = None  # ImageFolder: each image's index in folder_classes
 
-    def targets(self, labels: list[str] | None, n_outputs: int) -> np.ndarray | None:
-        """Each image's true class as an index into the model's outputs (None without class folders)."""
+    def targets(self, labels: list[str] | None, n_outputs: int, *,
+                hint: str = "pass --labels FILE") -> np.ndarray | None:
+        """Each image's true class as an index into the model's outputs (None without class folders);
+        ``hint``: what the user can do when the folders do not say (check has no --labels: the export's)."""
         if self.folder_classes is None:
             return None
         if labels is None:  # no other labels: the folders, in sorted order, are the outputs' classes
             if len(self.folder_classes) != n_outputs:
                 raise ConfigError(f"{self.description} has {len(self.folder_classes)} class folders but the "
-                                  f"model has {n_outputs} outputs; pass --labels FILE to say which output is which")
+                                  f"model has {n_outputs} outputs; {hint} to say which output is which")
             labels = self.folder_classes
         return np.asarray(match_classes(self.folder_classes, labels, where=self.description))[self.folder_targets]
 
@@ -154,15 +157,22 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
     manifest = Manifest.load(out_dir)
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     prep = Preprocessing.from_dict(manifest.preprocessing)
+    recorded, said = None, None
+    if images is None:  # judge on what the export judged on, when it is still there, unchanged
+        recorded, requested, said = evalset.recorded(manifest.evaluation)
+        images, n_images = (recorded, requested) if recorded is not None else (images, n_images)
     ev = eval_images(prep, n_images, folder=images)
     x = ev.x
     orig = original_model(manifest, original, trust_source=trust_source)
     reference = orig.logits(x, threads=threads)
-    targets = ev.targets(manifest.labels, reference.shape[1])
+    targets = ev.targets(manifest.labels, reference.shape[1], hint="re-export with --labels FILE")
     batch = manifest.input_shape[0]
     alternatives = manifest.alternatives()
     report = CheckReport(model=manifest.model, out_dir=str(Path(out_dir).resolve()), n_images=len(x),
-                         images=ev.description, notes=[orig.note] if orig.note else [])
+                         images=ev.description, notes=[n for n in (said, orig.note) if n])
+    if recorded is not None:
+        report.notes.append(f"images: the {len(x)} the export was judged on ({recorded}; every file's sha256 "
+                            "matches its record)")
     if targets is not None:
         report.original = accuracy(reference, targets)
     unavailable = availability()

@@ -16,6 +16,7 @@ from ..harness.common import Original, build_original
 from ..models import ModelSpec, get_spec, preprocessing
 from ..models._factory import RANDOM, checkpoint_classes, default_weights
 from ..models._spec import IMAGENET_MEAN, IMAGENET_STD
+from ..parity import int8_tolerance
 from ..models.sources import ModelSource, Program, module_defaults, parse_source, source_name
 
 DEFAULT_CALIB_SIZE = 128
@@ -72,6 +73,13 @@ class ExportConfig:
     resize: int | None = None
     crop: int | None = None
     labels: str | Path | Sequence[str] | None = None
+    int8_cosine: float | None = None  # the int8 rule's thresholds (None: 0.98 and 0.97), as check's --int8-*
+    int8_top1: float | None = None
+
+    def tolerances(self) -> dict:
+        """Per-precision tolerances that replace the defaults (parity.int8_tolerance)."""
+        int8 = int8_tolerance(cosine=self.int8_cosine, top1=self.int8_top1)
+        return {"int8": int8} if int8 is not None else {}
 
     @property
     def out_dir(self) -> Path:
@@ -101,6 +109,7 @@ class ExportConfig:
             raise ConfigError(f"opset {opset} is above what TensorRT's ONNX parser supports ({TENSORRT_MAX_OPSET}); "
                               f"use --opset {TENSORRT_MAX_OPSET} or lower, or leave tensorrt out of --targets")
         labels = _given_labels(self.labels)
+        self.tolerances()  # a threshold out of range (or NaN) fails here
         for folder in (self.calib_dir if recipe else None, self.eval_dir):
             if folder is not None:
                 find_images(folder)  # a missing or empty folder fails here, in a second

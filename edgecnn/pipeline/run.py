@@ -29,6 +29,7 @@ from ..exporters.simplify import simplify_onnx
 from ..exporters.torch_onnx import export_onnx
 from ..fileio import locked, remove_stale_temps, sha256_file
 from ..guard import own_dir, safe_text
+from ..harness import evalset
 from ..harness.check import EvalImages, eval_images
 from ..manifest import Manifest, build_key
 from ..models.sources import module_identity
@@ -72,7 +73,7 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
     calib = calibration_batch(prep, cfg.calib_size, folder=cfg.calib_dir) if plan.recipe else None
     ev = eval_images(prep, cfg.eval_size, folder=cfg.eval_dir)
     verify = Verifier(original, ev.x, batch=plan.input_shape[0], threads=cfg.threads, latency=cfg.latency,
-                      random_weights=plan.random_weights)
+                      random_weights=plan.random_weights, tolerances=cfg.tolerances())
     labels, where = resolve_labels(plan, ev, verify.reference.shape[1])
     if where:
         log(f"  {where}")
@@ -189,6 +190,8 @@ class _Export:
                    for k in dict.fromkeys([*self.cache.seconds, *self.verify.seconds])}
         evaluation = {"images": self.ev.description, "n": len(self.ev.x), "original": self.verify.original.runtime,
                       "accuracy": self.verify.original_accuracy}
+        if (images := evalset.record(cfg.eval_dir, cfg.eval_size)) is not None:  # check judges on the same ones
+            evaluation[evalset.KEY] = images
         return Manifest(model=plan.source.name, weights=weights, input_shape=list(plan.input_shape),
                         dynamic_batch=plan.dynamic_batch, preprocessing=self.prep.to_dict(), config=cfg.to_dict(plan),
                         versions=hostinfo.versions(), host=hostinfo.host(), artifacts=list(self.cache.artifacts),
