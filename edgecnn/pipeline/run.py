@@ -77,7 +77,7 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
     labels, where = resolve_labels(plan, ev, verify.reference.shape[1])
     if where:
         log(f"  {where}")
-    verify.label(ev.targets(labels, verify.reference.shape[1]))
+    verify.label(ev.targets(labels, verify.reference.shape[1], hint="pass --labels FILE"))
     out = cfg.out_dir.resolve()
     with locked(out):
         for name in remove_stale_temps(out):
