@@ -73,3 +73,45 @@ def test_bad_counts_refused():
     for k, n in ((3, 2), (-1, 2), (0, 0)):
         with pytest.raises(ValueError):
             agreement_upper_bound(k, n)
+
+
+# --- export takes the same two thresholds as check, and judges by them ------------------------------
+def test_export_and_check_share_the_int8_options():
+    from edgecnn.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for command in ("export", "check"):
+        args = sub.choices[command].parse_args(["x", "--int8-top1", "0.9", "--int8-cosine", "0.95"])
+        assert (args.int8_top1, args.int8_cosine) == (0.9, 0.95)
+
+
+def test_export_int8_thresholds_judge_and_are_recorded(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import edgecnn
+    import torch
+    from edgecnn.manifest import Manifest
+
+    torch.save(edgecnn.create_model("lenet5", weights="random").state_dict(), tmp_path / "w.pth")
+    env = {**os.environ, "EDGECNN_OFFLINE": "1", "COLUMNS": "200"}
+
+    def export(*extra: str):
+        return subprocess.run([sys.executable, "-m", "edgecnn", "export", "lenet5", "--weights", str(tmp_path / "w.pth"),
+                               "--int8", "--targets", "onnxruntime", "--out", str(tmp_path / "out"), "--quiet", *extra],
+                              capture_output=True, text=True, timeout=300, env=env)
+
+    r = export("--int8-cosine", "0.9999999")
+    assert r.returncode == 1 and "parity FAILED" in r.stdout, r.stdout + r.stderr
+    int8 = Manifest.load(tmp_path / "out").results["int8"]
+    assert int8.parity.tolerance == Tolerance(cosine=0.9999999, top1_confident=0.97)
+    assert any("cosine" in f and "< 1" in f for f in int8.parity.failures), int8.parity.failures
+    check = subprocess.run([sys.executable, "-m", "edgecnn", "check", str(tmp_path / "out"), "--runtimes", "onnxruntime",
+                            "--int8-cosine", "0.9999999"], capture_output=True, text=True, timeout=300, env=env)
+    assert check.returncode == 1, check.stdout + check.stderr  # the same rule, the same verdict
+    r = export("--int8-cosine", "0.5", "--int8-top1", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert Manifest.load(tmp_path / "out").config["int8_top1"] == 0.0
+    r = export("--int8-top1", "1.5")
+    assert r.returncode == 2 and r.stderr.strip().endswith("--int8-top1 must be a number from 0 to 1, got 1.5"), r.stderr
