@@ -123,7 +123,7 @@ class ParityResult:
             return "-"
         if self.n_agree is None:  # an older record: no count
             return f"{self.top1_confident:.{digits}%} of {self.n_confident}"
-        bound = "" if self.top1_upper is None or self.n_agree == self.n_confident else f", <= {self.top1_upper:.1%}"
+        bound = "" if self.top1_upper is None or self.n_agree == self.n_confident else f", <= {_below_one(self.top1_upper)}"
         return f"{self.top1_confident:.{digits}%} ({self.n_agree}/{self.n_confident}{bound})"
 
     def __str__(self) -> str:
@@ -158,6 +158,14 @@ def int8_tolerance(*, cosine: float | None = None, top1: float | None = None) ->
     base = Tolerance.for_precision("int8")
     return Tolerance(cosine=base.cosine if cosine is None else cosine,
                      top1_confident=base.top1_confident if top1 is None else top1)
+
+
+def _below_one(p: float) -> str:
+    """A percentage below 100% that does not print as 100.0% (0.99989: '99.99%')."""
+    for digits in (1, 2, 3):
+        if f"{p:.{digits}%}" != f"{1:.{digits}%}":
+            return f"{p:.{digits}%}"
+    return f"{p:.4%}"
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
