@@ -144,6 +144,8 @@ def check_rows(check: dict) -> list[dict]:
         p, a = r.get("parity") or {}, r.get("accuracy") or {}
         rows.append({"model": check["model"], "artifact": r["artifact"], "runtime": r["runtime"],
                      "precision": r["precision"], "cosine": p.get("cosine"), "top1_agreement": p.get("top1"),
+                     "top1_confident": p.get("top1_confident") if p.get("n_confident") else None,
+                     "n_confident": p.get("n_confident"), "n_agree": p.get("n_agree"), "top1_upper": p.get("top1_upper"),
                      "top5_agreement": p.get("top5_overlap"), "accuracy_top1": a.get("top1"),
                      "accuracy_top5": a.get("top5"), "delta_top1": a.get("delta_top1"),
                      "delta_top5": a.get("delta_top5"), "ok": r.get("ok"), "error": r.get("error")})

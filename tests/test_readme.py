@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -104,6 +105,9 @@ def test_walkthrough_export_reads_as_the_readme_says(walkthrough):
         assert abs(res.accuracy["delta_top1"]) <= 0.01, (key, res.accuracy)  # "every artifact ... within a point"
     low, high = (float(v) / 100 for v in re.search(r"\(int8\s+([\d.]+)-([\d.]+)%\)", section).groups())
     assert all(low - 0.01 <= m.results[k].accuracy["top1"] <= high + 0.01 for k in int8)
+    agree = re.search(r"on (\d+)-(\d+) of 450\s+confident digits", section).groups()  # "449-450 of 450"
+    assert all(int(agree[0]) - 3 <= m.results[k].parity.n_agree <= 450 for k in int8), (
+        agree, {k: m.results[k].parity.agreement() for k in int8})
     assert "acc@1" in export
 
 
@@ -112,7 +116,9 @@ def test_walkthrough_check_judges_on_the_exports_images(walkthrough):
     report = json.loads((cwd / "check.json").read_text())
     assert report["passed"] is True and report["n_images"] == 450
     assert report["images"] == str((cwd / "data" / "val").resolve())
-    assert (cwd / "check.csv").stat().st_size > 0
+    rows = list(csv.DictReader((cwd / "check.csv").open()))
+    assert len(rows) == len(report["results"]) and all(
+        int(r["n_agree"]) >= 0.97 * int(r["n_confident"]) > 0 and float(r["top1_upper"] or 1) >= 0.97 for r in rows), rows
     assert "bundled photos" not in outputs[2].stdout
 
 
