@@ -21,6 +21,7 @@ A result is truthy when it passes; ``str(result)`` says what failed and what wou
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -36,15 +37,31 @@ TOP1_RULE = ("top-1 agreement FAILS only when its one-sided 95% upper confidence
 
 
 def _log_binom_cdf(k: int, n: int, p: float) -> float:
-    """log P(X <= k) for X ~ Binomial(n, p), summed in log space (no overflow at large n)."""
+    """log P(X <= k) for X ~ Binomial(n, p), in log space (no overflow at large n); summed over the shorter
+    side (the flips, usually: P(X <= k) = 1 - P(X > k)), vectorised."""
     if p <= 0.0:
         return 0.0
     if p >= 1.0:
         return 0.0 if k >= n else -math.inf
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
-             + (n - i) * math.log1p(-p) for i in range(k + 1)]
-    top = max(terms)
-    return top + math.log(sum(math.exp(t - top) for t in terms))
+    lower = k + 1 <= n - k
+    i = np.arange(0, k + 1) if lower else np.arange(k + 1, n + 1)
+    if not len(i):
+        return 0.0  # k >= n: certain
+    log_comb = _log_comb(n)[i]
+    terms = log_comb + i * math.log(p) + (n - i) * math.log1p(-p)
+    top = float(terms.max())
+    log_side = top + math.log(float(np.exp(terms - top).sum()))
+    if lower:
+        return log_side
+    tail = math.exp(log_side)
+    return math.log1p(-tail) if tail < 1.0 else -math.inf
+
+
+@functools.lru_cache(maxsize=8)
+def _log_comb(n: int) -> np.ndarray:
+    """log C(n, i) for i = 0..n (cached: a bisection asks for the same n sixty times)."""
+    lg = np.array([math.lgamma(j + 1) for j in range(n + 1)])
+    return lg[n] - lg - lg[::-1]
 
 
 def agreement_upper_bound(k: int, n: int, confidence: float = CONFIDENCE) -> float:

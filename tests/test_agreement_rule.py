@@ -57,6 +57,9 @@ def test_bound_and_test_agree_and_match_scipy():
             p_value = stats.binom.cdf(k, n, 0.97)
             assert agreement_below(k, n, 0.97) == (p_value < 0.05), (k, n)
             assert agreement_below(k, n, 0.97) == (upper < 0.97), (k, n)
+    for k in (50_000, 96_900, 97_000, 99_990):  # large n: summed in log space over the shorter side
+        assert agreement_upper_bound(k, 100_000) == pytest.approx(stats.beta.ppf(0.95, k + 1, 100_000 - k), abs=1e-9)
+        assert agreement_below(k, 100_000, 0.97) == (stats.binom.cdf(k, 100_000, 0.97) < 0.05), k
 
 
 def test_recorded_in_the_json_and_read_back():
