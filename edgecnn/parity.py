@@ -140,7 +140,8 @@ class ParityResult:
             return "-"
         if self.n_agree is None:  # an older record: no count
             return f"{self.top1_confident:.{digits}%} of {self.n_confident}"
-        bound = "" if self.top1_upper is None or self.n_agree == self.n_confident else f", <= {_below_one(self.top1_upper)}"
+        bound = ("" if self.top1_upper is None or self.n_agree == self.n_confident
+                 else f", <= {_below_one(self.top1_upper)}")
         return f"{self.top1_confident:.{digits}%} ({self.n_agree}/{self.n_confident}{bound})"
 
     def __str__(self) -> str:

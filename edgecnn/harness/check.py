@@ -39,7 +39,7 @@ class EvalImages:
     folder_classes: list[str] | None = None  # ImageFolder: its class sub-folders, sorted
     folder_targets: np.ndarray | None = None  # ImageFolder: each image's index in folder_classes
 
-    def targets(self, labels: list[str] | None, n_outputs: int, *, hint: str) -> np.ndarray | None:
+    def targets(self, labels: list[str] | None, n_outputs: int, *, hint: str = "give the labels") -> np.ndarray | None:
         """Each image's true class as an index into the model's outputs (None without class folders);
         ``hint``: what the user can do when the folders do not say (check has no --labels: the export's)."""
         if self.folder_classes is None:
