@@ -333,7 +333,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         calib_dir=args.calib_dir, calib_size=args.calib_size, eval_dir=args.images, targets=args.targets,
         out=args.out, force=args.force, max_drop=args.max_drop, threads=args.threads, progress=_progress(args),
         model_args=dict(args.model_arg or ()), input_shape=args.input_shape, mean=args.mean, std=args.std,
-        resize=args.resize, crop=args.crop, labels=args.labels,
+        resize=args.resize, crop=args.crop, labels=args.labels, int8_cosine=args.int8_cosine, int8_top1=args.int8_top1,
     )
     console = _console()
     _say(console, f"edgecnn export {cfg.model} -> {cfg.out_dir}", "bold")
@@ -362,6 +362,14 @@ def _wait_and_trust(p: argparse.ArgumentParser) -> None:
                         "never for a folder you received from someone you do not trust")
 
 
+def _int8_thresholds(p: argparse.ArgumentParser) -> None:
+    """export and check judge int8 by the same rule, with the same two overrides (parity.int8_tolerance)."""
+    p.add_argument("--int8-cosine", type=float, metavar="C", help="override the int8 cosine threshold (default 0.98)")
+    p.add_argument("--int8-top1", type=float, metavar="FRACTION",
+                   help="override the int8 top-1 agreement threshold on confident inputs (default 0.97; it fails "
+                        "only when the agreement's 95%% upper confidence bound is below it)")
+
+
 def _check_outputs(*paths: str | None) -> None:
     """Result files must be writable before minutes of work, not after."""
     for path in paths:
@@ -381,15 +389,13 @@ def _write_json(data: dict | list, path: str) -> None:
 @command
 def cmd_check(args: argparse.Namespace) -> int:
     from .harness.check import check_dir
-    from .parity import Tolerance
+    from .parity import Tolerance, int8_tolerance
     from .report import check_table, layers_table
 
     _check_outputs(args.json, args.csv)
     tolerances = {}
-    if args.int8_cosine is not None or args.int8_top1 is not None:
-        base = Tolerance.for_precision("int8")
-        tolerances["int8"] = Tolerance(cosine=args.int8_cosine if args.int8_cosine is not None else base.cosine,
-                                       top1_confident=args.int8_top1 if args.int8_top1 is not None else base.top1_confident)
+    if (int8 := int8_tolerance(cosine=args.int8_cosine, top1=args.int8_top1)) is not None:
+        tolerances["int8"] = int8
     if args.fp32_atol is not None:
         tolerances["fp32"] = Tolerance(max_abs_rel=args.fp32_atol, cosine=Tolerance.for_precision("fp32").cosine)
     result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
@@ -578,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the int8 biases as quantized (default: correct the mean shift int8 weights cause)")
     p.add_argument("--equalize", action="store_true",
                    help="cross-layer equalisation of Conv-Relu-Conv pairs before int8 (helps per-tensor weights)")
+    _int8_thresholds(p)
     p.add_argument("--images", help="held-out images for the parity table (default: bundled photos); an ImageFolder "
                                     "(class sub-folders) also gives accuracy against its labels")
     p.add_argument("--targets", type=_names("target", lambda: backends.TARGETS),
@@ -599,8 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--layers", action="store_true", help="localise int8 error: worst layers by SQNR")
-    p.add_argument("--int8-cosine", type=float, help="override the int8 cosine threshold (default 0.98)")
-    p.add_argument("--int8-top1", type=float, help="override the int8 confident top-1 agreement (default 0.97)")
+    _int8_thresholds(p)
     p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
     _json_option(p)
     p.add_argument("--csv", type=path_arg, metavar="FILE", help="one row per artifact x runtime: parity and accuracy")

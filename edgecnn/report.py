@@ -95,7 +95,7 @@ def export_table(manifest: Manifest, *, con: Console | None = None) -> Table:
             res.precision if art else "-", _fmt_bytes(art.bytes) if art else "-",
             _num(p.cosine if p is not None else None, ".5f"),  # a failing ParityResult is falsy: 'is not None'
             _num(p.max_abs if p is not None else None, ".2e"),
-            f"{p.top1_confident:.0%} of {p.n_confident}" if p is not None and p.n_confident else "-",
+            p.agreement(digits=0) if p is not None else "-",
             *(accuracy_cells(res.accuracy, len(acc_cols) > 1) if original else []),
             f"{lat.p50_ms:.2f}" if lat else "-", verdict(res)])
     notes = []
@@ -124,7 +124,7 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
             continue
         rows.append([*head, _num(p.cosine, ".5f"), _num(p.max_abs, ".2e"), _num(p.rel_l2, ".2e"),
                      _num(p.sqnr_db, ".1f"), _num(p.top1, ".1%"),
-                     f"{p.top1_confident:.1%} /{p.n_confident}" if p.n_confident else "-",
+                     p.agreement(),
                      f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r)])
     notes = [safe_text(c) for c in (_original_caption(report.original, "the original"), *report.notes) if c]
     if defaults:
@@ -140,6 +140,8 @@ def check_rows(check: dict) -> list[dict]:
         p, a = r.get("parity") or {}, r.get("accuracy") or {}
         rows.append({"model": check["model"], "artifact": r["artifact"], "runtime": r["runtime"],
                      "precision": r["precision"], "cosine": p.get("cosine"), "top1_agreement": p.get("top1"),
+                     "top1_confident": p.get("top1_confident") if p.get("n_confident") else None,
+                     "n_confident": p.get("n_confident"), "n_agree": p.get("n_agree"), "top1_upper": p.get("top1_upper"),
                      "top5_agreement": p.get("top5_overlap"), "accuracy_top1": a.get("top1"),
                      "accuracy_top5": a.get("top5"), "delta_top1": a.get("delta_top1"),
                      "delta_top5": a.get("delta_top5"), "ok": r.get("ok"), "error": r.get("error")})

@@ -16,6 +16,7 @@ from ..parity import Tolerance, accuracy, compare
 from ..results import ArtifactResult, all_pass
 from ..runtimes import availability, check_device, device_for, load
 from ..timing import measure
+from . import evalset
 from .common import (RANDOM_INT8_ADVISORY, admit_engine, deployed_artifact, not_judged_reason,  # noqa: F401
                      nothing_checked, original_model, random_weights, run_batched, runs_for)
 from .layers import localise
@@ -29,14 +30,15 @@ class EvalImages:
     folder_classes: list[str] | None = None  # ImageFolder: its class sub-folders, sorted
     folder_targets: np.ndarray | None = None  # ImageFolder: each image's index in folder_classes
 
-    def targets(self, labels: list[str] | None, n_outputs: int) -> np.ndarray | None:
-        """Each image's true class as an index into the model's outputs (None without class folders)."""
+    def targets(self, labels: list[str] | None, n_outputs: int, *, hint: str = "give the labels") -> np.ndarray | None:
+        """Each image's true class as an index into the model's outputs (None without class folders);
+        ``hint``: what the user can do when the folders do not say (check has no --labels: the export's)."""
         if self.folder_classes is None:
             return None
         if labels is None:  # no other labels: the folders, in sorted order, are the outputs' classes
             if len(self.folder_classes) != n_outputs:
                 raise ConfigError(f"{self.description} has {len(self.folder_classes)} class folders but the "
-                                  f"model has {n_outputs} outputs; pass --labels FILE to say which output is which")
+                                  f"model has {n_outputs} outputs; {hint} to say which output is which")
             labels = self.folder_classes
         return np.asarray(match_classes(self.folder_classes, labels, where=self.description))[self.folder_targets]
 
@@ -157,16 +159,23 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
         raise ConfigError("nothing to judge: every artifact checked is " + "; ".join(
             sorted({f"{safe_text(art.key)} ({not_judged_reason(art, rt)})" for art, rt in pairs})))
     prep = Preprocessing.from_dict(manifest.preprocessing)
+    recorded, said = None, None
+    if images is None:  # judge on what the export judged on, when it is still there, unchanged
+        recorded, requested, said = evalset.recorded(manifest.evaluation)
+        images, n_images = (recorded, requested) if recorded is not None else (images, n_images)
     ev = eval_images(prep, n_images, folder=images)
     x = ev.x
     orig = original_model(manifest, original, trust_source=trust_source)
     reference = orig.logits(x, threads=threads)
-    targets = ev.targets(manifest.labels, reference.shape[1])
+    targets = ev.targets(manifest.labels, reference.shape[1], hint="re-export with --labels FILE")
     batch = manifest.input_shape[0]
     alternatives = manifest.alternatives()
     report = CheckReport(model=manifest.model, out_dir=str(Path(out_dir).resolve()), n_images=len(x),
-                         images=ev.description, notes=[orig.note] if orig.note else [],
+                         images=ev.description, notes=[n for n in (said, orig.note) if n],
                          defaults=sorted(manifest.defaults()))
+    if recorded is not None:
+        report.notes.append(f"images: the {len(x)} the export was judged on ({recorded}; every file's sha256 "
+                            "matches its record)")
     if targets is not None:
         report.original = accuracy(reference, targets)
     deployed: dict[str, str | None] = {}

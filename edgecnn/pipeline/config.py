@@ -22,6 +22,7 @@ from ..manifest import MANIFEST, try_load
 from ..models.mistakes import check_input
 from ..models.sources import (ModelSource, Program, code_roots, describe, module_defaults, parse_source,
                               source_name)
+from ..parity import int8_tolerance
 
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 32
@@ -79,6 +80,13 @@ class ExportConfig:
     resize: int | None = None
     crop: int | None = None
     labels: str | Path | Sequence[str] | None = None
+    int8_cosine: float | None = None  # the int8 rule's thresholds (None: 0.98 and 0.97), as check's --int8-*
+    int8_top1: float | None = None
+
+    def tolerances(self) -> dict:
+        """Per-precision tolerances that replace the defaults (parity.int8_tolerance)."""
+        int8 = int8_tolerance(cosine=self.int8_cosine, top1=self.int8_top1)
+        return {"int8": int8} if int8 is not None else {}
 
     @property
     def out_dir(self) -> Path:
@@ -109,6 +117,7 @@ class ExportConfig:
             raise ConfigError(f"opset {opset} is above what TensorRT's ONNX parser supports ({TENSORRT_MAX_OPSET}); "
                               f"use --opset {TENSORRT_MAX_OPSET} or lower, or leave tensorrt out of --targets")
         labels = _given_labels(self.labels)
+        self.tolerances()  # a threshold out of range (or NaN) fails here
         for folder in (self.calib_dir if recipe else None, self.eval_dir):
             if folder is not None:
                 find_images(folder)  # a missing or empty folder fails here, in a second

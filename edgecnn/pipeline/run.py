@@ -29,6 +29,7 @@ from ..exporters.simplify import simplify_onnx
 from ..exporters.torch_onnx import export_onnx
 from ..fileio import locked, remove_stale_temps, sha256_file
 from ..guard import own_dir, safe_text
+from ..harness import evalset
 from ..harness.check import EvalImages, eval_images
 from ..manifest import Manifest, build_key
 from ..models.sources import module_identity
@@ -74,11 +75,11 @@ def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> Expo
     calib = calibration_batch(prep, cfg.calib_size, folder=cfg.calib_dir) if plan.recipe else None
     ev = eval_images(prep, cfg.eval_size, folder=cfg.eval_dir)
     verify = Verifier(original, ev.x, batch=plan.input_shape[0], threads=cfg.threads, latency=cfg.latency,
-                      random_weights=plan.random_weights)
+                      random_weights=plan.random_weights, tolerances=cfg.tolerances())
     labels, where = resolve_labels(plan, ev, verify.reference.shape[1])
     if where:
         log(f"  {where}")
-    verify.label(ev.targets(labels, verify.reference.shape[1]))
+    verify.label(ev.targets(labels, verify.reference.shape[1], hint="pass --labels FILE"))
     out = cfg.out_dir.resolve()
     with locked(out):
         for name in remove_stale_temps(out):
@@ -192,6 +193,8 @@ class _Export:
                    for k in dict.fromkeys([*self.cache.seconds, *self.verify.seconds])}
         evaluation = {"images": self.ev.description, "n": len(self.ev.x), "original": self.verify.original.runtime,
                       "accuracy": self.verify.original_accuracy}
+        if (images := evalset.record(cfg.eval_dir, cfg.eval_size)) is not None:  # check judges on the same ones
+            evaluation[evalset.KEY] = images
         return Manifest(model=plan.source.name, weights=weights, input_shape=list(plan.input_shape),
                         dynamic_batch=plan.dynamic_batch, preprocessing=self.prep.to_dict(), config=cfg.to_dict(plan),
                         versions=hostinfo.versions(), host=hostinfo.host(), artifacts=list(self.cache.artifacts),
@@ -300,7 +303,7 @@ class _Export:
             if res.error is None:
                 lat = p50(res)
                 p = res.parity  # no confident input: no agreement figure (never "nan%")
-                top1 = f"{p.top1_confident:.1%}" if p.n_confident else "- (no confident input)"
+                top1 = p.agreement() if p.n_confident else "- (no confident input)"
                 cosine = f"{p.cosine:.4f}" if p.cosine == p.cosine else "-"  # NaN: outputs of the wrong shape
                 self.say(f"{stage}: cosine {cosine}, top-1 on confident inputs {top1}"
                          + (f", p50 {lat:.2f} ms" if lat else "")

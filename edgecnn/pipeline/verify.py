@@ -15,8 +15,9 @@ from ..results import ArtifactResult
 
 class Verifier:
     def __init__(self, original: Original, x: np.ndarray, *, batch: int, threads: int | None, latency: bool,
-                 random_weights: bool) -> None:
+                 random_weights: bool, tolerances: dict | None = None) -> None:
         self.original, self.x = original, x
+        self.tolerances = tolerances or {}  # precision -> Tolerance replacing the default rule
         self.batch, self.threads, self.latency, self.random_weights = batch, threads, latency, random_weights
         self.reference = original.logits(x, threads=threads)
         self.targets: np.ndarray | None = None
@@ -39,6 +40,7 @@ class Verifier:
         t0 = time.perf_counter()
         res = evaluate_artifact(art, self.x, self.reference, batch=self.batch, threads=self.threads,
                                 latency=self.latency, random_weights=self.random_weights, targets=self.targets,
+                                tolerance=self.tolerances.get(art.precision),
                                 baseline=self.original_accuracy)
         self.seconds[art.key] = round(time.perf_counter() - t0, 3)
         self.results[art.key] = res
