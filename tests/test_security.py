@@ -68,10 +68,16 @@ def one_line(r: Run, *needles: str, code: int = 2) -> str:
     return r.lines[0]
 
 
-def edit_manifest(folder: Path, change) -> None:
+def edit_manifest(folder: Path, change, *, sums: bool = False) -> None:
+    """Change a folder's manifest.json as a sender would; with ``sums`` its SHA256SUMS follows (edgecnn
+    cross-checks the two, so a consistent hostile folder rewrites both)."""
     data = json.loads((folder / MANIFEST).read_text())
     change(data)
     (folder / MANIFEST).write_text(json.dumps(data))
+    if sums and isinstance(data, dict) and isinstance(data.get("artifacts"), list):
+        with contextlib.suppress(KeyError, TypeError, AttributeError):
+            (folder / SUMS).write_text("".join(f"{f['sha256']}  {f['path']}\n" for a in data["artifacts"]
+                                               for f in a["files"]))
 
 
 def snapshot(folder: Path) -> dict[str, tuple[str, bytes]]:
@@ -501,9 +507,8 @@ def _embed(folder: Path, stage: str, metadata: dict) -> None:
     from edgecnn.exporters.metadata import embed_onnx
 
     art = embed_onnx(Manifest.load(folder).artifact(stage), metadata)
-    edit_manifest(folder, lambda d: [a.update(art.to_json(folder)) for a in d["artifacts"] if a["stage"] == stage])
-    data = json.loads((folder / MANIFEST).read_text())  # and SHA256SUMS, which is cross-checked against it
-    (folder / SUMS).write_text("".join(f"{f['sha256']}  {f['path']}\n" for a in data["artifacts"] for f in a["files"]))
+    edit_manifest(folder, lambda d: [a.update(art.to_json(folder)) for a in d["artifacts"] if a["stage"] == stage],
+                  sums=True)
 
 
 def test_predict_escapes_and_checks_what_an_artifact_says_about_itself(folder, ws):

@@ -35,6 +35,12 @@ from edgecnn.results import FLOOR_COSINE, FLOOR_TOP1, ArtifactResult
 from edgecnn.timing import Latency
 from test_security import edgecnn_cli, edit_manifest, one_line
 
+
+def edit(folder: Path, change) -> None:
+    """A sender's edit: manifest.json and the SHA256SUMS that is cross-checked against it, consistent."""
+    edit_manifest(folder, change, sums=True)
+
+
 ORT = ("--runtimes", "onnxruntime")
 
 
@@ -79,7 +85,7 @@ def plant(folder: Path, stage: str, *, precision: str = "int8", garbage: bool = 
 
     def change(d):
         d["artifacts"] = [a for a in d["artifacts"] if a["stage"] != stage] + [art]
-    edit_manifest(folder, change)
+    edit(folder, change)
 
 
 def check_json(folder: Path, tmp_path: Path, *extra: str) -> tuple[int, dict, str]:
@@ -157,10 +163,10 @@ def test_a_working_int8_tensorrt_is_shown_not_judged(folder, tmp_path):
 
 def test_the_name_int8_tensorrt_never_makes_a_file_deployable(folder):
     """Renaming the fp32 model 'int8-tensorrt' removes it from what predict may run; it grants nothing."""
-    edit_manifest(folder, lambda d: [a.update(stage="int8-tensorrt") for a in d["artifacts"] if a["stage"] == "simplify"])
+    edit(folder, lambda d: [a.update(stage="int8-tensorrt") for a in d["artifacts"] if a["stage"] == "simplify"])
     m = Manifest.load(folder)
     assert common.deployed_artifact(m, "onnxruntime").key == "export"
-    edit_manifest(folder, lambda d: d.update(artifacts=[a for a in d["artifacts"] if a["stage"] == "int8-tensorrt"]))
+    edit(folder, lambda d: d.update(artifacts=[a for a in d["artifacts"] if a["stage"] == "int8-tensorrt"]))
     with pytest.raises(Exception, match="no artifact onnxruntime runs and judges"):
         choose_artifact(Manifest.load(folder), runtime="onnxruntime")
 
@@ -174,7 +180,7 @@ def test_garbage_advisory_int8_fails_check(folder, tmp_path):
 
 def test_selected_listing_the_planted_int8_as_a_loser_fails_check(folder, tmp_path):
     plant(folder, "int8")
-    edit_manifest(folder, lambda d: d.update(selected={"onnxruntime:int8": {"default": "simplify",
+    edit(folder, lambda d: d.update(selected={"onnxruntime:int8": {"default": "simplify",
                                                                             "candidates": ["simplify", "int8"]}}))
     code, data, out = check_json(folder, tmp_path)
     assert code == 1 and not data["passed"] and row(data, "int8")["alternative"] and "all artifacts pass" not in out
@@ -185,8 +191,8 @@ def test_a_ghost_default_changes_nothing(folder, tmp_path):
         garbage_onnx(folder / name, folder / name)
         prec = "int8" if stage == "int8" else "fp32"
         art = describe(folder / name, stage=stage, precision=prec, parent=None).to_json(folder)
-        edit_manifest(folder, lambda d: [a.update(art) for a in d["artifacts"] if a["stage"] == stage])
-    edit_manifest(folder, lambda d: d.update(selected={"g": {"default": "ghost",
+        edit(folder, lambda d: [a.update(art) for a in d["artifacts"] if a["stage"] == stage])
+    edit(folder, lambda d: d.update(selected={"g": {"default": "ghost",
                                                              "candidates": ["ghost", "export", "simplify", "int8"]}}))
     m = Manifest.load(folder)
     assert m.alternatives() == set() and m.defaults() == set()  # a default that is not here selects nothing
@@ -197,7 +203,7 @@ def test_a_ghost_default_changes_nothing(folder, tmp_path):
 
 def test_a_pass_over_nothing_judged_is_an_error(folder, tmp_path):
     plant(folder, "int8-tensorrt", garbage=False, src="model.int8.onnx")
-    edit_manifest(folder, lambda d: d.update(artifacts=[a for a in d["artifacts"] if a["stage"] == "int8-tensorrt"]))
+    edit(folder, lambda d: d.update(artifacts=[a for a in d["artifacts"] if a["stage"] == "int8-tensorrt"]))
     one_line(edgecnn_cli("check", folder, *ORT), "nothing to judge", "int8-tensorrt", code=2)
 
 
@@ -209,7 +215,7 @@ def test_results_flags_in_the_manifest_change_nothing(folder, tmp_path):
             r.update(ok=True, alternative=True, advisory="trust me", not_judged="x", deployed=False)
             if r.get("parity"):
                 r["parity"].update(passed=True, failures=[], cosine=1.0)
-    edit_manifest(folder, lie)
+    edit(folder, lie)
     code, data, _ = check_json(folder, tmp_path)
     assert code == 1 and not data["passed"]
 
@@ -221,7 +227,7 @@ def engine_folder(folder: Path) -> Path:
     (folder / "tensorrt" / "model.fp32.engine").write_bytes(b"not an engine, and never deserialized")
     art = describe(folder / "tensorrt" / "model.fp32.engine", stage="tensorrt-fp32", precision="fp32",
                    parent="simplify", fmt="tensorrt", runtime="tensorrt").to_json(folder)
-    edit_manifest(folder, lambda d: d["artifacts"].append(art))
+    edit(folder, lambda d: d["artifacts"].append(art))
     return folder
 
 
@@ -329,7 +335,7 @@ def test_fuzz_labels_never_pass_garbage(good, tmp_path_factory, labels, flags, v
         garbage_onnx(folder / "model.sim.onnx", folder / names[victim])
         prec = "int8" if victim == "int8" else "fp32"
         art = describe(folder / names[victim], stage=victim, precision=prec, parent=None).to_json(folder)
-        edit_manifest(folder, lambda d: [a.update(art) for a in d["artifacts"] if a["stage"] == victim])
+        edit(folder, lambda d: [a.update(art) for a in d["artifacts"] if a["stage"] == victim])
 
     def mutate(d):
         if "selected" in labels:
@@ -338,7 +344,7 @@ def test_fuzz_labels_never_pass_garbage(good, tmp_path_factory, labels, flags, v
             d["config"]["weights"] = labels["weights"]
         for stage, f in flags.items():
             d["results"].setdefault(stage, {"artifact": stage, "precision": "fp32"}).update(f)
-    edit_manifest(folder, mutate)
+    edit(folder, mutate)
     try:
         report = check_dir(folder, runtimes=("onnxruntime",), n_images=8)
     except ArtifactError:  # e.g. weights named but not on this machine: refused, never a pass
