@@ -10,7 +10,6 @@ import torch
 
 from ..artifact import Artifact
 from ..errors import ArtifactError, ConfigError, WeightsError
-from ..exporters.graph import chunks
 from ..fileio import sha256_file
 from ..guard import check_limit, safe_text
 from ..manifest import Manifest
@@ -20,6 +19,7 @@ from ..models.sources import ModelSource, build_factory, load_program
 from ..runtimes import RUNTIMES, device_for, load
 from ..runtimes.torch import reference_logits
 from ..weights import is_cached
+from .worker import run_batched  # noqa: F401 - check, bench and predict import it from here
 
 ORIGINAL_BATCH = 16  # the chunk an original with a free batch dimension is run in
 
@@ -162,7 +162,3 @@ def nothing_checked(manifest: Manifest, runtimes: tuple[str, ...] | None, skippe
                f"({', '.join(formats)})")
     raise ConfigError(f"nothing was checked: {why}")
 
-
-def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition."""
-    return np.concatenate([rt.run(chunk)[:n] for chunk, n in chunks(x, batch)])
