@@ -130,9 +130,12 @@ def hash_bounded(path: str | Path, *, what: str, limit_name: str = "checkpoint_b
     try:
         size = os.fstat(fd).st_size
         check_limit(limit_name, size, f"{what} {safe_text(path)}: size", ArtifactError)
-        h = hashlib.sha256()
-        while block := os.read(fd, 1 << 20):
+        h, left = hashlib.sha256(), size
+        while left > 0 and (block := os.read(fd, min(left, 1 << 20))):
             h.update(block)
+            left -= len(block)
+        if left or os.read(fd, 1):  # fstat's size was not the file's (a /proc file says 0): refused
+            raise ArtifactError(f"{what} {safe_text(path)} is not the size it says it is; refused")
         return h.hexdigest(), size
     except OSError as e:
         raise ArtifactError(f"cannot read {what} {safe_text(path)} ({e.strerror or type(e).__name__})") from None

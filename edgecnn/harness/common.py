@@ -2,6 +2,7 @@
 artifact and on which device, and feeding a fixed-batch artifact."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,7 @@ import torch
 
 from ..artifact import Artifact
 from ..errors import ArtifactError, ConfigError, WeightsError
-from ..fileio import sha256_file
-from ..guard import check_limit, safe_text
+from ..guard import confined, hash_bounded, safe_text
 from ..manifest import Manifest
 from ..models import create_model, get_spec
 from ..models._factory import RANDOM
@@ -74,16 +74,24 @@ def original_model(manifest: Manifest, module: torch.nn.Module | None = None, *,
     source = ModelSource.from_dict(manifest.source) if manifest.source else ModelSource("zoo", manifest.model,
                                                                                         manifest.model)
     path = source.path
-    moved = path is not None and (not path.is_file() or sha256_file(path) != source.sha256)
+    # A file a received manifest names outside its folder (a source, a checkpoint) is neither read nor run
+    # without --trust-source: not hashed (a /proc file, a FIFO), not loaded, not executed (a .pt2).
+    outside = (path is not None and _outside(manifest, path, trust_source)) or \
+        (source.kind == "zoo" and _outside(manifest, _checkpoint(manifest, source), trust_source))
+    moved = path is not None and not outside and _changed(path, source.sha256)
     export = manifest.artifact("export")
-    untrusted = source.kind == "factory" and not trust_source
+    untrusted = (source.kind == "factory" and not trust_source) or outside
     stand_in = (source.kind == "onnx" and moved) or (source.kind == "module" and module is None) or untrusted
     if stand_in and export is not None:
-        why = ("is not where it was, or changed" if source.kind == "onnx" else
+        why = ("names a file outside its folder, read only with --trust-source" if outside else
+               "is not where it was, or changed" if source.kind == "onnx" else
                "is Python code named by manifest.json, run only with --trust-source" if untrusted else
                "is a Python module (not stored)")
         return Original(export.path, "onnxruntime",
                         note=f"original: {export.path.name} on onnxruntime fp32 (the source {why})")
+    if outside:
+        raise ArtifactError("manifest.json names a source or checkpoint outside its folder: pass --trust-source "
+                            "to read it")
     if untrusted:
         raise ArtifactError("the model's source is Python code named by manifest.json: pass --trust-source to run it")
     if moved:
@@ -92,6 +100,35 @@ def original_model(manifest: Manifest, module: torch.nn.Module | None = None, *,
     weights = received_weights(manifest, source) if source.kind == "zoo" else None
     return build_original(source, weights=weights, num_classes=cfg.get("num_classes"),
                           seed=cfg.get("seed", 0), module=module)
+
+
+def _checkpoint(manifest: Manifest, source: ModelSource) -> Path | None:
+    """The checkpoint file a zoo model's manifest names (a path, not a published set's name), if any."""
+    named = manifest.config.get("weights")
+    if not isinstance(named, str) or named == RANDOM or get_spec(source.ref).weights_named(named) is not None:
+        return None
+    path = Path(named).expanduser()
+    return manifest.root / path if not path.is_absolute() and manifest.root else path
+
+
+def _outside(manifest: Manifest, path: Path | None, trust_source: bool) -> bool:
+    """``path`` (named by a received manifest) leads outside the manifest's folder, after symlinks, and
+    the user did not say to trust it (a manifest built in memory, without a folder, is this run's own)."""
+    if path is None or trust_source or manifest.root is None:
+        return False
+    try:
+        confined(manifest.root, os.path.relpath(path, manifest.root), "source")
+        return False
+    except (ArtifactError, ValueError, OSError, RuntimeError):
+        return True
+
+
+def _changed(path: Path, recorded: str | None) -> bool:
+    """The source file is missing, not a regular file, over the size limit or not the recorded bytes."""
+    try:
+        return hash_bounded(path, what="the model's source")[0] != recorded
+    except ArtifactError:
+        return True
 
 
 def received_weights(manifest: Manifest, source: ModelSource) -> str | Path | None:
@@ -115,9 +152,12 @@ def received_weights(manifest: Manifest, source: ModelSource) -> str | Path | No
         path = manifest.root / path if manifest.root else path
     if not path.is_file():
         raise WeightsError(f"weights file not found: {safe_text(path)} (named by manifest.json)")
-    check_limit("checkpoint_bytes", path.stat().st_size, f"checkpoint {safe_text(path)}: size", WeightsError)
     recorded = (manifest.weights or {}).get("sha256")
-    if not recorded or sha256_file(path) != recorded:
+    try:  # one no-follow, non-blocking open; refused by its size before a byte is hashed
+        digest = hash_bounded(path, what="checkpoint")[0]
+    except ArtifactError as e:
+        raise WeightsError(str(e)) from None
+    if not recorded or digest != recorded:
         raise WeightsError(f"the checkpoint {safe_text(path)} is not the one this export was made from (its sha256 "
                            "differs from manifest.json); restore that file or export again")
     return path
