@@ -15,7 +15,7 @@ def session_options(threads: int | None, *, optimize: bool = True):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: an error reaches the caller as an exception, said in one line
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -19,9 +19,8 @@ from ..models.sources import ModelSource, build_factory, load_program
 from ..runtimes import RUNTIMES, device_for, load
 from ..runtimes.torch import reference_logits
 from ..weights import is_cached
-from .worker import run_batched  # noqa: F401 - check, bench and predict import it from here
+from .worker import ORIGINAL_BATCH, run_artifact, run_batched  # noqa: F401 - run_batched: imported from here
 
-ORIGINAL_BATCH = 16  # the chunk an original with a free batch dimension is run in
 
 
 @dataclass
@@ -29,13 +28,15 @@ class Original:
     """The model every artifact is measured against: a PyTorch module, or for an ONNX source the given
     ONNX file run by ONNX Runtime in fp32. ``note`` says when it is a stand-in (see :func:`original`)."""
 
-    target: torch.nn.Module | Path
+    target: torch.nn.Module | Path | Artifact  # an Artifact: the folder's model.onnx standing in (verified, isolated)
     runtime: str  # "torch" | "onnxruntime"
     note: str = ""
 
     def logits(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         if self.runtime == "torch":
             return reference_logits(self.target, x)  # type: ignore[arg-type]
+        if isinstance(self.target, Artifact):  # the folder's own model.onnx standing in: a received graph
+            return run_artifact(self.target, x, batch=None, runtime=self.runtime, device="cpu", threads=threads)[0]
         with load(self.target, runtime=self.runtime, threads=threads) as rt:
             fixed = rt.input_shape[0] if rt.input_shape and isinstance(rt.input_shape[0], int) else None
             return run_batched(rt, x, fixed or ORIGINAL_BATCH)
@@ -87,7 +88,7 @@ def original_model(manifest: Manifest, module: torch.nn.Module | None = None, *,
                "is not where it was, or changed" if source.kind == "onnx" else
                "is Python code named by manifest.json, run only with --trust-source" if untrusted else
                "is a Python module (not stored)")
-        return Original(export.path, "onnxruntime",
+        return Original(export, "onnxruntime",
                         note=f"original: {export.path.name} on onnxruntime fp32 (the source {why})")
     if outside:
         raise ArtifactError("manifest.json names a source or checkpoint outside its folder: pass --trust-source "

@@ -35,6 +35,7 @@ from ..exporters.graph import chunks
 from ..guard import limit, safe_text
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+ORIGINAL_BATCH = 16  # the chunk a graph with a free batch dimension is run in
 
 
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
@@ -67,10 +68,11 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def run_artifact(art, x: np.ndarray, *, batch: int, runtime: str | None, device: str | None,
+def run_artifact(art, x: np.ndarray, *, batch: int | None, runtime: str | None, device: str | None,
                  threads: int | None, latency: bool = False):
     """``(logits, info, latency)`` of ``art`` run on ``x`` in a worker process (see the module docstring);
-    :class:`ArtifactError` with one line when it fails, runs past ``run_seconds`` or runs out of memory."""
+    :class:`ArtifactError` with one line when it fails, runs past ``run_seconds`` or runs out of memory.
+    ``batch=None``: the artifact's own fixed batch, else chunks of :data:`ORIGINAL_BATCH`."""
     from ..timing import Latency
 
     seconds = limit("run_seconds")
@@ -122,6 +124,9 @@ def _work(job: Path) -> dict:
     art, batch = task["artifact"], task["batch"]
     x = np.load(job / "x.npy", allow_pickle=False)
     with load(art, runtime=task["runtime"], threads=task["threads"], device=task["device"]) as rt:
+        if batch is None:
+            fixed = rt.input_shape[0] if rt.input_shape and isinstance(rt.input_shape[0], int) else None
+            batch = fixed or ORIGINAL_BATCH
         out = run_batched(rt, x, batch)
         lat = None
         if task["latency"]:
