@@ -664,6 +664,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MemoryError:
             print(f"{prog}: error: out of memory", file=sys.stderr)
             return 2
+        except RuntimeError as e:  # torch's allocator says it this way ("DefaultCPUAllocator: can't allocate ...")
+            if "can't allocate" not in str(e):
+                raise
+            print(f"{prog}: error: out of memory ({safe_text(first_line(e, 160))})", file=sys.stderr)
+            return 2
         except BrokenPipeError:  # `edgecnn list | head`: the reader left; say nothing more, like any Unix tool
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141

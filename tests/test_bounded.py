@@ -278,6 +278,24 @@ def test_a_loop_of_1e12_iterations_ends_at_the_run_limit(folder, monkeypatch, tm
     assert not found["export"] and not found["simplify"]  # the others ran as ever
 
 
+def test_bench_and_predict_run_a_received_graph_only_once_it_ended_in_a_worker(folder, monkeypatch, tmp_path):
+    from PIL import Image
+
+    plant(folder, "loop", hostile("loop"))
+    monkeypatch.setenv("EDGECNN_MAX_RUN_SECONDS", "5")
+    t0 = time.perf_counter()
+    r = in_thread(lambda: edgecnn_cli("bench", folder, "--runtimes", "onnxruntime", "--iterations", "2",
+                                      "--json", tmp_path / "b.json"), 120)
+    assert time.perf_counter() - t0 < 90 and "Traceback" not in r.err, r.err
+    rows = {row["artifact"]: row for row in json.loads((tmp_path / "b.json").read_text())["results"]}
+    assert "limit of 5 s" in rows["loop"]["error"] and rows["export"]["latency"], rows["loop"]
+    Image.new("L", (40, 40), 128).save(tmp_path / "x.png")
+    line = one_line(in_thread(lambda: edgecnn_cli("predict", folder, tmp_path / "x.png", "--artifact", "loop"), 60),
+                    "limit of 5 s")
+    assert "EDGECNN_MAX_RUN_SECONDS" in line
+    assert edgecnn_cli("predict", folder, tmp_path / "x.png", "--artifact", "simplify").code == 0
+
+
 def _workers(job_marker: str) -> list[int]:
     """Processes whose command line names a worker folder under ``job_marker``."""
     found = []
@@ -342,3 +360,16 @@ def test_runtime_run_errors_are_one_line_in_process_too(folder):
     with load(Manifest.load(folder).artifact("gather")) as rt:
         with pytest.raises(ArtifactError, match="onnxruntime failed to run .*out of data bounds"):
             rt.run(np.zeros(SHAPE, np.float32))
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. "
+                                                                 "DefaultCPUAllocator: can't allocate memory: you tried "
+                                                                 "to allocate 40000000000 bytes. Error code 12")])
+def test_running_out_of_memory_is_one_line(folder, monkeypatch, error):
+    import edgecnn.cli as cli
+
+    def allocate(_args):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "check", allocate)
+    one_line(edgecnn_cli("check", folder), "out of memory")

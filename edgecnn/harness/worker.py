@@ -103,6 +103,13 @@ def run_artifact(art, x: np.ndarray, *, batch: int | None, runtime: str | None, 
     return out, result["info"], lat
 
 
+def probe(art, x: np.ndarray, *, runtime: str | None, device: str | None, threads: int | None) -> None:
+    """Run ``art`` once on ``x`` in a worker, with its limits, before a caller runs it in its own process
+    (bench times it there; predict runs its images there): a graph that fails, hangs or asks for too much
+    memory on ``x`` is refused here, in one line, instead of taking the caller with it."""
+    run_artifact(art, x, batch=len(x), runtime=runtime, device=device, threads=threads)
+
+
 def _limit_memory(nbytes: int) -> None:
     try:
         import resource
