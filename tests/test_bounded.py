@@ -219,8 +219,12 @@ def test_a_checkpoint_inside_the_folder_that_lies_about_its_size_is_refused(tmp_
 
 
 # --- verified bytes are the loaded bytes -----------------------------------------------------------
-def test_a_file_swapped_for_a_symlink_after_its_hash_is_never_loaded(folder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_file_swapped_for_a_symlink_after_its_hash_is_never_loaded(folder, tmp_path, monkeypatch, runtime):
     import edgecnn.runtimes as runtimes
+
+    if runtimes.availability()[runtime]:
+        pytest.skip(f"{runtime} is not installed here")
 
     path = plant(folder, "planted", hostile("benign"))
     art = Manifest.load(folder).artifact("planted")
@@ -236,12 +240,30 @@ def test_a_file_swapped_for_a_symlink_after_its_hash_is_never_loaded(folder, tmp
 
     monkeypatch.setattr(runtimes, "verified_bytes", then_swap)
     x = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
-    with runtimes.load(art) as rt:
+    with runtimes.load(art, runtime=runtime) as rt:
         out = rt.run(x)  # the bytes that were hashed: the benign graph
     np.testing.assert_array_equal(out, x.reshape(1, -1)[:, :CLASSES])
     monkeypatch.undo()
     with pytest.raises(ArtifactError, match="symbolic link"):  # and a fresh load refuses the link
-        runtimes.load(art)
+        runtimes.load(art, runtime=runtime)
+
+
+def test_a_schema_2_record_is_verified_by_total_size_then_combined_hash(tmp_path):
+    from edgecnn.artifact import Artifact, combine, verified_bytes
+
+    xml, bin_ = tmp_path / "m.xml", tmp_path / "m.bin"
+    xml.write_bytes(b"<net/>")
+    bin_.write_bytes(b"\0" * 64)
+    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (xml, bin_)]
+    art = Artifact("openvino-fp32", "openvino", "fp32", xml, sha256=combine(hashes), bytes=70)  # no per-file digests
+    assert verified_bytes(art) == [b"<net/>", b"\0" * 64]
+    bin_.write_bytes(b"\1" * 64)  # same size, other bytes
+    with pytest.raises(ArtifactError, match="sha256 differs"):
+        verified_bytes(art)
+    with open(bin_, "r+b") as f:
+        f.truncate(200 << 30)
+    with pytest.raises(ArtifactError, match="not the 70 recorded"):
+        verified_bytes(art)
 
 
 def test_check_loads_no_artifact_swapped_after_verification(folder, tmp_path, monkeypatch):
