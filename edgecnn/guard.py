@@ -151,7 +151,10 @@ def confined(root: Path, rel: object, what: str) -> Path:
     root = Path(root).resolve()
     if not isinstance(rel, str) or not rel or "\x00" in rel or Path(rel).is_absolute():
         raise ArtifactError(f"{what}: path {safe_text(repr(rel))[:80]} is not a relative path inside {root}; refused")
-    path = (root / rel).resolve()
+    try:
+        path = (root / rel).resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13, OSError ELOOP after)
+        raise ArtifactError(f"{what}: {safe_text(rel)[:80]} is a symbolic link loop; refused") from None
     if path != root and root not in path.parents:
         raise ArtifactError(f"{what}: path {safe_text(rel)[:80]} leads outside {root}; refused")
     if os.path.lexists(path) and not path.is_file():

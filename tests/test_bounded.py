@@ -397,3 +397,10 @@ def test_running_out_of_memory_is_one_line(folder, monkeypatch, error):
 
     monkeypatch.setitem(cli.COMMANDS, "check", allocate)
     one_line(edgecnn_cli("check", folder), "out of memory")
+
+
+def test_a_symlink_loop_in_a_manifest_path_is_one_line(folder):
+    (folder / "a.onnx").symlink_to(folder / "b.onnx")
+    (folder / "b.onnx").symlink_to(folder / "a.onnx")
+    edit_manifest(folder, lambda d: d["artifacts"][1].update(path="a.onnx", files=[]))
+    one_line(edgecnn_cli("check", folder), "a.onnx", "symbolic link loop")
