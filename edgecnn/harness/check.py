@@ -19,7 +19,7 @@ from ..runtimes import availability, check_device, device_for, load
 from ..timing import measure
 from .common import nothing_checked, original_model, run_batched, runs_for
 from .layers import localise
-from .worker import run_artifact
+from .worker import ISOLATED, run_artifact
 
 # Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
 # percentile, entropy, 128 or 400 images): near-tied random logits flip. Its int8 figures are shown, not judged.
@@ -179,7 +179,7 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
             res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name, device=rt_device,
                                     latency=False, tolerance=(tolerances or {}).get(art.precision),
                                     random_weights=random_weights(manifest), targets=targets,
-                                    baseline=report.original, isolated=True)
+                                    baseline=report.original, isolated=rt_name in ISOLATED)
             res.alternative = art.key in alternatives
             report.results.append(res)
     if not report.results:

@@ -36,6 +36,9 @@ from ..guard import limit, safe_text
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 ORIGINAL_BATCH = 16  # the chunk a graph with a free batch dimension is run in
+# The runtimes whose received graphs run in a worker. A TensorRT engine is native code that runs only when
+# built here or trusted (--trust-source), on a CUDA context a fresh process would take seconds to create.
+ISOLATED = ("onnxruntime", "openvino")
 
 
 def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
@@ -107,6 +110,8 @@ def probe(art, x: np.ndarray, *, runtime: str | None, device: str | None, thread
     """Run ``art`` once on ``x`` in a worker, with its limits, before a caller runs it in its own process
     (bench times it there; predict runs its images there): a graph that fails, hangs or asks for too much
     memory on ``x`` is refused here, in one line, instead of taking the caller with it."""
+    if (runtime or art.runtime) not in ISOLATED:
+        return
     run_artifact(art, x, batch=len(x), runtime=runtime, device=device, threads=threads)
 
 
