@@ -357,8 +357,9 @@ def _wait_and_trust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true",
                    help="fail at once if an export is writing the folder (default: wait for it to finish)")
     p.add_argument("--trust-source", action="store_true",
-                   help="run the Python factory manifest.json names to rebuild the original (default: the exported "
-                        "model.onnx stands in; never run code from a folder you received)")
+                   help="run the Python factory manifest.json names, and read a source or checkpoint it names "
+                        "outside the folder, to rebuild the original (default: the exported model.onnx stands in; "
+                        "never trust a folder you received)")
 
 
 def _check_outputs(*paths: str | None) -> None:
