@@ -65,8 +65,8 @@ def run_python(args: list[str], *, timeout: float, env: dict | None = None, stdo
 
 def _kill(proc: subprocess.Popen) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything it started
-    except (ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything it started (its own session)
+    except (AttributeError, ProcessLookupError, PermissionError):  # AttributeError: not POSIX
         proc.kill()
     proc.wait()
 
