@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ArtifactError
 from .fileio import sha256_file
-from .guard import clip, confined, safe_text
+from .guard import clip, confined, read_verified, safe_text
 
 # What each format's files are called: a manifest naming anything else is not edgecnn's.
 SUFFIXES = {"onnx": (".onnx",), "openvino": (".xml",), "tensorrt": (".engine",)}
@@ -118,3 +118,28 @@ def combine(hashes: list[str]) -> str:
 
 def digest(art: Artifact) -> str:
     return combine([sha256_file(f) for f in art.files])
+
+
+def verified_bytes(art: Artifact) -> list[bytes]:
+    """The bytes of each of ``art``'s files, read once each and proved to be the recorded ones: size first
+    (before a byte is hashed), then sha256, from the same descriptor (:func:`edgecnn.guard.read_verified`).
+    A runtime loads these bytes, never the path again, so a file swapped after this read is never used.
+    :class:`ArtifactError` names the artifact when a file is missing, not regular, or differs."""
+    what = f"artifact {safe_text(art.key)}"
+    if not art.sha256:
+        raise ArtifactError(f"{what} ({safe_text(art.path)}) has no recorded sha256; refused")
+    own = {name: (sha, size) for name, sha, size in art.digests}
+    if own and all(f.name in own for f in art.files):
+        data = [read_verified(f, size=own[f.name][1], sha256=own[f.name][0], what=what) for f in art.files]
+    else:  # schema 2: one combined hash and the files' total size
+        try:
+            sizes = [os.stat(f, follow_symlinks=False).st_size for f in art.files]
+        except OSError as e:
+            raise ArtifactError(f"{what}: {safe_text(e.filename)} {e.strerror or 'cannot be read'}") from None
+        if sum(sizes) != art.bytes:
+            raise ArtifactError(f"{what} ({safe_text(art.path)}) is {sum(sizes)} bytes, not the {art.bytes} "
+                                "recorded; refused")
+        data = [read_verified(f, size=n, sha256=None, what=what) for f, n in zip(art.files, sizes)]
+    if combine([hashlib.sha256(d).hexdigest() for d in data]) != art.sha256:
+        raise ArtifactError(f"{what} ({safe_text(art.path)}): sha256 differs from its record; refused")
+    return data

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import signal
 import sys
 import threading
@@ -357,9 +356,10 @@ def _wait_and_trust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true",
                    help="fail at once if an export is writing the folder (default: wait for it to finish)")
     p.add_argument("--trust-source", action="store_true",
-                   help="run the Python factory manifest.json names to rebuild the original (default: the exported "
-                        "model.onnx stands in), and load TensorRT engines this machine did not build (native code); "
-                        "never for a folder you received from someone you do not trust")
+                   help="run the Python factory manifest.json names, and read a source or checkpoint it names "
+                        "outside the folder, to rebuild the original (default: the exported model.onnx stands in), "
+                        "and load TensorRT engines this machine did not build (native code); never for a folder "
+                        "you received from someone you do not trust")
 
 
 def _int8_thresholds(p: argparse.ArgumentParser) -> None:
@@ -691,6 +691,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         except MemoryError:
             print(f"{prog}: error: out of memory", file=sys.stderr)
+            return 2
+        except RuntimeError as e:  # torch's allocator says it this way ("DefaultCPUAllocator: can't allocate ...")
+            if "can't allocate" not in str(e):
+                raise
+            print(f"{prog}: error: out of memory ({safe_text(first_line(e, 160))})", file=sys.stderr)
             return 2
         except BrokenPipeError:  # `edgecnn list --json | head`: the reader left mid-print; say nothing more
             from .layout import stdout_to_devnull

@@ -209,7 +209,8 @@ def _say(message: str) -> None:
 def _open_lock(path: Path, shared: bool) -> int | None:
     """The lock file's descriptor (created if absent), refusing a symlink or anything but a regular file."""
     try:
-        fd = os.open(path, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT | NOFOLLOW, 0o666)
+        # O_NONBLOCK: a FIFO planted under the name is opened without waiting for a writer, then refused
+        fd = os.open(path, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT | NOFOLLOW | os.O_NONBLOCK, 0o666)
     except OSError as e:
         if e.errno == errno.ELOOP or path.is_symlink():
             raise ExportError(f"{path} is a symbolic link; edgecnn never writes through one: remove it") from None

@@ -11,6 +11,7 @@ for, and print what came from it safely. One copy of each rule, used by every re
 from __future__ import annotations
 
 import errno
+import hashlib
 import math
 import os
 import re
@@ -32,6 +33,10 @@ LIMITS = {
     "file_bytes": (64 << 20, "bytes in a manifest, journal or result file"),
     # above the zoo's largest default (VGG-19, 144 M): a builder option (width_mult=12: 323 M, 1.3 GB) is bounded
     "params": (200_000_000, "parameters in a model built from options"),
+    "artifacts": (256, "artifacts in one manifest"),
+    "artifact_bytes": (64 << 30, "bytes of all of a folder's artifacts together"),
+    "run_seconds": (300, "seconds one artifact may run in its worker (check, bench, predict)"),
+    "run_memory_bytes": (16 << 30, "bytes of address space one artifact's worker may map"),
 }
 
 
@@ -54,45 +59,103 @@ def check_limit(name: str, value: int, what: str | None = None, error: type = Co
     return value
 
 
+def open_regular(path: str | Path, what: str) -> int:
+    """A read-only descriptor for ``path``, opened once: never through a symlink (``O_NOFOLLOW``), never
+    blocking on a FIFO or a device (``O_NONBLOCK``), and refused unless ``fstat`` says a regular file.
+    Everything about the file (its size, its hash, its bytes) is then read from this one descriptor."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ArtifactError(f"{what} {safe_text(path)} is a symbolic link; refused") from None
+        raise ArtifactError(f"cannot read {what} {safe_text(path)} ({e.strerror or type(e).__name__})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ArtifactError(f"{what} {safe_text(path)} is not a regular file; refused")
+    return fd
+
+
+def _read_all(fd: int, size: int, label: str) -> bytes:
+    """Exactly ``size`` bytes from ``fd`` (one more byte read proves the file did not grow meanwhile)."""
+    chunks, left = [], size
+    while left > 0:
+        block = os.read(fd, min(left, 1 << 24))
+        if not block:
+            break
+        chunks.append(block)
+        left -= len(block)
+    data = b"".join(chunks)
+    if len(data) != size or os.read(fd, 1):
+        raise ArtifactError(f"{label} changed size while it was read; refused")
+    return data
+
+
 def read_bounded(path: str | Path, what: str) -> str:
     """The text of a received file (manifest, journal, results), refusing one over the ``file_bytes`` limit
-    or that is not a regular file, before reading it."""
-    path = Path(path)
+    or that is not a regular file, before reading it: one no-follow, non-blocking open, sized by fstat."""
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise ArtifactError(f"{what} {path} is not a regular file")
-        check_limit("file_bytes", st.st_size, f"{what} {path}: size", ArtifactError)
-        return path.read_bytes().decode("utf-8")
+        return _read_small(path, what).decode("utf-8")
     except UnicodeDecodeError:
-        raise ArtifactError(f"{what} {path} is corrupt (not UTF-8 text)") from None
-    except OSError as e:
-        raise ArtifactError(f"cannot read {what} {path} ({e.strerror or type(e).__name__})") from None
+        raise ArtifactError(f"{what} {safe_text(path)} is corrupt (not UTF-8 text)") from None
 
 
 def read_nofollow(path: str | Path, what: str) -> bytes | None:
-    """The bytes of a file edgecnn keeps beside its artifacts (an engine's build record, a timing cache),
-    opened without following a symlink and refused unread when it is not a regular file or is over the
-    ``file_bytes`` limit; ``None`` when there is none."""
-    path = Path(path)
+    """The bytes of a file edgecnn keeps beside its artifacts (an engine's build record, a timing cache), read
+    like :func:`read_bounded`; ``None`` when there is none."""
+    return _read_small(path, what) if os.path.lexists(path) else None
+
+
+def _read_small(path: str | Path, what: str) -> bytes:
+    """The bytes of a file within the ``file_bytes`` limit: opened once (:func:`open_regular`), refused by its
+    size before a byte is read."""
+    fd = open_regular(path, what)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        why = "a symbolic link" if e.errno == errno.ELOOP else e.strerror or type(e).__name__
-        raise ArtifactError(f"{what} {clip(path)} cannot be read ({why}); refused") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ArtifactError(f"{what} {clip(path)} is not a regular file; refused")
-        check_limit("file_bytes", st.st_size, f"{what} {clip(path)}: size", ArtifactError)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit("file_bytes") + 1)
-        check_limit("file_bytes", len(data), f"{what} {clip(path)}: size", ArtifactError)  # grew since fstat
-        return data
+        size = os.fstat(fd).st_size
+        check_limit("file_bytes", size, f"{what} {clip(path)}: size", ArtifactError)
+        return _read_all(fd, size, f"{what} {clip(path)}")
     except OSError as e:
         raise ArtifactError(f"cannot read {what} {clip(path)} ({e.strerror or type(e).__name__})") from None
+    finally:
+        os.close(fd)
+
+
+def read_verified(path: str | Path, *, size: int, sha256: str | None, what: str) -> bytes:
+    """The bytes of a received file that are what its record says: opened once (:func:`open_regular`), its
+    size compared with ``size`` before a byte is read (a 200 GB sparse file is refused at once), then read
+    and hashed from that descriptor. What is returned is what was hashed: load from it, never by path again.
+    ``sha256=None``: size only (a caller that combines several files' hashes checks the combination)."""
+    fd = open_regular(path, what)
+    try:
+        actual = os.fstat(fd).st_size
+        if actual != size:
+            raise ArtifactError(f"{what} {safe_text(path)} is {actual} bytes, not the {size} recorded; refused")
+        data = _read_all(fd, size, f"{what} {safe_text(path)}")
+    except OSError as e:
+        raise ArtifactError(f"cannot read {what} {safe_text(path)} ({e.strerror or type(e).__name__})") from None
+    finally:
+        os.close(fd)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ArtifactError(f"{what} {safe_text(path)}: sha256 differs from its record; refused")
+    return data
+
+
+def hash_bounded(path: str | Path, *, what: str, limit_name: str = "checkpoint_bytes") -> tuple[str, int]:
+    """(sha256, size) of a file named by a received record, opened once like :func:`open_regular` and refused
+    by its size (the limit ``limit_name``) before a byte is hashed."""
+    fd = open_regular(path, what)
+    try:
+        size = os.fstat(fd).st_size
+        check_limit(limit_name, size, f"{what} {safe_text(path)}: size", ArtifactError)
+        h, left = hashlib.sha256(), size
+        while left > 0 and (block := os.read(fd, min(left, 1 << 20))):
+            h.update(block)
+            left -= len(block)
+        if left or os.read(fd, 1):  # fstat's size was not the file's (a /proc file says 0): refused
+            raise ArtifactError(f"{what} {safe_text(path)} is not the size it says it is; refused")
+        return h.hexdigest(), size
+    except OSError as e:
+        raise ArtifactError(f"cannot read {what} {safe_text(path)} ({e.strerror or type(e).__name__})") from None
     finally:
         os.close(fd)
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ledger
-from .artifact import Artifact, combine
+from .artifact import Artifact, combine, verified_bytes
 from .errors import ArtifactError, EdgecnnError
-from .fileio import atomic_path, sha256_file
+from .fileio import atomic_path
 from .guard import check_limit, clip, read_bounded, safe_text
 from .results import ArtifactResult, all_pass
 
@@ -135,9 +135,13 @@ class Manifest:
             data = json.loads(text)
             if data.pop("schema", None) not in READABLE:
                 raise ValueError("schema")
-            arts = [Artifact.from_json(a, path.parent) for a in data.pop("artifacts")]
+            entries = data.pop("artifacts")
+            _expect(isinstance(entries, list), "artifacts")
+            check_limit("artifacts", len(entries), "number of artifacts", ArtifactError)
+            arts = [Artifact.from_json(a, path.parent) for a in entries]
             if len({a.key for a in arts}) != len(arts):
                 raise ValueError("two artifacts with one stage")
+            check_files(arts)
             results = {str(k): ArtifactResult.from_dict(r) for k, r in data.pop("results").items()}
             manifest = cls(**data, artifacts=arts, results=results)
             check_received(manifest)
@@ -203,6 +207,22 @@ def check_preprocessing(p: object) -> None:
 def resize_for(resolution: int, crop_pct: float) -> int:
     """The shorter side an image is resized to before the centre crop of ``resolution`` (at least it)."""
     return max(resolution, int(round(resolution / crop_pct)))
+
+
+def check_files(arts: list[Artifact]) -> None:
+    """Before any file is hashed: no file listed twice (each would be hashed and loaded again), and the
+    recorded sizes together within the ``artifact_bytes`` limit (each file must then be its recorded size)."""
+    seen: set[Path] = set()
+    for f in (f for a in arts for f in a.files):
+        if f in seen:
+            raise ArtifactError(f"{safe_text(f.name)} is listed by more than one artifact; refused")
+        seen.add(f)
+    total = 0
+    for a in arts:
+        sizes = [size for _name, _sha, size in a.digests] or [a.bytes]
+        _expect(all(type(n) is int and n >= 0 for n in sizes), f"artifact {a.key} bytes")
+        total += sum(sizes)
+    check_limit("artifact_bytes", total, "artifacts' recorded size", ArtifactError)
 
 
 def check_received(m: Manifest) -> None:
@@ -367,13 +387,10 @@ def ours(art: Artifact, root: Path) -> bool:
 
 
 def intact(art: Artifact) -> bool:
-    """The artifact's file(s) are regular files on disk with the sha256 recorded when it was built
-    (each file's own, where the record has them)."""
+    """The artifact's file(s) are regular files on disk with the size and sha256 recorded when it was built
+    (each file's own, where the record has them); sizes are compared before any byte is hashed."""
     try:
-        if not all(f.is_file() and not f.is_symlink() for f in art.files):
-            return False
-        hashes = [sha256_file(f) for f in art.files]
-        own = {name: sha for name, sha, _size in art.digests}
-        return combine(hashes) == art.sha256 and all(own.get(f.name, h) == h for f, h in zip(art.files, hashes))
-    except OSError:
+        verified_bytes(art)
+        return True
+    except (ArtifactError, OSError):
         return False

@@ -116,15 +116,18 @@ def test_intact_checks_every_file_of_an_ir_pair(tmp_path):
 
 
 def test_an_unreadable_artifact_is_not_intact(tmp_path, monkeypatch):
-    import edgecnn.manifest
+    import os
 
     a = _art(tmp_path, "export")
     assert intact(a)
+    real_open = os.open
 
-    def unreadable(_art):
-        raise PermissionError(13, "Permission denied")
+    def unreadable(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(a.path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(edgecnn.manifest, "sha256_file", unreadable)
+    monkeypatch.setattr(os, "open", unreadable)
     assert not intact(a)
 
 

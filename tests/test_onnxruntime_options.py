@@ -15,7 +15,7 @@ import tiny_onnx
 
 def test_session_options():
     opts = session_options(None)
-    assert opts.log_severity_level == 3  # errors only
+    assert opts.log_severity_level == 4  # fatal only: errors reach the caller as exceptions (one line)
     assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (0, 0)  # ONNX Runtime's own defaults
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts = session_options(4, optimize=False)

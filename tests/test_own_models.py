@@ -170,9 +170,13 @@ def test_program_and_onnx_originals(digits, tmp_path):
             assert res.parity.passed and res.parity.cosine > 0.9999, (name, res.artifact)
         accuracy[name] = m.evaluation["accuracy"]["top1"]
     assert accuracy["lenet.pt2"] == accuracy["lenet.onnx"] > 0.93
-    # The ONNX original moved away: model.onnx (its graph, imported) stands in, and check says so.
-    (tmp_path / "lenet.onnx").rename(tmp_path / "moved.onnx")
+    # The ONNX original lies outside the folder: read only with --trust-source, so model.onnx (its graph,
+    # imported) stands in, and check says so; trusted but moved away, model.onnx stands in all the same.
     check = check_dir(tmp_path / "out-lenet.onnx", images=str(root / "test"))
+    assert check.passed and check.original["top1"] == accuracy["lenet.onnx"]
+    assert "model.onnx" in check.notes[0] and "outside its folder" in check.notes[0]
+    (tmp_path / "lenet.onnx").rename(tmp_path / "moved.onnx")
+    check = check_dir(tmp_path / "out-lenet.onnx", images=str(root / "test"), trust_source=True)
     assert check.passed and check.original["top1"] == accuracy["lenet.onnx"]
     assert "model.onnx" in check.notes[0] and "not where it was" in check.notes[0]
 

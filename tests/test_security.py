@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import edgecnn
-from edgecnn.cli import build_parser, main
-from edgecnn.errors import ArtifactError, ExportError
+from edgecnn.cli import main
+from edgecnn.errors import ArtifactError
 from edgecnn.fileio import LOCK, locked, sha256_file, writable_dir
 from edgecnn.guard import confined, safe_text
 from edgecnn.manifest import MANIFEST, SUMS, Manifest

@@ -28,7 +28,7 @@ from edgecnn.harness import check as check_mod
 from edgecnn.harness import common
 from edgecnn.harness.check import check_dir
 from edgecnn.harness.predict import choose_artifact
-from edgecnn.manifest import MANIFEST, Manifest
+from edgecnn.manifest import Manifest
 from edgecnn.parity import ParityResult, Tolerance
 from edgecnn.pipeline.select import NOISE_SIGMAS, p50_noise, select_route
 from edgecnn.results import FLOOR_COSINE, FLOOR_TOP1, ArtifactResult

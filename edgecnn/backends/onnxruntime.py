@@ -15,7 +15,7 @@ def session_options(threads: int | None, *, optimize: bool = True):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: an error reaches the caller as an exception, said in one line
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -25,9 +25,10 @@ def session_options(threads: int | None, *, optimize: bool = True):
 
 
 def session(model_or_path, threads: int | None = None, *, optimize: bool = True, providers: list[str] | None = None):
-    """An ONNX Runtime session for a ModelProto or a file (CPU unless ``providers`` say otherwise)."""
+    """An ONNX Runtime session for a ModelProto, a file's bytes or a file (CPU unless ``providers`` say otherwise)."""
     import onnxruntime as ort
 
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    src = (model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else
+           model_or_path if isinstance(model_or_path, bytes) else str(model_or_path))
     return ort.InferenceSession(src, session_options(threads, optimize=optimize),
                                 providers=providers or PROVIDERS["cpu"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import hostinfo
+from ..artifact import Artifact
 from ..data import Preprocessing, evaluation_batch
 from ..errors import ConfigError, EdgecnnError
 from ..fileio import locked
@@ -28,6 +29,7 @@ from ..runtimes import availability, check_device, load
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, measure
 from .common import admit_engine, check_batch, nothing_checked, original_model, runs_for
+from .worker import probe
 
 EAGER = "torch-eager"
 ORIGINAL_ONNX = "original-onnx"  # an ONNX source's original, on ONNX Runtime fp32: the speedup baseline
@@ -137,6 +139,8 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
         for name, rt_name, precision, target, dev in jobs:
             row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b, device=dev)
             try:
+                if isinstance(target, Artifact):  # a received graph: proved to finish on x, within limits, first
+                    probe(target, x, runtime=rt_name, device=dev, threads=threads)
                 with load(target, runtime=rt_name, threads=threads, precision=precision, device=dev, mode=mode) as rt:
                     if rt_name != "torch":  # an artifact's fixed batch must be the one benched
                         check_batch(rt, b)

@@ -20,6 +20,7 @@ from . import evalset
 from .common import (RANDOM_INT8_ADVISORY, admit_engine, deployed_artifact, not_judged_reason,  # noqa: F401
                      nothing_checked, original_model, random_weights, run_batched, runs_for)
 from .layers import localise
+from .worker import ISOLATED, run_artifact
 
 @dataclass
 class EvalImages:
@@ -65,12 +66,14 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
                       threads: int | None = None, latency: bool = True, runtime: str | None = None,
                       device: str | None = None, tolerance: Tolerance | None = None,
                       random_weights: bool = False, targets: np.ndarray | None = None,
-                      baseline: dict | None = None) -> ArtifactResult:
+                      baseline: dict | None = None, isolated: bool = False) -> ArtifactResult:
     """Parity (and a quick latency) of one artifact on one runtime, on ``device`` (``None``: where that
     runtime runs by default: an engine on CUDA); with ``targets`` (true classes), its accuracy and the
     change from ``baseline`` (the original's). A backend that fails is a failed result, not a crash.
     ``random_weights``: int8 results are advisory (judged against the floor only). TensorRT's QDQ model on
-    another runtime is not judged (its engine is), and still has to clear the floor."""
+    another runtime is not judged (its engine is), and still has to clear the floor. ``isolated``: run it in a
+    worker process with a time and memory limit (:mod:`edgecnn.harness.worker`): what a received folder's
+    graph gets."""
     rt_name = runtime or art.runtime
     result = ArtifactResult(artifact=art.key, precision=art.precision, runtime=rt_name, parent=art.parent,
                             device=device)
@@ -80,15 +83,19 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
     name = art.key if runtime is None else f"{art.key}@{runtime}"
     try:
         result.device = device_for(rt_name, device)
-        with load(art, runtime=runtime, threads=threads, device=result.device) as rt:
-            out = run_batched(rt, x, batch)
-            result.parity = compare(reference, out, name=name, precision=art.precision, tolerance=tolerance)
-            if targets is not None:
-                result.accuracy = accuracy_against(out, targets, baseline)
-            if latency:
-                result.latency = measure(rt.run, x[:batch] if len(x) >= batch else np.repeat(x[:1], batch, 0),
-                                         warmup=3, iterations=20)
-            result.info = asdict(rt.info())
+        if isolated:
+            out, result.info, result.latency = run_artifact(art, x, batch=batch, runtime=runtime,
+                                                            device=result.device, threads=threads, latency=latency)
+        else:
+            with load(art, runtime=runtime, threads=threads, device=result.device) as rt:
+                out = run_batched(rt, x, batch)
+                if latency:
+                    result.latency = measure(rt.run, x[:batch] if len(x) >= batch else np.repeat(x[:1], batch, 0),
+                                             warmup=3, iterations=20)
+                result.info = asdict(rt.info())
+        result.parity = compare(reference, out, name=name, precision=art.precision, tolerance=tolerance)
+        if targets is not None:
+            result.accuracy = accuracy_against(out, targets, baseline)
     except EdgecnnError as e:
         result.error = str(e)
     return result
@@ -190,7 +197,7 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
             res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name, device=rt_device,
                                     latency=False, tolerance=(tolerances or {}).get(art.precision),
                                     random_weights=random_weights(manifest), targets=targets,
-                                    baseline=report.original)
+                                    baseline=report.original, isolated=rt_name in ISOLATED)
             res.alternative = art.key in alternatives
             res.deployed = deployed[rt_name] == art.key
             report.results.append(res)

@@ -2,6 +2,7 @@
 artifact and on which device, and feeding a fixed-batch artifact."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +12,8 @@ import torch
 from .. import ledger
 from ..artifact import Artifact
 from ..errors import ArtifactError, ConfigError, WeightsError
-from ..exporters.graph import chunks
 from ..exporters.int8 import TENSORRT_STAGE
-from ..fileio import sha256_file
-from ..guard import check_limit, clip, safe_text
+from ..guard import clip, confined, hash_bounded, safe_text
 from ..manifest import Manifest
 from ..models import create_model, get_spec
 from ..models._factory import RANDOM
@@ -22,8 +21,8 @@ from ..models.sources import ModelSource, build_factory, load_program
 from ..runtimes import RUNTIMES, device_for, load
 from ..runtimes.torch import reference_logits
 from ..weights import is_cached
+from .worker import ORIGINAL_BATCH, check_batch, run_artifact, run_batched  # noqa: F401 - imported from here
 
-ORIGINAL_BATCH = 16  # the chunk an original with a free batch dimension is run in
 
 # Measured: a randomly initialised MobileNetV2 lands at int8 cosine ~0.97 whatever the recipe (minmax,
 # percentile, entropy, 128 or 400 images): near-tied random logits flip. Its int8 rows are judged against the
@@ -40,13 +39,15 @@ class Original:
     """The model every artifact is measured against: a PyTorch module, or for an ONNX source the given
     ONNX file run by ONNX Runtime in fp32. ``note`` says when it is a stand-in (see :func:`original`)."""
 
-    target: torch.nn.Module | Path
+    target: torch.nn.Module | Path | Artifact  # an Artifact: the folder's model.onnx standing in (verified, isolated)
     runtime: str  # "torch" | "onnxruntime"
     note: str = ""
 
     def logits(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         if self.runtime == "torch":
             return reference_logits(self.target, x)  # type: ignore[arg-type]
+        if isinstance(self.target, Artifact):  # the folder's own model.onnx standing in: a received graph
+            return run_artifact(self.target, x, batch=None, runtime=self.runtime, device="cpu", threads=threads)[0]
         with load(self.target, runtime=self.runtime, threads=threads) as rt:
             fixed = rt.input_shape[0] if rt.input_shape and isinstance(rt.input_shape[0], int) else None
             return run_batched(rt, x, fixed or ORIGINAL_BATCH)
@@ -85,16 +86,24 @@ def original_model(manifest: Manifest, module: torch.nn.Module | None = None, *,
     source = ModelSource.from_dict(manifest.source) if manifest.source else ModelSource("zoo", manifest.model,
                                                                                         manifest.model)
     path = source.path
-    moved = path is not None and (not path.is_file() or sha256_file(path) != source.sha256)
+    # A file a received manifest names outside its folder (a source, a checkpoint) is neither read nor run
+    # without --trust-source: not hashed (a /proc file, a FIFO), not loaded, not executed (a .pt2).
+    outside = (path is not None and _outside(manifest, path, trust_source)) or \
+        (source.kind == "zoo" and _outside(manifest, _checkpoint(manifest, source), trust_source))
+    moved = path is not None and not outside and _changed(path, source.sha256)
     export = manifest.artifact("export")
-    untrusted = source.kind == "factory" and not trust_source
+    untrusted = (source.kind == "factory" and not trust_source) or outside
     stand_in = (source.kind == "onnx" and moved) or (source.kind == "module" and module is None) or untrusted
     if stand_in and export is not None:
-        why = ("is not where it was, or changed" if source.kind == "onnx" else
+        why = ("names a file outside its folder, read only with --trust-source" if outside else
+               "is not where it was, or changed" if source.kind == "onnx" else
                "is Python code named by manifest.json, run only with --trust-source" if untrusted else
                "is a Python module (not stored)")
-        return Original(export.path, "onnxruntime",
+        return Original(export, "onnxruntime",
                         note=f"original: {export.path.name} on onnxruntime fp32 (the source {why})")
+    if outside:
+        raise ArtifactError("manifest.json names a source or checkpoint outside its folder: pass --trust-source "
+                            "to read it")
     if untrusted:
         raise ArtifactError("the model's source is Python code named by manifest.json: pass --trust-source to run it")
     if moved:
@@ -103,6 +112,35 @@ def original_model(manifest: Manifest, module: torch.nn.Module | None = None, *,
     weights = received_weights(manifest, source) if source.kind == "zoo" else None
     return build_original(source, weights=weights, num_classes=cfg.get("num_classes"),
                           seed=cfg.get("seed", 0), module=module)
+
+
+def _checkpoint(manifest: Manifest, source: ModelSource) -> Path | None:
+    """The checkpoint file a zoo model's manifest names (a path, not a published set's name), if any."""
+    named = manifest.config.get("weights")
+    if not isinstance(named, str) or named == RANDOM or get_spec(source.ref).weights_named(named) is not None:
+        return None
+    path = Path(named).expanduser()
+    return manifest.root / path if not path.is_absolute() and manifest.root else path
+
+
+def _outside(manifest: Manifest, path: Path | None, trust_source: bool) -> bool:
+    """``path`` (named by a received manifest) leads outside the manifest's folder, after symlinks, and
+    the user did not say to trust it (a manifest built in memory, without a folder, is this run's own)."""
+    if path is None or trust_source or manifest.root is None:
+        return False
+    try:
+        confined(manifest.root, os.path.relpath(path, manifest.root), "source")
+        return False
+    except (ArtifactError, ValueError, OSError, RuntimeError):
+        return True
+
+
+def _changed(path: Path, recorded: str | None) -> bool:
+    """The source file is missing, not a regular file, over the size limit or not the recorded bytes."""
+    try:
+        return hash_bounded(path, what="the model's source")[0] != recorded
+    except ArtifactError:
+        return True
 
 
 def received_weights(manifest: Manifest, source: ModelSource) -> str | Path | None:
@@ -126,15 +164,17 @@ def received_weights(manifest: Manifest, source: ModelSource) -> str | Path | No
         path = manifest.root / path if manifest.root else path
     try:
         found = path.is_file()
-        size = path.stat().st_size if found else 0
     except (OSError, RuntimeError) as e:  # a name too long, a symlink loop: not a file to read
         raise WeightsError(f"weights file {clip(path)} (named by manifest.json) cannot be read "
                            f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
     if not found:
         raise WeightsError(f"weights file not found: {clip(path)} (named by manifest.json)")
-    check_limit("checkpoint_bytes", size, f"checkpoint {clip(path)}: size", WeightsError)
     recorded = (manifest.weights or {}).get("sha256")
-    if not recorded or sha256_file(path) != recorded:
+    try:  # one no-follow, non-blocking open; refused by its size (checkpoint limit) before a byte is hashed
+        digest = hash_bounded(path, what="checkpoint")[0]
+    except ArtifactError as e:
+        raise WeightsError(str(e)) from None
+    if not recorded or digest != recorded:
         raise WeightsError(f"the checkpoint {clip(path)} is not the one this export was made from (its sha256 "
                            "differs from manifest.json); restore that file or export again")
     return path
@@ -237,19 +277,3 @@ def admit_engine(manifest: Manifest, art: Artifact, *, trust_source: bool) -> No
     raise ArtifactError(f"refused to load the TensorRT engine {safe_text(art.path.name)}: an engine is native code "
                         "and this machine did not build it; rebuild it here (`edgecnn export ... --targets tensorrt`) "
                         "or pass --trust-source if you trust whoever made it")
-
-
-def check_batch(rt, batch: int) -> None:
-    """:class:`ArtifactError` when the loaded artifact's input has a fixed batch other than ``batch`` (what
-    manifest.json says, or asks for): one line before the runtime is fed a shape it rejects."""
-    fixed = rt.input_shape[0] if getattr(rt, "input_shape", None) and isinstance(rt.input_shape[0], int) else None
-    if fixed is not None and fixed != batch:
-        raise ArtifactError(f"the artifact takes batches of {fixed} but manifest.json says {batch}: the manifest does "
-                            "not describe this artifact; export again into the folder")
-
-
-def run_batched(rt, x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed ``x`` in chunks of the artifact's batch size, padding the last chunk by repetition. An artifact
-    whose own input has another fixed batch than ``batch`` (manifest.json's) is one line, not a runtime error."""
-    check_batch(rt, batch)
-    return np.concatenate([rt.run(chunk)[:n] for chunk, n in chunks(x, batch)])

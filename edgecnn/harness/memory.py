@@ -24,12 +24,11 @@ buffers, the runtime's own small allocations), so the two agree within :data:`ME
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .worker import run_python
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # The fp32 peak (weights + activations) agrees with ONNX Runtime's resident memory within this fraction
@@ -120,8 +119,8 @@ class InferenceMemory:
             m = self.measured
             gap = (m["weight_bytes"] + m["activation_bytes"]) / self.per_precision["fp32"].peak_bytes - 1 \
                 if "fp32" in self.per_precision else None
-            lines.append(f"measured: resident-memory growth of an ONNX Runtime session (weights) and of one run "
-                         f"(activations, incl. convolution scratch buffers the liveness model omits)"
+            lines.append("measured: resident-memory growth of an ONNX Runtime session (weights) and of one run "
+                         "(activations, incl. convolution scratch buffers the liveness model omits)"
                          + (f": {gap:+.1%} against the fp32 peak" if gap is not None else "")
                          + f"; the stated tolerance is {MEASURED_TOLERANCE:.0%} (checked on {', '.join(MEASURED_ON)} "
                          f"in tests/test_memory.py)")
@@ -342,11 +341,7 @@ def measure_onnxruntime(path: str | Path) -> dict | None:
     # A fixed mmap threshold makes glibc return every large freed block to the system at once, so resident memory
     # follows the live tensors instead of the allocator's high-water mark.
     # The worker imports edgecnn.backends.onnxruntime (the one session-options builder) from this checkout.
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536",
-           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, timeout=600,
-                          env=env)
+    proc = run_python(["-c", _MEASURE, str(path)], timeout=600, env={"MALLOC_MMAP_THRESHOLD_": "65536"})
     if proc.returncode != 0:  # a broken measurement is a failure, never a silent "cannot measure here"
         raise RuntimeError(f"measuring {Path(path).name} on ONNX Runtime failed: {proc.stderr.strip()[-800:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

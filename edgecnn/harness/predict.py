@@ -17,6 +17,7 @@ from ..manifest import Manifest, check_preprocessing
 from ..parity import softmax
 from ..runtimes import load
 from .common import admit_engine, deployed_artifact, not_judged_reason, run_batched
+from .worker import probe
 
 DEFAULT_RUNTIME = "onnxruntime"
 
@@ -76,6 +77,8 @@ def predict_dir(out_dir: str | Path, images: list[str | Path], *, runtime: str |
             _probe(path)
         manifest.verify()
         admit_engine(manifest, art, trust_source=trust_source)
+        # a received graph runs here only once it has run in a worker, within its limits (on a zero input)
+        probe(art, np.zeros(manifest.input_shape, np.float32), runtime=runtime, device=None, threads=threads)
         with load(art, runtime=runtime, threads=threads) as rt:
             prep_dict = manifest.preprocessing
             if rt.preprocessing is not None:  # what the artifact says about itself is received text too

@@ -18,7 +18,7 @@ import numpy as np
 from .. import hostinfo
 from ..artifact import Artifact
 from ..backends import tensorrt as tensorrt_backend
-from ..data import Preprocessing, calibration_batch, imagefolder_classes, match_classes
+from ..data import calibration_batch, imagefolder_classes, match_classes
 from ..exporters import openvino, tensorrt
 from ..exporters.fp16 import convert_fp16
 from ..exporters.int8 import TENSORRT_STAGE, Int8Recipe, quantize_int8, tensorrt_recipe

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import backends
-from ..artifact import Artifact
+from ..artifact import Artifact, verified_bytes
 from ..errors import ArtifactError, ConfigError, UnknownNameError
 from ..registry import Registry
 from .base import Runtime, RuntimeInfo, cuda_missing
@@ -67,8 +67,10 @@ def load(artifact: Any, *, runtime: str | None = None, device: str | None = None
          precision: str | None = None, input_shape: tuple[int, ...] | None = None, mode: str = "latency") -> Runtime:
     """Load an Artifact, a path or an nn.Module with the runtime that fits (or the one named), on ``device``
     (``None``: where that runtime runs by default, :func:`device_for`); ``mode``: latency or throughput."""
+    data = None
     if isinstance(artifact, Artifact):
         path, runtime, precision = artifact.path, runtime or artifact.runtime, precision or artifact.precision
+        data = verified_bytes(artifact)  # read once, size and sha256 checked: these bytes are what runs
     else:
         path = artifact
     if runtime is None:
@@ -77,7 +79,7 @@ def load(artifact: Any, *, runtime: str | None = None, device: str | None = None
     if isinstance(path, (str, Path)) and not Path(path).exists():
         raise ArtifactError(f"artifact not found: {path}")
     return RUNTIMES.get(runtime)(path, precision=precision or "fp32", device=device, threads=threads,
-                                 input_shape=input_shape, mode=mode)
+                                 input_shape=input_shape, mode=mode, data=data)
 
 
 __all__ = ["DEVICES", "RUNTIMES", "Runtime", "RuntimeInfo", "availability", "check_device", "device_for", "load",

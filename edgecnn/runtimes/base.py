@@ -50,10 +50,14 @@ class Runtime(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)  # the first is where it runs unless asked otherwise
 
     def __init__(self, path: str | Path | Any, *, precision: str = "fp32", device: str | None = None,
-                 threads: int | None = None, input_shape: tuple[int, ...] | None = None, mode: str = "latency") -> None:
+                 threads: int | None = None, input_shape: tuple[int, ...] | None = None, mode: str = "latency",
+                 data: list[bytes] | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
         self.path = path
+        # The file(s) already read and verified (artifact.verified_bytes): loaded from memory, never from
+        # ``path`` again (an IR: the .xml's and the .bin's bytes). None: a path the user gave, read here.
+        self.data = data
         self.precision = precision
         self.device = device or self.devices[0]
         self.threads = threads
@@ -67,6 +71,8 @@ class Runtime(ABC):
             raise
         except Exception as e:  # backends raise anything on a corrupt file
             raise ArtifactError(f"{self.name} could not load {path}: {backend_message(e)}") from None
+        finally:
+            self.data = None  # the backend holds its own copy now
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod
@@ -113,7 +119,12 @@ class Runtime(ABC):
         """float32 NCHW in, float32 (batch, classes) out."""
         x = self._checked(x)
         t0 = time.perf_counter()
-        y = self._run(x)
+        try:
+            y = self._run(x)
+        except EdgecnnError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a received graph can fail any way its kernels can
+            raise run_failure(self.name, self.path, e) from None
         self.last_latency_ms = (time.perf_counter() - t0) * 1e3
         return np.asarray(y, dtype=np.float32)
 
@@ -174,6 +185,14 @@ class Runtime(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!s}, precision={self.precision}, device={self.device})"
+
+
+def run_failure(runtime: str, path: object, e: BaseException) -> ArtifactError:
+    """The one line for a graph that loaded but failed to run: an index out of range, an integer division
+    by zero, a tensor too large to allocate (``MemoryError``, torch's "can't allocate")."""
+    what = "out of memory: " if isinstance(e, MemoryError) or "can't allocate" in str(e) else ""
+    name = Path(str(path)).name if isinstance(path, (str, Path)) else type(path).__name__
+    return ArtifactError(f"{runtime} failed to run {name}: {what}{backend_message(e) if str(e) else type(e).__name__}")
 
 
 def _json(text: str | None, kind: type):

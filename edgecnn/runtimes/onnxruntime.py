@@ -24,7 +24,7 @@ class OnnxRuntime(Runtime):
                 "install onnxruntime-gpu on a machine with CUDA"
             )
         # Throughput mode: every request in flight runs on one intra-op thread (streams() of them at once).
-        self.session = session(self.path, 1 if self.mode == "throughput" else self.threads, providers=wanted)
+        self.session = session(self.data[0] if self.data else self.path, 1 if self.mode == "throughput" else self.threads, providers=wanted)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32

@@ -41,7 +41,8 @@ class OpenVINORuntime(Runtime):
             # CPU computes it natively; else its fp16 weights are widened to f32.
             native_fp16 = "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             config["INFERENCE_PRECISION_HINT"] = "f16" if self.precision == "fp16" and native_fp16 else "f32"
-        model = core.read_model(str(self.path))  # a corrupt or truncated file fails here: "could not load"
+        # A corrupt or truncated file fails here: "could not load". Verified bytes are read from memory.
+        model = core.read_model(*self.data) if self.data else core.read_model(str(self.path))
         self._metadata = _rt_info(model)
         try:
             self.compiled = core.compile_model(model, device, config)

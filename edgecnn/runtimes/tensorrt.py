@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..backends import tensorrt as backend
 from ..backends.tensorrt import gpu_info, make_logger, read_sidecar
@@ -32,6 +31,8 @@ class TensorRTRuntime(Runtime):
     devices = ("cuda",)
 
     def _load(self) -> None:
+        import torch  # imported on use: the ONNX Runtime / OpenVINO worker starts without it
+
         trt = backend.require()
         path = Path(self.path)
         self._device = torch.device("cuda", torch.cuda.current_device())
@@ -40,7 +41,7 @@ class TensorRTRuntime(Runtime):
         with torch.cuda.device(self._device):
             self._logger = make_logger(trt)
             self._trt_runtime = trt.Runtime(self._logger)
-            self.engine = self._trt_runtime.deserialize_cuda_engine(path.read_bytes())
+            self.engine = self._trt_runtime.deserialize_cuda_engine(self.data[0] if self.data else path.read_bytes())
             if self.engine is None:
                 detail = self._logger.errors[-1] if self._logger.errors else "TensorRT returned no engine"
                 raise ArtifactError(f"corrupt or incompatible engine {path.name}: {detail}")
@@ -65,6 +66,8 @@ class TensorRTRuntime(Runtime):
             return self._execute(x)
 
     def _execute(self, x: np.ndarray) -> np.ndarray:
+        import torch  # imported on use: the ONNX Runtime / OpenVINO worker starts without it
+
         ctx = self.context
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             inp = torch.from_numpy(x).to(self._device).to(self._in_dtype).contiguous()
@@ -87,6 +90,8 @@ class TensorRTRuntime(Runtime):
         del self._trt_runtime, self._stream
 
     def versions(self) -> dict[str, str]:
+        import torch  # imported on use: the ONNX Runtime / OpenVINO worker starts without it
+
         return {"tensorrt": self._host["tensorrt"], "cuda": torch.version.cuda or "", "gpu": self._host["gpu"]}
 
 
@@ -119,6 +124,8 @@ def _io_names(trt: Any, engine: Any) -> tuple[str, str]:
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
+    import torch  # imported on use: the ONNX Runtime / OpenVINO worker starts without it
+
     try:
         return torch.from_numpy(np.empty(0, dtype=trt.nptype(dtype))).dtype
     except TypeError:
