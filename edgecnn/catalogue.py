@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {CATALOGUE}")
         return 0
     same = CATALOGUE.is_file() and CATALOGUE.read_text() == text
-    print(f"{CATALOGUE.name} is {'up to date' if same else 'out of date: run with --write'}")
+    print(f"{CATALOGUE.name} is {'up to date' if same else 'out of date: `python -m edgecnn.catalogue --write` rewrites it'}")
     return 0 if same else 1
 
 
