@@ -36,7 +36,7 @@ from onnx import numpy_helper as nh
 from edgecnn.errors import ArtifactError
 from edgecnn.fileio import LOCK
 from edgecnn.manifest import Manifest
-from test_security import edgecnn_cli, edit_manifest, one_line
+from test_security import edgecnn_cli, edit_received, one_line
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ("lenet5", "--targets", "onnxruntime", "--quiet")
@@ -92,7 +92,7 @@ def plant(folder: Path, stage: str, data: bytes, *, only: bool = False) -> Path:
     """``data`` as artifact ``stage`` of ``folder`` (``only``: the folder's one artifact), hashes matching."""
     path = folder / f"model.{stage}.onnx"
     path.write_bytes(data)
-    edit_manifest(folder, lambda d: d.update(artifacts=([] if only else d["artifacts"]) + [record(stage, path.name, data)]))
+    edit_received(folder, lambda d: d.update(artifacts=([] if only else d["artifacts"]) + [record(stage, path.name, data)]))
     return path
 
 
@@ -154,12 +154,12 @@ def test_a_huge_sparse_artifact_is_refused_by_its_recorded_size(folder):
 def test_twenty_thousand_artifacts_on_one_file_are_refused_before_hashing(folder):
     data = (folder / "model.onnx").read_bytes()
     entry = record("export", "model.onnx", data)
-    edit_manifest(folder, lambda d: d.update(artifacts=[{**entry, "stage": f"s{i}"} for i in range(20_000)]))
+    edit_received(folder, lambda d: d.update(artifacts=[{**entry, "stage": f"s{i}"} for i in range(20_000)]))
     t0 = time.perf_counter()
     one_line(edgecnn_cli("check", folder), "number of artifacts 20000", "EDGECNN_MAX_ARTIFACTS")
     assert time.perf_counter() - t0 < 20
     # under the limit, one file listed twice is refused as such, before any of it is hashed
-    edit_manifest(folder, lambda d: d.update(artifacts=[{**entry, "stage": f"s{i}"} for i in range(2)]))
+    edit_received(folder, lambda d: d.update(artifacts=[{**entry, "stage": f"s{i}"} for i in range(2)]))
     one_line(edgecnn_cli("check", folder), "model.onnx is listed by more than one artifact")
 
 
@@ -189,10 +189,10 @@ def test_sources_and_checkpoints_outside_the_folder_are_never_opened(folder, tmp
     outside.parent.mkdir()
     outside.write_bytes(b"not yours to read")
     if where == "weights":
-        edit_manifest(folder, lambda d: (d["config"].update(weights=str(outside)),
+        edit_received(folder, lambda d: (d["config"].update(weights=str(outside)),
                                          d.update(weights={"source": str(outside), "sha256": "0" * 64})))
     else:
-        edit_manifest(folder, lambda d: d.update(source={"kind": where, "ref": str(outside), "name": "m", "args": {},
+        edit_received(folder, lambda d: d.update(source={"kind": where, "ref": str(outside), "name": "m", "args": {},
                                                          "sha256": hashlib.sha256(b"not yours to read").hexdigest()}))
     Opened.paths, Opened.on = [], True
     try:
@@ -203,7 +203,7 @@ def test_sources_and_checkpoints_outside_the_folder_are_never_opened(folder, tmp
     assert r.code == 0 and "outside its folder" in " ".join(r.out.split()), r.out + r.err
     assert "Traceback" not in r.err
     # /proc/self/pagemap (a 'file' of 256 GB of virtual memory) is never hashed either
-    edit_manifest(folder, lambda d: d["config"].update(weights="/proc/self/pagemap"))
+    edit_received(folder, lambda d: d["config"].update(weights="/proc/self/pagemap"))
     if where == "weights":
         assert edgecnn_cli("check", folder).code == 0
 
@@ -402,5 +402,5 @@ def test_running_out_of_memory_is_one_line(folder, monkeypatch, error):
 def test_a_symlink_loop_in_a_manifest_path_is_one_line(folder):
     (folder / "a.onnx").symlink_to(folder / "b.onnx")
     (folder / "b.onnx").symlink_to(folder / "a.onnx")
-    edit_manifest(folder, lambda d: d["artifacts"][1].update(path="a.onnx", files=[]))
+    edit_received(folder, lambda d: d["artifacts"][1].update(path="a.onnx", files=[]))
     one_line(edgecnn_cli("check", folder), "a.onnx", "symbolic link loop")

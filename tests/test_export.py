@@ -180,6 +180,7 @@ def test_check_fails_with_exit_1_when_an_artifact_is_wrong(exported, tmp_path, m
     from edgecnn.runtimes.onnxruntime import OnnxRuntime
 
     out, _ = exported
+    monkeypatch.setattr("edgecnn.harness.check.ISOLATED", ())  # in this process, where the injection is
     real = OnnxRuntime._run
     monkeypatch.setattr(OnnxRuntime, "_run", lambda self, x: -real(self, x) if str(self.path).endswith("model.sim.onnx")
                         else real(self, x))

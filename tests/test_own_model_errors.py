@@ -5,8 +5,6 @@ claims about this path (check and --trust-source, info --layers, the metadata on
 Tiny models (an 8-filter convolution at 16 px) so the whole file runs in well under a minute."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -14,7 +12,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,10 +20,10 @@ import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgecnn.cli import main
 from edgecnn.manifest import Manifest
 from edgecnn.models.mistakes import state_dict_problems
 from edgecnn.models.sources import source_name
+from test_security import Run, edgecnn_cli  # noqa: F401 - Run: the type of what edgecnn_cli returns
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ONNX_ONLY = ("--targets", "onnxruntime", "--quiet")
@@ -99,26 +96,6 @@ def make_model():
 '''
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.strip()]
-
-
-def edgecnn_cli(*argv) -> Run:
-    """The CLI in this process; an exception escaping ``main`` fails the test (it would be a traceback)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as e:  # argparse
-            code = e.code
-    return Run(code, out.getvalue(), err.getvalue())
 
 
 def one_line(r: Run, *needles: str) -> str:
@@ -300,7 +277,7 @@ def test_check_calls_a_factory_only_with_trust_source(ws, tmp_path):
     text = " ".join(README.read_text().split())
     assert "`check` calls it again only with `--trust-source`" in text
     plain = edgecnn_cli("check", out)
-    assert plain.code == 0 and "run only with --trust-source" in " ".join(plain.out.split()), plain.out
+    assert plain.code == 0 and "only with --trust-source" in " ".join(plain.out.split()), plain.out
     trusted = edgecnn_cli("check", out, "--trust-source")
     assert trusted.code == 0 and "--trust-source" not in trusted.out, trusted.out
 

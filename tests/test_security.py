@@ -80,6 +80,11 @@ def edit_manifest(folder: Path, change, *, sums: bool = False) -> None:
                                                for f in a["files"]))
 
 
+def edit_received(folder: Path, change) -> None:
+    """A sender's edit: manifest.json and the SHA256SUMS cross-checked against it, consistent."""
+    edit_manifest(folder, change, sums=True)
+
+
 def snapshot(folder: Path) -> dict[str, tuple[str, bytes]]:
     """Every entry under ``folder``: its kind and content (a link's target), to prove nothing changed."""
     snap = {}

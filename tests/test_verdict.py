@@ -33,12 +33,8 @@ from edgecnn.parity import ParityResult, Tolerance
 from edgecnn.pipeline.select import NOISE_SIGMAS, p50_noise, select_route
 from edgecnn.results import FLOOR_COSINE, FLOOR_TOP1, ArtifactResult
 from edgecnn.timing import Latency
-from test_security import edgecnn_cli, edit_manifest, one_line
-
-
-def edit(folder: Path, change) -> None:
-    """A sender's edit: manifest.json and the SHA256SUMS that is cross-checked against it, consistent."""
-    edit_manifest(folder, change, sums=True)
+from test_security import edgecnn_cli, one_line
+from test_security import edit_received as edit
 
 
 ORT = ("--runtimes", "onnxruntime")

@@ -1,6 +1,8 @@
 """ONNX Runtime: CPU everywhere; CUDA and TensorRT execution providers with onnxruntime-gpu."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..backends.onnxruntime import PROVIDERS, session
@@ -24,7 +26,8 @@ class OnnxRuntime(Runtime):
                 "install onnxruntime-gpu on a machine with CUDA"
             )
         # Throughput mode: every request in flight runs on one intra-op thread (streams() of them at once).
-        self.session = session(self.data[0] if self.data else self.path, 1 if self.mode == "throughput" else self.threads, providers=wanted)
+        self.session = session(self.data[0] if self.data else self.path, 1 if self.mode == "throughput" else self.threads,
+                               providers=wanted, folder=Path(self.path).parent)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32

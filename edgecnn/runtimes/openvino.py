@@ -42,7 +42,8 @@ class OpenVINORuntime(Runtime):
             native_fp16 = "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             config["INFERENCE_PRECISION_HINT"] = "f16" if self.precision == "fp16" and native_fp16 else "f32"
         # A corrupt or truncated file fails here: "could not load". Verified bytes are read from memory.
-        model = core.read_model(*self.data) if self.data else core.read_model(str(self.path))
+        from_bytes = self.data and not (Path(self.path).suffix == ".onnx" and _external_data(self.data[0]))
+        model = core.read_model(*self.data) if from_bytes else core.read_model(str(self.path))
         self._metadata = _rt_info(model)
         try:
             self.compiled = core.compile_model(model, device, config)
@@ -117,3 +118,16 @@ def _rt_info(model) -> dict[str, str]:
                 found[key] = model.get_rt_info(path).astype(str)
                 break
     return found
+
+
+def _external_data(onnx_bytes: bytes) -> bool:
+    """The ONNX model keeps weights in files beside it (a large export): OpenVINO reads those only from a path,
+    so such a model is read from its path; its .onnx bytes were verified, the external files are confined to
+    its folder by the ONNX frontend."""
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(onnx_bytes)
+    except Exception:  # noqa: BLE001 - not parseable here: OpenVINO will say why when it reads the bytes
+        return False
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
