@@ -465,6 +465,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          threads=args.threads, trust_source=args.trust_source)
     console = _console(args)
     console.print(predict_table(result, con=console))
+    if result.note:
+        _say(console, result.note, "yellow")
     if args.json:
         _write_json(result.to_dict(), args.json)
     return 0

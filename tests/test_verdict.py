@@ -148,6 +148,18 @@ def test_garbage_named_int8_tensorrt_fails_check_and_is_never_deployed(folder, t
     assert r.code == 0 and json.loads((tmp_path / "p.json").read_text())["artifact"] != "int8-tensorrt"
 
 
+def test_predict_on_a_received_folder_says_whose_word_chose_the_artifact(good, folder, tmp_path):
+    """predict deploys by the manifest's recorded results; on a folder this machine did not export (a copy) it
+    says those results are the sender's and that check judges here. On its own export it says nothing of it."""
+    img = folder.parent / "img.png"
+    received = edgecnn_cli("predict", folder, img, "--json", tmp_path / "r.json")
+    own = edgecnn_cli("predict", good, good.parent / "img.png", "--json", tmp_path / "o.json")
+    assert received.code == own.code == 0, received.err + own.err
+    assert "not exported on this machine" in " ".join(received.out.split())
+    assert json.loads((tmp_path / "r.json").read_text())["note"]
+    assert "not exported on this machine" not in own.out and json.loads((tmp_path / "o.json").read_text())["note"] is None
+
+
 def test_a_working_int8_tensorrt_is_shown_not_judged(folder, tmp_path):
     plant(folder, "int8-tensorrt", garbage=False, src="model.int8.onnx")
     code, data, out = check_json(folder, tmp_path)

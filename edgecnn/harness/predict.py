@@ -16,7 +16,7 @@ from ..guard import check_limit, clip, safe_text
 from ..manifest import Manifest, check_preprocessing
 from ..parity import softmax
 from ..runtimes import load
-from .common import admit_engine, deployed_artifact, not_judged_reason, run_batched
+from .common import admit_engine, built_here, deployed_artifact, not_judged_reason, run_batched
 from .worker import probe
 
 DEFAULT_RUNTIME = "onnxruntime"
@@ -36,6 +36,8 @@ class PredictReport:
     precision: str
     labels_from: str  # "the artifact" | "manifest.json" | "none: output indices"
     predictions: list[Prediction] = field(default_factory=list)
+    # set when this machine did not export the artifact: the results that chose it are the sender's word
+    note: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +103,9 @@ def predict_dir(out_dir: str | Path, images: list[str | Path], *, runtime: str |
                     if isinstance(names, list) and len(names) == probs.shape[1] and all(isinstance(n, str) for n in names)]
             labels, labels_from = fits[0] if fits else (None, "none: output indices")
             report = PredictReport(str(Path(out_dir).resolve()), art.key, rt.name, art.precision, labels_from)
+            if not built_here(manifest, art):
+                report.note = (f"{safe_text(art.key)} was not exported on this machine (no local record of its "
+                               "bytes): the results that chose it are the sender's; `edgecnn check` judges it here")
     k = min(top, probs.shape[1])
     for path, p in zip(images, probs):
         order = np.argsort(-p)[:k]
