@@ -92,7 +92,7 @@ def test_max_drop_judges_tensorrts_int8_model_in_exact_qdq_arithmetic(tmp_path, 
     from edgecnn.exporters import sensitivity
     from edgecnn.exporters.int8 import TENSORRT_STAGE, Int8Recipe
     from edgecnn.pipeline import run
-    from tests import tiny_onnx
+    import tiny_onnx  # tests/ is on the path (rootdir), not a package
 
     seen = []
     real = sensitivity.logits
