@@ -303,6 +303,26 @@ def test_route_choice_is_stable_within_noise(base, jitter, std, swap):
     assert best == "openvino-int8-qdq" and rule.startswith("tie")
 
 
+@pytest.mark.parametrize("rounds, expected", [
+    ([(2.0, 3.0)] * 6, "openvino-int8-nncf"),  # faster in every alternating round: speed decides
+    ([(2.0, 3.0)] * 5 + [(3.1, 3.0)], "openvino-int8-qdq"),  # one round against: the fixed tie-break
+    ([], "openvino-int8-qdq"),  # no confirmation measured: no speed verdict
+    ([(3.2, 3.0)] * 6, "openvino-int8-qdq"),  # the quick p50s lied: the first is faster in every round
+])
+def test_speed_decides_only_when_alternating_rounds_all_agree(rounds, expected):
+    """Quick p50s taken minutes apart under a changing load (3.02 vs 2.19 ms here, then the reverse) must not
+    flip the default between identical runs: the alternating re-timing decides, all rounds or nothing."""
+    cands = {"openvino-int8-qdq": _route(0.99, 3.0, 0.01), "openvino-int8-nncf": _route(0.99, 2.0, 0.01)}
+    asked = []
+
+    def confirm(a, b):
+        asked.append((a, b))
+        return rounds
+    best, rule = select_route(cands, order=("openvino-int8-qdq", "openvino-int8-nncf"), confirm=confirm)
+    assert asked == [("openvino-int8-nncf", "openvino-int8-qdq")]
+    assert best == expected and ("alternating rounds" in rule), rule
+
+
 def test_route_rules_fidelity_first_then_speed_beyond_noise():
     order = ("qdq", "nncf")
     best, rule = select_route({"qdq": _route(0.95, 1.0, 0.01, passed=False), "nncf": _route(0.99, 9.0, 0.01)},

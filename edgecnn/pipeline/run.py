@@ -34,10 +34,12 @@ from ..harness.check import EvalImages, eval_images
 from ..manifest import Manifest, build_key
 from ..models.sources import module_identity
 from ..results import ArtifactResult
+from ..runtimes import load
+from ..timing import measure
 from ..errors import ConfigError
 from .cache import BuildCache, claim_records
 from .config import ExportConfig, Plan
-from .select import flag_slower_int8, p50, p50_noise, select_route
+from .select import ROUNDS, flag_slower_int8, p50, p50_noise, select_route
 from .verify import Verifier
 
 SENSITIVITY_IMAGES = 64
@@ -297,7 +299,8 @@ class _Export:
         candidates = {stage: self.verify.evaluate(a) for stage, a in built.items()}
         fp32_result = self.verify.results.get("openvino-fp32")
         best, rule = select_route(candidates, order=OPENVINO_INT8_ROUTES, baseline_p50=p50(fp32_result),
-                                  baseline_noise=p50_noise(fp32_result))
+                                  baseline_noise=p50_noise(fp32_result),
+                                  confirm=lambda a, b: self.alternating_p50s(built[a], built[b]))
         self.selected["openvino:int8"] = {"default": best, "candidates": list(OPENVINO_INT8_ROUTES), "rule": rule}
         for stage, res in candidates.items():  # a route that failed to build was reported by the cache
             if res.error is None:
@@ -330,6 +333,19 @@ class _Export:
         self.verify.forget(art)
         self.removed[art.key] = why
         self.say(f"{art.stage}: {why}")
+
+    def alternating_p50s(self, a: Artifact, b: Artifact) -> list[tuple[float, float]]:
+        """The p50s of ``a`` and ``b`` in :data:`ROUNDS` rounds, each a block of runs of one of them, the order
+        swapped every round: a load that changes while they are timed falls on both alike."""
+        v = self.verify
+        x = v.x[:v.batch] if len(v.x) >= v.batch else np.repeat(v.x[:1], v.batch, 0)
+        rounds = []
+        with load(a, threads=v.threads) as ra, load(b, threads=v.threads) as rb:
+            for i in range(ROUNDS):
+                first, second = (ra, rb) if i % 2 == 0 else (rb, ra)
+                t1, t2 = (measure(rt.run, x, warmup=2, iterations=10).p50_ms for rt in (first, second))
+                rounds.append((t1, t2) if i % 2 == 0 else (t2, t1))
+        return rounds
 
     def tensorrt(self, sources: list[Artifact]) -> None:
         # An engine runs only on the TensorRT and GPU that built it: both are in its build key, the version as

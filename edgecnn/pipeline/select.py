@@ -3,6 +3,8 @@ that an int8 artifact is slower than fp32."""
 from __future__ import annotations
 
 import math
+import statistics
+from typing import Callable
 
 from ..artifact import Artifact
 from ..results import ArtifactResult
@@ -26,6 +28,11 @@ def working(result: ArtifactResult) -> bool:
 # error from its own samples: 1.2533 * std / sqrt(n), the large-sample error of a median). 3 sigma: two identical
 # runs on a quiet machine cross it about 0.3% of the time; below it, the fixed order decides.
 NOISE_SIGMAS = 3.0
+# The quick p50s are taken minutes apart (a route is built between them), so a machine whose load changed in
+# between makes them differ by far more than their own spread says (measured here: 3.18 vs 3.29 ms under load,
+# then 3.02 vs 2.19 ms quiet, for the same two IRs). Before speed decides, the two are timed again in alternating
+# blocks (the order swapped each round); speed decides only when every round agrees: by chance 2 in 2**ROUNDS.
+ROUNDS = 6
 
 
 def p50_noise(result: ArtifactResult | None) -> float:
@@ -45,7 +52,8 @@ def faster_beyond_noise(a: ArtifactResult, b: ArtifactResult) -> bool:
 
 
 def select_route(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...] = (),
-                 baseline_p50: float | None = None, baseline_noise: float = 0.0) -> tuple[str | None, str]:
+                 baseline_p50: float | None = None, baseline_noise: float = 0.0,
+                 confirm: Callable[[str, str], list[tuple[float, float]]] | None = None) -> tuple[str | None, str]:
     """The stage to deploy among ``candidates`` (stage -> result), or None when none works, and the rule
     that decided, in words.
 
@@ -55,6 +63,8 @@ def select_route(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...
     model slower than fp32 has no reason to be deployed), cosine to 3 decimals,
     then speed only where the p50s differ by more than their measured noise (:func:`faster_beyond_noise`), else
     the fixed tie-break: the first in ``order`` (then by name). The answer does not depend on the dict's order.
+    ``confirm(a, b)``: the p50s of ``a`` and ``b`` timed again in :data:`ROUNDS` alternating rounds; where given,
+    speed decides only when one of the two is faster in every round (else the tie-break).
     """
     ok = sorted((k for k, r in candidates.items() if working(r)),
                 key=lambda k: (order.index(k) if k in order else len(order), k))
@@ -83,7 +93,19 @@ def select_route(candidates: dict[str, ArtifactResult], *, order: tuple[str, ...
     for k in ok[1:]:
         if faster_beyond_noise(candidates[k], candidates[champion]):
             champion = k
-    if champion != ok[0] or any(faster_beyond_noise(candidates[ok[0]], candidates[k]) for k in ok[1:]):
+    first_faster = any(faster_beyond_noise(candidates[ok[0]], candidates[k]) for k in ok[1:])
+    if confirm is not None and (champion != ok[0] or first_faster):
+        other = champion if champion != ok[0] else min(ok[1:], key=lambda k: p50(candidates[k]) or math.inf)
+        rounds = confirm(other, ok[0])
+        for winner, wins in ((other, [a < b for a, b in rounds]), (ok[0], [b < a for a, b in rounds])):
+            if rounds and all(wins):
+                times = {other: [a for a, _ in rounds], ok[0]: [b for _, b in rounds]}
+                loser = ok[0] if winner == other else other
+                return winner, (f"speed: faster than {loser} in all {len(rounds)} alternating rounds (median p50 "
+                                f"{statistics.median(times[winner]):.2f} vs {statistics.median(times[loser]):.2f} ms)")
+        return ok[0], (f"tie (same fidelity; {other} was faster in {sum(a < b for a, b in rounds)} of {len(rounds)} "
+                       "alternating rounds, not all, nor slower in all): the first of " + ", ".join(ok))
+    if champion != ok[0] or first_faster:
         noise = max(p50_noise(candidates[k]) for k in ok)
         return champion, (f"speed: p50 {p50(candidates[champion]):.2f} ms, faster beyond the noise "
                           f"({NOISE_SIGMAS:g} x the p50s' standard error, up to {noise:.3f} ms)")
