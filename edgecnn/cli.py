@@ -533,13 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgecnn", description="Export classic CNNs to ONNX / OpenVINO / TensorRT, quantize them, prove parity.")
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.subcommands = sub.choices
 
     p = sub.add_parser("list", help="all models with family, params, MACs, input size")
     p.add_argument("--family", help="only this family (a prefix names several: mobilenet = mobilenet_v1/v2/v3)")
     _json_option(p, bare=True)
 
     p = sub.add_parser("info", help="params, multiply-adds and activation memory of one model")
-    p.add_argument("model", type=model_name)
+    p.add_argument("model", type=model_name, nargs="?")  # optional only so that `info --json MODEL` parses
     p.add_argument("--resolution", type=bounded("resolution"), help="input size (default: the model's)")
     p.add_argument("--num-classes", type=bounded("num_classes"))
     p.add_argument("--layers", action="store_true", help="per-layer table")
@@ -677,6 +678,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.command == "info" and args.model is None:
+        # `info --json MODEL`: the bare --json took the model name as its file; there is no other reading of it
+        if args.json in (None, "-"):
+            parser.subcommands["info"].error("the following arguments are required: model")  # exits 2
+        args.model, args.json = args.json, "-"
     prog = f"edgecnn {args.command}"
     _terminate_like_ctrl_c()
     with warnings.catch_warnings():

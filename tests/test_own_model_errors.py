@@ -353,3 +353,11 @@ def test_package_factory_exception_names_the_packages_line(ws, monkeypatch):
     monkeypatch.syspath_prepend(str(ws))
     one_line(edgecnn_cli("export", "own_pkg_errors:make", *ONNX_ONLY, "--out", ws / "o-pkg"),
              "factory own_pkg_errors:make raised ZeroDivisionError: division by zero (at own_pkg_errors/inner.py:6)")
+
+
+def test_info_json_before_the_model_name():
+    """`info --json MODEL`: the bare --json must not take the model's name for its file."""
+    first, last = edgecnn_cli("info", "--json", "lenet5"), edgecnn_cli("info", "lenet5", "--json")
+    assert first.code == 0 and json.loads(first.out) == json.loads(last.out)
+    missing = edgecnn_cli("info", "--json")
+    assert missing.code == 2 and "required: model" in missing.err, missing.err
