@@ -32,6 +32,27 @@ def fake_isa(monkeypatch):
     return set_isa
 
 
+@pytest.fixture(scope="session")
+def lenet_export(tmp_path_factory):
+    """LeNet-5 exported for ONNX Runtime (fp32, no int8), once per run: the source every received-folder test copies."""
+    from test_security import edgecnn_cli
+
+    out = tmp_path_factory.mktemp("lenet") / "good"
+    r = edgecnn_cli("export", "lenet5", "--targets", "onnxruntime", "--quiet", "--out", out)
+    assert r.code == 0, r.err
+    return out
+
+
+@pytest.fixture
+def received_lenet(lenet_export, tmp_path):
+    """A fresh copy of :func:`lenet_export`: a received folder (nothing in it is this machine's to replace)."""
+    import shutil
+
+    dest = tmp_path / "received"
+    shutil.copytree(lenet_export, dest)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Small forwards (batch 1-2, 32-96 px): one torch thread is fastest, and immune to a busy machine's

@@ -39,7 +39,6 @@ from edgecnn.manifest import Manifest
 from test_security import edgecnn_cli, edit_received, one_line
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = ("lenet5", "--targets", "onnxruntime", "--quiet")
 SHAPE, CLASSES = (1, 1, 32, 32), 10  # LeNet-5's input and outputs
 
 
@@ -96,19 +95,9 @@ def plant(folder: Path, stage: str, data: bytes, *, only: bool = False) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bounded") / "good"
-    r = edgecnn_cli("export", *MODEL, "--out", out)
-    assert r.code == 0, r.err
-    return out
-
-
 @pytest.fixture
-def folder(good, tmp_path) -> Path:
-    dest = tmp_path / "received"
-    shutil.copytree(good, dest)
-    return dest
+def folder(received_lenet) -> Path:
+    return received_lenet
 
 
 def in_thread(fn, timeout: float):

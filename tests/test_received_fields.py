@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -48,19 +47,9 @@ def edit(folder: Path, change) -> None:
     (folder / MANIFEST).write_text(json.dumps(data))
 
 
-@pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fields") / "good"
-    r = cli("export", *MODEL, "--out", out)
-    assert r.code == 0, r.err
-    return out
-
-
 @pytest.fixture
-def folder(good, tmp_path) -> Path:
-    dest = tmp_path / "received"
-    shutil.copytree(good, dest)
-    return dest
+def folder(received_lenet) -> Path:
+    return received_lenet
 
 
 def _rename_stage(folder: Path, old: str, new: str) -> None:
