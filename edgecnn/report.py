@@ -209,8 +209,8 @@ def bench_rows(report: BenchReport) -> list[dict]:
             row["speedup_why"] = why
         if r.error is not None:
             row["error"] = r.error
-        if r.latency is not None:
-            row.update(r.latency.to_dict())
+        if r.latency is not None:  # its batch: the images per query (multi-stream: the query's samples)
+            row.update(r.latency.to_dict(), batch=r.batch, images_per_query=r.latency.batch)
         if r.throughput is not None:
             row.update(throughput_ips=r.throughput.images_per_s, streams=r.throughput.streams,
                        requests=r.throughput.requests)
@@ -321,7 +321,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
     rows, why = [], {}
     for rep in reports:
         defaults = set(rep.defaults)
-        for r in bench_rows(rep):
+        for res, r in zip(rep.results, bench_rows(rep)):
             head = [_t(r["host"]), _t(r["model"])] if merged else []
             head += [_t(r["artifact"]) + (" *" if r["artifact"] in defaults else ""), _t(r["runtime"]),
                      _t(r["precision"]), _t(r["batch"])]
@@ -338,8 +338,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
             if r.get("speedup_why"):
                 why.setdefault(r["speedup_why"], None)
             rows.append([*head, *body, _x(r["speedup_vs_eager"]), _x(r["speedup_vs_best_torch"]),
-                         scenario_verdict(next(q.scenario for q in rep.results if q.artifact == r["artifact"]
-                                               and q.runtime == r["runtime"] and q.batch == r["batch"]))])
+                         scenario_verdict(res.scenario)])
     best = {r.artifact for rep in reports for r in rep.results
             if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
     notes = [f"x best: against the fastest PyTorch baseline ({', '.join(sorted(best)) or '-'})"]

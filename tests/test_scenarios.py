@@ -102,9 +102,11 @@ class StubRuntime:
     def __init__(self, clock: Clock, *, cheat_after: int | None = None, ms=lambda k: 1.0):
         self.clock, self.cheat_after, self.ms, self.calls = clock, cheat_after, ms, 0
         self.w = np.random.default_rng(0).normal(size=(3, 10)).astype(np.float32)
+        self.inputs: list[bytes] = []
 
     def __call__(self, x):
         self.calls += 1
+        self.inputs.append(x.tobytes())
         self.clock.t += self.ms(self.calls) / 1e3
         y = x.mean(axis=(2, 3)) @ self.w
         return y + 0.5 if self.cheat_after is not None and self.calls > self.cheat_after else y
@@ -117,8 +119,10 @@ def library(n=8, seed=3):
 def test_run_is_valid_on_a_steady_honest_runtime():
     clock = Clock()
     s = Settings.default("single-stream", min_duration_s=0.3, min_queries=150)
-    lat, rec = run_latency(StubRuntime(clock), library(), s, state=lambda: None, clock=clock)
+    rt = StubRuntime(clock)
+    lat, rec = run_latency(rt, library(), s, state=lambda: None, clock=clock)
     assert rec["verdict"] == "VALID" and rec["reasons"] == [], rec["reasons"]
+    assert len(set(rt.inputs[8:])) == 8  # the timed queries (after the accuracy pass) drew every sample
     assert rec["queries"] == lat.n >= 150 and len(rec["stability"]["windows"]) == 3
     assert rec["output_check"]["checked"] >= 3 and rec["output_check"]["passed"]
     assert rec["early_stopping"]["estimate_ms"] == pytest.approx(1.0)
@@ -280,5 +284,8 @@ def test_report_keeps_other_settings_apart():
     assert [g for _, g in groups] == [[a, b], [c]]
     assert all(why.startswith("results measured under other settings are not compared") for why, _ in groups)
     assert markdown([a, c]).count("| host |") == 2
+    con = layout.console(file=io.StringIO(), width=100)
+    con.print(bench_table([c], con=con))  # a multi-stream query's latency is of its 2 samples; the row is batch 1
+    assert "p99 est." in con.file.getvalue() and "INVALID" in con.file.getvalue()
     again = BenchReport.from_dict(json.loads(json.dumps(a.to_dict())))
     assert settings_groups([a, again]) == [(None, [a, again])] and again.results[1].scenario["verdict"] == "INVALID"
