@@ -72,6 +72,18 @@ def test_early_stopping_hand_values():
     assert not short["met"] and short["estimate_ms"] is None and short["min_queries"] == 64
 
 
+# The real loadgen (mlcommons-loadgen 6.0.17 from PyPI, benchmarks/loadgen_crosscheck.py, its summary's "Would
+# discard N highest latency queries"): for these query counts it discards as many as edgecnn (the counts depend on
+# n, the percentile and the confidence only); below 64 (p90) and 662 (p99) queries it says early stopping needs more.
+LOADGEN_DISCARDS = {0.90: {64: 0, 100: 2, 137: 4, 500: 33, 1024: 79, 4000: 354}, 0.99: {662: 0, 700: 0, 2000: 8}}
+
+
+@pytest.mark.parametrize("p", sorted(LOADGEN_DISCARDS))
+def test_early_stopping_discards_what_loadgen_discards(p):
+    for n, discarded in LOADGEN_DISCARDS[p].items():
+        assert early_stopping(np.arange(n, dtype=float), p)["discarded"] == discarded, n
+
+
 # ---- Triton's stability rule ---------------------------------------------------------------------------------
 
 def windows(means, qps=None):
