@@ -261,8 +261,9 @@ def _settings_text(settings: dict | None) -> str:
 def _describe(settings: dict) -> str:
     lib = settings.get("library") or {}
     spq = f", {settings['samples_per_query']} samples per query" if settings.get("scenario") == "multi-stream" else ""
+    unit = "samples" if settings.get("scenario") == "offline" else "queries"
     return (f"{_t(settings.get('scenario'))}: min {settings.get('min_duration_s'):g} s and "
-            f"{settings.get('min_queries')} queries{spq}; {lib.get('library_size')} samples of "
+            f"{settings.get('min_queries')} {unit}{spq}; {lib.get('library_size')} samples of "
             f"{_t(lib.get('images'))} (crop seed {lib.get('library_seed')}, sha256 {str(lib.get('library_sha256'))[:12]}), "
             f"query seed {settings.get('sample_seed')}, check seed {settings.get('check_seed')}"
             + (", sustained" if settings.get("sustained") else ""))

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import copy
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from .. import hostinfo
@@ -142,10 +142,9 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
     settings.library = library.settings()
     offline = settings.scenario == "offline"
     mode = "throughput" if offline else "latency"
-    state = partial(machine.read_state, machine_root)
-    note = None if state() is not None else machine.NOTHING_READABLE
-    if note:
-        state = lambda: None  # noqa: E731 - nothing to read: said once
+    readable = machine.read_state(machine_root) is not None
+    note = None if readable else machine.NOTHING_READABLE  # nothing to read: said once, and not read again
+    state = partial(machine.read_state, machine_root) if readable else _nothing
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
                          versions=hostinfo.versions(), mode=mode, defaults=sorted(manifest.defaults()),
@@ -203,6 +202,11 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
         bar.close()
     _speedups(report)
     return report
+
+
+def _nothing() -> None:
+    """The machine's state where none is readable."""
+    return None
 
 
 def honoured_batches(manifest: Manifest, asked: tuple[int, ...] | None) -> tuple[tuple[int, ...], list[str]]:
