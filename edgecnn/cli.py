@@ -23,7 +23,7 @@ from .errors import ConfigError, EdgecnnError, first_line
 from .exporters.int8 import CALIBRATION_METHODS, PRESETS, recipe_for
 from .fileio import atomic_path, writable_dir, write_failure
 from .guard import check_limit, clip, read_bounded, safe_text, safe_tree
-from .timing import BASELINES, MODES
+from .timing import BASELINES, MODES, SCENARIOS
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 MESSAGE_CHARS = 2000  # an error or warning line, at most (received text inside is clipped shorter where quoted)
@@ -425,16 +425,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 @command
 def cmd_bench(args: argparse.Namespace) -> int:
     from .harness.bench import bench_dir
-    from .report import bench_table, plot, write_csv
+    from .report import bench_table, plot, plot_timeline, scenario_lines, write_csv
 
     _check_outputs(args.json, args.csv, args.plot)
+    console = _console(args)
+    if args.mode:
+        _say(console, f"note: --mode is deprecated: --mode {args.mode} is --scenario "
+                      f"{'single-stream' if args.mode == 'latency' else 'offline'}", "yellow")
     result = bench_dir(args.out_dir, runtimes=args.runtimes, batches=args.batch, threads=args.threads,
-                       warmup=args.warmup, iterations=None if args.duration else args.iterations,
-                       duration_s=args.duration, mode=args.mode, baselines=args.baselines, device=args.device,
-                       progress=_progress(args), trust_source=args.trust_source, wait=not args.no_wait)
+                       warmup=args.warmup, iterations=args.iterations, duration_s=args.duration, mode=args.mode,
+                       baselines=args.baselines, device=args.device, progress=_progress(args),
+                       trust_source=args.trust_source, wait=not args.no_wait, scenario=args.scenario,
+                       images=args.images, samples_per_query=args.samples_per_query, sustained_min=args.sustained)
     if args.label:
         result.label = args.label
-    console = _console(args)
     cpu = result.host["cpu"]
     console.print(f"host: {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or '-'}; "
                   f"threads {args.threads or 'runtime default'}; GPU {result.host['gpu'] or 'none'}")
@@ -450,9 +454,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _write_json(result.to_dict(), args.json)
     if args.csv:
         write_csv([result], args.csv)
+    for line in scenario_lines(result):
+        _say(console, line, "yellow" if "INVALID" in line or "machine state" in line else None)
     if args.plot:
-        plot([result], args.plot)
-    return 0 if not any(r.error for r in result.results) else 1
+        (plot_timeline if args.sustained else plot)([result], args.plot)
+    failed = any(r.error or ((r.scenario or {}).get("output_check") or {}).get("passed") is False
+                 for r in result.results)  # an artifact that computed something else while timed fails
+    return 1 if failed else 0
 
 
 @command
@@ -475,7 +483,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 @command
 def cmd_report(args: argparse.Namespace) -> int:
     from .harness.bench import BenchReport
-    from .report import accuracy_markdown, bench_table, markdown, plot
+    from .report import accuracy_markdown, bench_table, markdown, plot, settings_groups
 
     _check_outputs(args.markdown, args.plot)
     benches, fidelity, checks = [], {}, []
@@ -508,7 +516,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError("no bench results among the files (pass the JSON written by `edgecnn bench --json`)")
     if benches:
         console = _console()
-        console.print(bench_table(benches, con=console))
+        for why, group in settings_groups(benches):  # like with like: one table per scenario's settings
+            if why:
+                _say(console, why, "yellow")
+            console.print(bench_table(group, con=console))
     if accuracy:
         print(accuracy)
     if args.markdown:
@@ -635,17 +646,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of batch sizes (default: the export's); a fixed-batch export runs only at its "
                         "own batch: the others are named and skipped, exit 2 when none can run")
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--mode", choices=MODES, default="latency",
-                   help="latency: one request at a time (default); throughput: every core busy for --duration "
-                        "seconds (default 5), images/s")
+    p.add_argument("--scenario", choices=SCENARIOS,
+                   help="single-stream (default): one query of one image at a time, VALID/INVALID with the "
+                        "early-stopping p90; multi-stream: queries of --samples-per-query images (default 8), p99; "
+                        "offline: every core busy for --duration seconds (default 5), images/s")
+    p.add_argument("--mode", choices=MODES, help="deprecated: latency = --scenario single-stream, "
+                                                  "throughput = --scenario offline")
+    p.add_argument("--images", type=path_arg, metavar="DIR",
+                   help="the sample library's images (default: the bundled photos)")
+    p.add_argument("--samples-per-query", type=bounded("batch"), metavar="N", help="multi-stream: images per query")
+    p.add_argument("--sustained", type=float, metavar="MINUTES",
+                   help="run the latency scenario for MINUTES in ten windows (steady state); --plot draws "
+                        "latency over time")
     p.add_argument("--baselines", type=_names("baseline", lambda: BASELINES), default=("eager",),
                    help=f"PyTorch baselines to measure besides eager: comma list of {','.join(BASELINES)} "
                         "(compile = torch.compile with inductor; its compile time is reported separately)")
     p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--warmup", type=lambda t: positive_int(t) if t.strip() != "0" else 0, default=10)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--iterations", type=positive_int, default=100)
-    g.add_argument("--duration", type=float, help="seconds per measurement instead of a count")
+    p.add_argument("--iterations", type=positive_int, metavar="N",
+                   help="minimum queries per row (default 100; multi-stream 662)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="minimum seconds per row (default 2; only --iterations given: none); offline: the run's")
     p.add_argument("--label", help="name of this machine in merged reports")
     _json_option(p)
     p.add_argument("--csv", type=path_arg, metavar="FILE")

@@ -209,13 +209,93 @@ def bench_rows(report: BenchReport) -> list[dict]:
             row["speedup_why"] = why
         if r.error is not None:
             row["error"] = r.error
-        if r.latency is not None:
-            row.update(r.latency.to_dict())
+        if r.latency is not None:  # its batch: the images per query (multi-stream: the query's samples)
+            row.update(r.latency.to_dict(), batch=r.batch, images_per_query=r.latency.batch)
         if r.throughput is not None:
             row.update(throughput_ips=r.throughput.images_per_s, streams=r.throughput.streams,
                        requests=r.throughput.requests)
+        if r.scenario:
+            row.update(scenario_row(r.scenario))
         rows.append(row)
     return rows
+
+
+def scenario_row(sc: dict) -> dict:
+    """A row's scenario record, flat: its verdict and reasons, the early-stopping estimate, stability, the output
+    check and the throttle flag (the JSON keeps all of it)."""
+    es, st, check, state = (sc.get("early_stopping") or {}), (sc.get("stability") or {}), \
+        (sc.get("output_check") or {}), (sc.get("machine") or {})
+    return {"scenario": sc.get("scenario"), "verdict": sc.get("verdict"), "reasons": "; ".join(sc.get("reasons") or []),
+            "queries": sc.get("queries"), "es_percentile": es.get("percentile"), "es_estimate_ms": es.get("estimate_ms"),
+            "es_discarded": es.get("discarded"), "stable": st.get("stable"), "windows": len(st.get("windows") or []),
+            "output_checked": check.get("checked"), "output_mismatched": check.get("mismatched"),
+            "throttled": state.get("throttled") if state else None}
+
+
+def scenario_verdict(sc: dict | None) -> Verdict:
+    """VALID, or INVALID with every reason; 'ok' for a row measured before scenarios existed."""
+    if not sc:
+        return Verdict("ok")
+    if sc.get("verdict") == "VALID":
+        return Verdict("[green]VALID[/]")
+    return Verdict("[yellow]INVALID[/]", safe_text("; ".join(sc.get("reasons") or [])))
+
+
+def settings_key(report: BenchReport) -> str:
+    """What `report` compares like with like on: the scenario's settings (seeds, minimums, samples per query, the
+    sample library's hash), none for a result from before scenarios."""
+    import json
+
+    return json.dumps(report.settings, sort_keys=True) if report.settings else "none"
+
+
+def _settings_text(settings: dict | None) -> str:
+    if not settings:
+        return "no scenario settings recorded (bench before scenarios)"
+    try:
+        return _describe(settings)
+    except (TypeError, ValueError, AttributeError, KeyError):  # a received file's settings: named, never a traceback
+        return "settings that cannot be read"
+
+
+def _describe(settings: dict) -> str:
+    lib = settings.get("library") or {}
+    spq = f", {settings['samples_per_query']} samples per query" if settings.get("scenario") == "multi-stream" else ""
+    unit = "samples" if settings.get("scenario") == "offline" else "queries"
+    return (f"{_t(settings.get('scenario'))}: min {settings.get('min_duration_s'):g} s and "
+            f"{settings.get('min_queries')} {unit}{spq}; {lib.get('library_size')} samples of "
+            f"{_t(lib.get('images'))} (crop seed {lib.get('library_seed')}, sha256 {str(lib.get('library_sha256'))[:12]}), "
+            f"query seed {settings.get('sample_seed')}, check seed {settings.get('check_seed')}"
+            + (", sustained" if settings.get("sustained") else ""))
+
+
+def settings_groups(reports: list[BenchReport]) -> list[tuple[str | None, list[BenchReport]]]:
+    """The reports grouped by their settings, each group with the line that says why it is apart (None: one group)."""
+    groups: dict[str, list[BenchReport]] = {}
+    for rep in reports:
+        groups.setdefault(settings_key(rep), []).append(rep)
+    if len(groups) == 1:
+        return [(None, reports)]
+    return [(f"results measured under other settings are not compared with each other: this table is "
+             f"{_settings_text(g[0].settings)}", g) for g in groups.values()]
+
+
+def scenario_lines(report: BenchReport) -> list[str]:
+    """The lines bench prints under its table: the settings, how far they are from MLPerf's, the machine state."""
+    if not report.settings:
+        return []
+    lines = [_settings_text(report.settings)]
+    if report.settings.get("note"):
+        lines.append(safe_text(report.settings["note"]) + " (a quick check, not a submission)")
+    if report.scenario != "offline":
+        lines.append("VALID: min duration and queries met, early stopping met, the last 3 windows agree within 10%, "
+                     "sampled timed outputs equal the accuracy pass, no clock fell")
+    invalid = [r for r in report.results if (r.scenario or {}).get("verdict") == "INVALID"]
+    if invalid:
+        lines.append(f"INVALID: {len(invalid)} of {sum(1 for r in report.results if r.scenario)} rows (reasons above)")
+    if report.machine_note:
+        lines.append(safe_text(report.machine_note))
+    return lines
 
 
 def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Table:
@@ -223,13 +303,18 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
     merged = len({host_label(r) for r in reports}) > 1 or len({r.model for r in reports}) > 1
     throughput = {r.mode for r in reports} == {"throughput"}
     several_batches = len({r.batch for rep in reports for r in rep.results}) > 1
-    what = "throughput (img/s, every core busy)" if throughput else "latency (ms)"
+    scenarios = {r.scenario for r in reports if r.scenario} - {"offline"}
+    what = "throughput (img/s, every core busy)" if throughput else \
+        f"{'/'.join(sorted(scenarios)) + ' ' if scenarios else ''}latency (ms)"
+    es_pct = sorted({float(r.scenario["early_stopping"]["percentile"]) for rep in reports for r in rep.results
+                     if (r.scenario or {}).get("early_stopping")})
+    es_header = f"p{es_pct[0] * 100:g} est." if len(es_pct) == 1 else "ES est."
     title = f"{what}; speedups against PyTorch eager and the fastest PyTorch baseline, same run"
     if not merged:
         rep = reports[0]
         title = f"{_t(rep.model)} on {_t(host_label(rep))}, {_t(rep.threads or 'default')} threads: " + title
     lead = [Col("host", "left"), Col("model", "left")] if merged else []
-    latency = [Col("p50"), Col("p90", drop=6), Col("p99", drop=7)]
+    latency = [Col("p50"), Col("p90", drop=6), Col("p99", drop=7), *([Col(es_header, drop=5)] if es_pct else [])]
     cols = [*lead, Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=5),
             Col("b", drop=0 if several_batches else 4),
             *([Col("streams", drop=8), Col("img/s"), *latency] if throughput else [*latency, Col("img/s", drop=3)]),
@@ -237,7 +322,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
     rows, why = [], {}
     for rep in reports:
         defaults = set(rep.defaults)
-        for r in bench_rows(rep):
+        for res, r in zip(rep.results, bench_rows(rep)):
             head = [_t(r["host"]), _t(r["model"])] if merged else []
             head += [_t(r["artifact"]) + (" *" if r["artifact"] in defaults else ""), _t(r["runtime"]),
                      _t(r["precision"]), _t(r["batch"])]
@@ -245,19 +330,24 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
                 rows.append([*head, *["-"] * (len(cols) - len(head) - 1),
                              Verdict("[red]failed:[/]", safe_text(r["error"]))])
                 continue
-            noisy = "[yellow]![/]" if r.get("noisy") and not throughput else ""
+            noisy = "[yellow]![/]" if r.get("noisy") and not throughput and "verdict" not in r else ""
             lat = [f"{r['p50_ms']:.2f}{noisy}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+            if es_pct:
+                lat.append(_num(r.get("es_estimate_ms"), ".2f"))
             body = [str(r["streams"]), f"{r['throughput_ips']:.1f}", *lat] if throughput else \
                 [*lat, f"{r['throughput_ips']:.0f}"]
             if r.get("speedup_why"):
                 why.setdefault(r["speedup_why"], None)
-            rows.append([*head, *body, _x(r["speedup_vs_eager"]), _x(r["speedup_vs_best_torch"]), Verdict("ok")])
+            rows.append([*head, *body, _x(r["speedup_vs_eager"]), _x(r["speedup_vs_best_torch"]),
+                         scenario_verdict(res.scenario)])
     best = {r.artifact for rep in reports for r in rep.results
             if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
     notes = [f"x best: against the fastest PyTorch baseline ({', '.join(sorted(best)) or '-'})"]
     notes += [f"- : {w}" for w in why]
     if not throughput:
-        notes.append("img/s = batch / p50; ! = noisy (cv > 15%)")
+        notes.append("img/s = images per query / p50" + ("" if es_pct else "; ! = noisy (cv > 15%)"))
+    if es_pct:
+        notes.append(f"{es_header}: MLPerf loadgen's early-stopping estimate of the percentile (99% confidence)")
     if any(rep.defaults for rep in reports):
         notes.append("* the default of several routes")
     return fit(cols, rows, title=title, caption=notes, con=con, key=len(lead))
@@ -269,17 +359,23 @@ def _x(v: float | None) -> str:
 
 
 def markdown(reports: list[BenchReport]) -> str:
-    lines = ["| host | model | mode | artifact | runtime | precision | batch | p50 ms | p90 ms | cv | img/s | "
-             "x eager | x best torch |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rep in reports:
-        for r in bench_rows(rep):
-            head = (f"| {md(r['host'])} | {md(r['model'])} | {md(r['mode'])} | {md(r['artifact'])} | "
-                    f"{md(r['runtime'])} | {md(r['precision'])} | {md(r['batch'])} |")
-            if "error" in r:
-                lines.append(f"{head} error | | | | | | {md(r['error'][:60])} |")
-                continue
-            lines.append(f"{head} {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['cv']:.0%} | {r['throughput_ips']:.1f} | "
-                         f"{_x(r['speedup_vs_eager'])} | {_x(r['speedup_vs_best_torch'])} |")
+    """One table per group of equal settings (:func:`settings_groups`), each under the line that says why."""
+    lines = []
+    for why, group in settings_groups(reports):
+        lines += [f"\n{md(why)}\n"] if why else []
+        lines += ["| host | model | mode | artifact | runtime | precision | batch | p50 ms | p90 ms | ES est. ms | cv | "
+                  "img/s | x eager | x best torch | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for rep in group:
+            for r in bench_rows(rep):
+                head = (f"| {md(r['host'])} | {md(r['model'])} | {md(r.get('scenario') or r['mode'])} | "
+                        f"{md(r['artifact'])} | {md(r['runtime'])} | {md(r['precision'])} | {md(r['batch'])} |")
+                if "error" in r:
+                    lines.append(f"{head} error | | | | | | | | {md(r['error'][:60])} |")
+                    continue
+                verdict = (r.get("verdict") or "-") + (f": {r['reasons']}" if r.get("reasons") else "")
+                lines.append(f"{head} {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {_num(r.get('es_estimate_ms'), '.2f')} | "
+                             f"{r['cv']:.0%} | {r['throughput_ips']:.1f} | {_x(r['speedup_vs_eager'])} | "
+                             f"{_x(r['speedup_vs_best_torch'])} | {md(verdict)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -338,6 +434,31 @@ def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None
         ax2.set_xlabel("p50 latency (ms)")
         ax2.set_ylabel("logit cosine vs PyTorch fp32")
         ax2.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def plot_timeline(reports: list[BenchReport], path) -> None:
+    """``--sustained``: the median latency over time of every row (one line each), to see the steady state."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingBackendError("matplotlib", extra="plot", reason="needed for --plot") from None
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for rep in reports:
+        for r in rep.results:
+            points = (r.scenario or {}).get("timeline") or []
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], lw=1,
+                        label=f"{safe_text(r.artifact)}@{safe_text(r.runtime)} b{r.batch}")
+    ax.set_xlabel("seconds since the row's first timed query")
+    ax.set_ylabel("median latency per time bucket (ms)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path, suffix=".tmp.png") as tmp:
         fig.savefig(tmp, dpi=110)

@@ -54,6 +54,9 @@ class ArtifactResult:
     # it must still clear the floor
     not_judged: str | None = None
     deployed: bool = False  # what `predict` deploys on this runtime: judged against its full tolerance
+    # bench: the scenario it was measured under and its VALID/INVALID verdict with reasons, early-stopping estimate,
+    # windows, output check and machine state (edgecnn.harness.scenario); None where no scenario ran
+    scenario: dict | None = None
 
     @property
     def judged(self) -> bool:

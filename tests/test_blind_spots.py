@@ -266,7 +266,8 @@ def test_bench_speedup_is_against_eager_at_the_same_batch(monkeypatch):
                                model="m", artifacts=arts, defaults=set)
     monkeypatch.setattr(bench, "Manifest", SimpleNamespace(load=lambda _d: manifest))
     monkeypatch.setattr(bench, "Preprocessing", SimpleNamespace(from_dict=lambda _d: None))
-    monkeypatch.setattr(bench, "evaluation_batch", lambda _p, n: np.zeros((n, 3, 8, 8), np.float32))
+    monkeypatch.setattr(bench, "sample_library", lambda _p, n, folder: SimpleNamespace(
+        x=np.zeros((n, 3, 8, 8), np.float32), settings=dict))
     monkeypatch.setattr(bench, "original_model", lambda _m, **_kw: Original("eager", "torch"))
     monkeypatch.setattr(bench, "baseline", lambda model, _name: model)
     monkeypatch.setattr(bench, "availability", lambda: {"torch": None, "onnxruntime": None, "openvino": "absent"})
@@ -276,12 +277,12 @@ def test_bench_speedup_is_against_eager_at_the_same_batch(monkeypatch):
         name = "torch-eager" if target == "eager" else target.key
         yield SimpleNamespace(run=FakeRun(name), device=device, versions=lambda: {})
 
-    def fake_measure(run, x, **_kw):
-        t = p50[(run.name, len(x))]
-        return Latency(5, len(x), t, t, t, t, 0.0)
+    def fake_measure(run, _library, _settings, *, batch, **_kw):
+        t = p50[(run.name, batch)]
+        return Latency(5, batch, t, t, t, t, 0.0), None
 
     monkeypatch.setattr(bench, "load", fake_load)
-    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "run_latency", fake_measure)
     monkeypatch.setattr(bench, "probe", lambda *_a, **_kw: None)  # the worker's pre-run of a received graph
     report = bench.bench_dir("out", batches=(1, 4), progress=False)
     speedup = {(r.artifact, r.runtime, r.batch): r.speedup for r in report.results}

@@ -5,21 +5,28 @@ same input and thread count; never interleaved call by call (their worker thread
 other's time). Speedups are ratios against PyTorch eager fp32, and against the fastest PyTorch baseline
 (channels-last, ``torch.compile``), measured in that same run.
 
-- ``mode="latency"``: one request at a time, all threads on it (batch-1 latency: cameras, laptops);
-- ``mode="throughput"``: every core busy for a duration — OpenVINO's THROUGHPUT hint with its
+- ``scenario="single-stream"`` (the default): one query of one sample at a time, all threads on it (batch-1
+  latency: cameras, laptops), MLPerf-style (:mod:`.scenario`): samples of real images drawn with recorded seeds,
+  an accuracy pass and an output check, minimum duration and queries, the early-stopping p90 estimate, windows
+  that must agree, a VALID/INVALID verdict per row, the machine's clocks before and after (:mod:`.machine`);
+- ``scenario="multi-stream"``: one query of N samples (default 8, MLPerf's) at a time, its latency that of all N,
+  the early-stopping p99 estimate;
+- ``scenario="offline"``: every core busy for a duration — OpenVINO's THROUGHPUT hint with its
   asynchronous queue, ONNX Runtime and torch with one single-threaded request per core in flight —
   reporting images/s and the per-request latency under that load (servers, multi-camera boxes).
+  ``mode="latency"|"throughput"`` (deprecated) means single-stream | offline.
 """
 from __future__ import annotations
 
 import copy
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from .. import hostinfo
 from ..artifact import Artifact
-from ..data import Preprocessing, evaluation_batch
+from ..data import Preprocessing
 from ..errors import ConfigError, EdgecnnError
 from ..fileio import locked
 from ..guard import check_limit, finite
@@ -27,8 +34,11 @@ from ..manifest import Manifest
 from ..results import ArtifactResult
 from ..runtimes import availability, check_device, load
 from ..runtimes.torch import baseline
-from ..timing import BASELINES, MODES, measure
+from ..timing import BASELINES, MODES, SCENARIO_OF_MODE, SCENARIOS
+from . import machine
 from .common import admit_engine, check_batch, nothing_checked, original_model, runs_for
+from .samples import DEFAULT_SIZE, sample_library
+from .scenario import Settings, judge_offline, run_latency
 from .worker import probe
 
 EAGER = "torch-eager"
@@ -51,11 +61,14 @@ class BenchReport:
     skipped: list[str] = field(default_factory=list)
     label: str | None = None  # the machine's name in merged reports
     defaults: list[str] = field(default_factory=list)  # the manifest's defaults of several routes (marked *)
+    scenario: str | None = None  # single-stream | multi-stream | offline (None: a result from before scenarios)
+    settings: dict | None = None  # scenario.Settings.to_dict(): what `report` compares like with like
+    machine_note: str | None = None  # said once: no machine state readable here
 
     @property
     def noisy(self) -> list[str]:
         return [f"{r.artifact}@{r.runtime} b{r.batch}" for r in self.results if r.latency and r.latency.noisy
-                and self.mode == "latency"]
+                and self.mode == "latency" and r.scenario is None]
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "results"}
@@ -78,9 +91,10 @@ class BenchReport:
 
 def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tuple[int, ...] | None = None,
               threads: int | None = None, warmup: int = 10, iterations: int | None = 100,
-              duration_s: float | None = None, mode: str = "latency", baselines: tuple[str, ...] = ("eager",),
+              duration_s: float | None = None, mode: str | None = None, baselines: tuple[str, ...] = ("eager",),
               device: str | None = None, progress: bool = True, trust_source: bool = False,
-              wait: bool = True) -> BenchReport:
+              wait: bool = True, scenario: str | None = None, images=None, samples_per_query: int | None = None,
+              sustained_min: float | None = None, machine_root: str = "/") -> BenchReport:
     """The PyTorch ``baselines`` of the original (eager fp32 always first; for an ONNX original, ONNX Runtime
     fp32 on it) and every artifact in ``out_dir``, in one run.
 
@@ -88,9 +102,21 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
     its default: engines on CUDA, the rest on the CPU. PyTorch runs on every device an artifact uses, so
     an engine on CUDA is compared with PyTorch on CUDA (``torch-eager-cuda``).
     ``batches``: the batch sizes to run (default: the export's batch, else 1); a fixed-batch export runs only
-    at its own batch: the others are listed in ``skipped`` with why, and none that can run is an error."""
-    if mode not in MODES:
+    at its own batch: the others are listed in ``skipped`` with why, and none that can run is an error.
+    ``scenario`` (default single-stream; ``mode`` latency|throughput is its deprecated alias): in a latency scenario
+    ``iterations`` and ``duration_s`` are the minimum query count and duration (:class:`.scenario.Settings`), in
+    offline the duration of the run; ``images``: a folder for the sample library (default: the bundled photos)."""
+    if mode is not None and mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if scenario is not None and mode is not None and SCENARIO_OF_MODE[mode] != scenario:
+        raise ConfigError(f"--mode {mode} is --scenario {SCENARIO_OF_MODE[mode]}; give one of them")
+    scenario = scenario or SCENARIO_OF_MODE[mode or "latency"]
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"scenario must be one of {', '.join(SCENARIOS)}, got '{scenario}'")
+    if sustained_min is not None:
+        finite(sustained_min, "--sustained (minutes)", 0.01, 600)
+    settings = Settings.default(scenario, min_duration_s=duration_s, min_queries=iterations,
+                                samples_per_query=samples_per_query, sustained_min=sustained_min)
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown PyTorch baseline '{unknown[0]}'; baselines are: {', '.join(BASELINES)}")
@@ -101,20 +127,28 @@ def bench_dir(out_dir, *, runtimes: tuple[str, ...] | None = None, batches: tupl
         finite(duration_s, "--duration", 0.001, 3600)
     with locked(Path(out_dir), shared=True, wait=wait):
         return _bench(out_dir, runtimes=runtimes, batches=batches, threads=threads, warmup=warmup,
-                      iterations=iterations, duration_s=duration_s, mode=mode, baselines=baselines, device=device,
-                      progress=progress, trust_source=trust_source)
+                      iterations=iterations, duration_s=duration_s, baselines=baselines, device=device,
+                      progress=progress, trust_source=trust_source, settings=settings, images=images,
+                      machine_root=machine_root)
 
 
-def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_s, mode, baselines, device,
-           progress, trust_source) -> BenchReport:
+def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_s, baselines, device,
+           progress, trust_source, settings: Settings, images, machine_root) -> BenchReport:
     manifest = Manifest.load(out_dir)
     manifest.verify()  # time only what the manifest describes
     batches, not_run = honoured_batches(manifest, batches)
-    x_all = evaluation_batch(Preprocessing.from_dict(manifest.preprocessing), max(batches))
+    prep = Preprocessing.from_dict(manifest.preprocessing)
+    library = sample_library(prep, n=max(DEFAULT_SIZE, max(batches)), folder=images)
+    settings.library = library.settings()
+    offline = settings.scenario == "offline"
+    mode = "throughput" if offline else "latency"
+    readable = machine.read_state(machine_root) is not None
+    note = None if readable else machine.NOTHING_READABLE  # nothing to read: said once, and not read again
+    state = partial(machine.read_state, machine_root) if readable else _nothing
     report = BenchReport(model=manifest.model, input_shape=manifest.input_shape, threads=threads, warmup=warmup,
                          iterations=iterations, duration_s=duration_s, host=hostinfo.host(),
                          versions=hostinfo.versions(), mode=mode, defaults=sorted(manifest.defaults()),
-                         skipped=not_run)
+                         skipped=not_run, scenario=settings.scenario, settings=settings.to_dict(), machine_note=note)
     unavailable = availability()
     jobs = []  # (name, runtime, precision, what to load, device)
     for art in manifest.artifacts:
@@ -135,7 +169,7 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
         jobs.insert(0, (ORIGINAL_ONNX, orig.runtime, "fp32", orig.target, "cpu"))
     bar = _bar(len(jobs) * len(batches), progress)
     for b in batches:
-        x = x_all[:b]
+        x = library.x[:b]
         for name, rt_name, precision, target, dev in jobs:
             row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b, device=dev)
             try:
@@ -147,12 +181,17 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
                     t0 = time.perf_counter()
                     rt.run(x)  # the first call: torch.compile compiles here, others load lazily
                     row.info = {"first_call_s": round(time.perf_counter() - t0, 3), "versions": rt.versions()}
-                    if mode == "throughput":
-                        row.throughput = rt.throughput(x, duration_s=duration_s or DEFAULT_THROUGHPUT_S)
+                    for _ in range(warmup):
+                        rt.run(x)
+                    if offline:
+                        before = state()
+                        row.throughput = rt.throughput(x, duration_s=settings.min_duration_s or DEFAULT_THROUGHPUT_S)
                         row.latency = row.throughput.latency
+                        row.scenario = judge_offline(settings, samples=row.throughput.requests * b,
+                                                     duration_s=row.throughput.duration_s,
+                                                     state=machine.summary([before, state()]))
                     else:
-                        row.latency = measure(rt.run, x, warmup=warmup, iterations=iterations,
-                                              duration_s=duration_s)
+                        row.latency, row.scenario = run_latency(rt.run, library, settings, batch=b, state=state)
                     row.device = rt.device
             except EdgecnnError as e:
                 row.error = str(e)
@@ -163,6 +202,11 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
         bar.close()
     _speedups(report)
     return report
+
+
+def _nothing() -> None:
+    """The machine's state where none is readable."""
+    return None
 
 
 def honoured_batches(manifest: Manifest, asked: tuple[int, ...] | None) -> tuple[tuple[int, ...], list[str]]:
