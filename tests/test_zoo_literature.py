@@ -88,3 +88,46 @@ def test_info_sets_paper_beside_card_and_measures_each_under_its_own_conditions(
     assert cli.main(["info", "vgg16"]) == 0
     text = capsys.readouterr().out
     assert "24,000,000" in text and "15,237,608" in text and "arithmetic" in text
+
+
+def test_googlenet_table1_counts_weights_only_in_units_of_1024():
+    """Inception (3a)'s '159K': its weights alone, 163,328, over 1,024; the whole column (6,797.7K) likewise."""
+    with torch.device("meta"):
+        model = build_model(get_spec("googlenet_2014"), 1000, {})
+    weights = lambda prefix: sum(p.numel() for n, p in model.named_parameters()  # noqa: E731
+                                 if n.startswith(prefix) and n.endswith("weight"))
+    assert weights("inception3a.") == 163_328 and round(163_328 / 1024, 1) == 159.5
+    table = get_spec("googlenet_2014").published
+    assert table.params == round(6_797.7 * 1024) and abs(weights("") / table.params - 1) < 0.005
+    stats = model_stats("googlenet_2014")
+    conv1 = sum(layer.macs for layer in stats.layers if layer.name.startswith("conv1."))
+    assert conv1 == 112 * 112 * 64 * 7 * 7 * 3  # the row Table 1 prints as '34M'
+    assert abs((1502e6 - 34e6 + conv1) / stats.macs - 1) < 0.003  # with it, the ops column meets the count
+
+
+def test_figures_stated_at_their_own_input_and_recipe():
+    attention92 = {s.resolution: s for s in get_spec("resattnet92").published.sources}
+    assert attention92[320].top1 == 80.5 and attention92[320].top5 == 95.2
+    assert all(s.top1 is None for r, s in attention92.items() if r != 320)  # no 224 px accuracy claimed
+    for name in ("squeezenet1_0_simple_bypass", "squeezenet1_0_complex_bypass"):
+        paper = get_spec(name).published.paper_figures
+        assert paper.resolution == 227 and "Table 6" in paper.source
+    assert "scale augmentation only" in get_spec("preact_resnet152").published.paper_figures.source
+
+
+def test_squeezenet_complex_bypass_wiring_and_table6_size():
+    """Sec. 6: identity around fire3/5/7/9, a 1x1 convolution around fire2/4/6/8; Table 6 says 7.7 MB."""
+    with torch.device("meta"):
+        model = build_model(get_spec("squeezenet1_0_complex_bypass"), 1000, {})
+    shortcuts = [m.shortcut for m in model.features if hasattr(m, "shortcut")]
+    assert [s is not None for s in shortcuts] == [True, False] * 4
+    spec = get_spec("squeezenet1_0_complex_bypass").published
+    assert spec.paper.params == int(7.7 * 2**20 / 4) and spec.paper.note
+
+
+def test_vgg16_lecture_counts_weights_only():
+    with torch.device("meta"):
+        model = build_model(get_spec("vgg16"), 1000, {})
+    weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
+    lecture = [s for s in get_spec("vgg16").published.sources if s.kind == "lecture"][0]
+    assert f"{weights:,}" in lecture.note and weights != _params("vgg16")
