@@ -135,3 +135,26 @@ def test_vgg16_lecture_counts_weights_only():
     weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
     lecture = [s for s in get_spec("vgg16").published.sources if s.kind == "lecture"][0]
     assert f"{weights:,}" in lecture.note and weights != _params("vgg16")
+
+
+@pytest.mark.parametrize("plain, resnet", [("plain18", "resnet18"), ("plain34", "resnet34")])
+def test_plain_nets_are_resnets_without_shortcuts(plain, resnet):
+    """Sec. 4.1: the same 3x3 layers, no identity and no projection shortcut; Table 2's cost is ResNet's."""
+    with torch.device("meta"):
+        p, r = build_model(get_spec(plain), 1000, {}), build_model(get_spec(resnet), 1000, {})
+    projections = {k: v.shape for k, v in r.state_dict().items() if ".downsample." in k}
+    assert projections and not any(".downsample." in k for k in p.state_dict())
+    assert {k: v.shape for k, v in p.state_dict().items()} == {k: v.shape for k, v in r.state_dict().items()
+                                                                if k not in projections}
+    block = build_model(get_spec(plain), 10, {}).layer1[0].eval()
+    y = torch.randn(1, 64, 8, 8)
+    with torch.no_grad():  # the block's output is its convolutions' alone: nothing is added back
+        assert torch.equal(block(y), block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(y)))))))
+
+
+def test_wide_resnet_28_10_is_the_cifar_layout():
+    model = build_model(get_spec("wrn28_10"), 10, {}).eval()
+    assert [len(getattr(model, f"layer{i}")) for i in (1, 2, 3)] == [4, 4, 4]  # (28 - 4) / 6 units per group
+    assert [getattr(model, f"layer{i}")[0].conv1.out_channels for i in (1, 2, 3)] == [160, 320, 640]
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
