@@ -158,3 +158,14 @@ def test_wide_resnet_28_10_is_the_cifar_layout():
     assert [getattr(model, f"layer{i}")[0].conv1.out_channels for i in (1, 2, 3)] == [160, 320, 640]
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_inception_v2_is_v3_before_the_factorized_stem():
+    """Table 3: Inception-v3 = Inception-v2 + RMSProp + label smoothing + factorized 7x7 + BN-auxiliary; only the
+    factorized stem changes the inference network. Same modules after the stem, same stem output."""
+    v2, v3 = (build_model(get_spec(n), 10, {}).eval() for n in ("inception_v2", "inception_v3"))
+    after = lambda m: {k: v.shape for k, v in m.state_dict().items() if not k.startswith("Conv2d_")}  # noqa: E731
+    assert after(v2) == after(v3) and "Conv2d_1a_7x7.conv.weight" in v2.state_dict()
+    x = torch.randn(1, 3, 299, 299)
+    with torch.no_grad():
+        assert v2.Conv2d_1a_7x7(x).shape == v3.Conv2d_2b_3x3(v3.Conv2d_2a_3x3(v3.Conv2d_1a_3x3(x))).shape
