@@ -29,6 +29,7 @@ LITERATURE_VARIANTS = {
     # issue 25: the lectures' missing variants, beside members that run the same layers in the fast sweep
     "plain18", "plain34", "mobilenet_v1_128", "mobilenet_v1_160", "mobilenet_v1_192", "dpn98", "dpn107",
     "mobilenet_v3_large_minimal", "mobilenet_v3_small_minimal", "pyramidnet200_a450", "wrn28_10", "inception_v2",
+    "squeezenext23_w3d2", "squeezenext23v5_w3d2",
     *(f"shufflenet_v1_g{g}_x0_5" for g in (1, 2, 4, 8)), *(f"shufflenet_v1_g{g}_x0_25" for g in (1, 2, 3, 4, 8)),
 }
 # name -> the builder options of the shallow build the fast run exports in its place
