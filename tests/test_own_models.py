@@ -379,30 +379,7 @@ def test_two_layer_head_checkpoint_into_a_zoo_model_points_to_a_factory(factory)
     one_line_error(r, "classifier.1.weight", "file.py:factory")
 
 
-_TORCHVISION_SCHEMAS = None
-
-
-def _import_timm():
-    """timm needs torchvision's Python parts only. PyPI's torchvision wheels are CUDA builds whose C ops do not
-    load next to the CPU torch, and torchvision's import then fails registering fake kernels for two of them;
-    declaring those two schemas lets the import through (nothing here runs a torchvision op)."""
-    try:
-        return importlib.import_module("timm")
-    except ImportError:
-        pytest.skip("timm is not installed: pip install timm")
-    except RuntimeError as e:
-        if "torchvision::" not in str(e):
-            raise
-    global _TORCHVISION_SCHEMAS
-    _TORCHVISION_SCHEMAS = torch.library.Library("torchvision", "FRAGMENT")  # kept: its definitions live with it
-    for op in ("nms", "qnms"):
-        try:
-            _TORCHVISION_SCHEMAS.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:  # already there
-            pass
-    for name in [n for n in sys.modules if n.split(".")[0] in ("timm", "torchvision")]:
-        del sys.modules[name]
-    return importlib.import_module("timm")
+from timm_import import import_timm as _import_timm  # noqa: E402  (shared with test_zoo_timm.py)
 
 
 def test_timm_model_through_the_python_api(tmp_path):

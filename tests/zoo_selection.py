@@ -26,6 +26,11 @@ LITERATURE_VARIANTS = {
     "mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2_130", "mobilenet_v2_140",
     "mobilenet_v3_large_075", "mobilenet_v3_small_075", "mnasnet_a1", "squeezenet1_0_complex_bypass",
     "squeezenext23v5_w1",
+    # issue 25: the lectures' missing variants, beside members that run the same layers in the fast sweep
+    "plain18", "plain34", "mobilenet_v1_128", "mobilenet_v1_160", "mobilenet_v1_192", "dpn98", "dpn107",
+    "mobilenet_v3_large_minimal", "mobilenet_v3_small_minimal", "pyramidnet200_a450", "wrn28_10", "inception_v2",
+    "squeezenext23_w3d2", "squeezenext23v5_w3d2",
+    *(f"shufflenet_v1_g{g}_x0_5" for g in (1, 2, 4, 8)), *(f"shufflenet_v1_g{g}_x0_25" for g in (1, 2, 3, 4, 8)),
 }
 # name -> the builder options of the shallow build the fast run exports in its place
 EXPORT_TOO_COSTLY = {"pyramidnet200_a300": {"depths": (1, 1, 1, 1)}}

@@ -1,4 +1,4 @@
-"""Dual Path Networks: DPN-68, DPN-92, DPN-131.
+"""Dual Path Networks: DPN-68, DPN-92, DPN-98, DPN-107, DPN-131.
 
 Paper: "Dual Path Networks", Chen et al., NeurIPS 2017, https://arxiv.org/abs/1707.01629. Each block
 is a ResNeXt bottleneck (1x1, grouped 3x3, 1x1) whose output splits in two: the first ``width``
@@ -115,3 +115,14 @@ def dpn92(*, num_classes: int = 1000) -> nn.Module:
                                                        source=_TABLE2)))
 def dpn131(*, num_classes: int = 1000) -> nn.Module:
     return _dpn(Variant(128, 160, 40, (4, 8, 28, 3), (16, 32, 32, 128), False), num_classes=num_classes)
+
+
+@register_model(**_spec("dpn98", 61570728, Published(params=61_700_000, macs=11.7e9, top1=79.8, top5=94.8,
+                                                      source=_TABLE2)))
+def dpn98(*, num_classes: int = 1000) -> nn.Module:
+    return _dpn(Variant(96, 160, 40, (3, 6, 20, 3), (16, 32, 32, 128), False), num_classes=num_classes)
+
+
+@register_model(**_spec("dpn107", 86917800, Published(source="DPN-107 is in the authors' repository, not the paper")))
+def dpn107(*, num_classes: int = 1000) -> nn.Module:
+    return _dpn(Variant(128, 200, 50, (4, 8, 20, 3), (20, 64, 64, 128), False), num_classes=num_classes)

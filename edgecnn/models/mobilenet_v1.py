@@ -1,4 +1,4 @@
-"""MobileNetV1 at width multipliers 1.0, 0.75, 0.5 and 0.25.
+"""MobileNetV1 at width multipliers 1.0, 0.75, 0.5 and 0.25, and at input resolutions 224, 192, 160 and 128.
 
 Paper: "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
 Howard et al., 2017, https://arxiv.org/abs/1704.04861.
@@ -106,3 +106,26 @@ def mobilenet_v1_0_5(**kwargs: Any) -> MobileNetV1:
 @register_model(family="mobilenet_v1", paper=PAPER, min_resolution=1, published=_published(0.5e6, 41e6, 50.6))
 def mobilenet_v1_0_25(**kwargs: Any) -> MobileNetV1:
     return _mobilenet_v1(width_mult=0.25, **kwargs)
+
+
+# Table 7: the resolution multiplier. The same network (1.0 width) at smaller inputs; only the cost and the
+# accuracy change. Registered at that input size, so export and info use it by default.
+def _table7(resolution: int, macs: float, top1: float) -> dict[str, Any]:
+    return dict(family="mobilenet_v1", paper=PAPER, min_resolution=1, resolution=resolution,
+                published=Published(params=4_200_000, macs=macs, top1=top1, resolution=resolution,
+                                    source=f"Howard et al. 2017, Table 7 (1.0 MobileNet-{resolution})"))
+
+
+@register_model(**_table7(192, 418e6, 69.1))
+def mobilenet_v1_192(**kwargs: Any) -> MobileNetV1:
+    return _mobilenet_v1(**kwargs)
+
+
+@register_model(**_table7(160, 290e6, 67.2))
+def mobilenet_v1_160(**kwargs: Any) -> MobileNetV1:
+    return _mobilenet_v1(**kwargs)
+
+
+@register_model(**_table7(128, 186e6, 64.4))
+def mobilenet_v1_128(**kwargs: Any) -> MobileNetV1:
+    return _mobilenet_v1(**kwargs)

@@ -1,4 +1,4 @@
-"""MobileNetV3 Large and Small.
+"""MobileNetV3 Large and Small, and their "minimalistic" versions.
 
 Paper: "Searching for MobileNetV3", Howard et al., 2019, https://arxiv.org/abs/1905.02244.
 
@@ -113,22 +113,23 @@ _SMALL: Sequence[BlockCfg] = [
 
 class MobileNetV3(nn.Module):
     def __init__(
-        self, setting: Sequence[BlockCfg], last_channel: int, *, num_classes: int = 1000, dropout: float = 0.2
+        self, setting: Sequence[BlockCfg], last_channel: int, *, num_classes: int = 1000, dropout: float = 0.2,
+        activation: type[nn.Module] = nn.Hardswish,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            ConvNormAct(3, setting[0].in_channels, stride=2, norm_layer=_NORM, activation_layer=nn.Hardswish)
+            ConvNormAct(3, setting[0].in_channels, stride=2, norm_layer=_NORM, activation_layer=activation)
         ]
         layers += [InvertedResidual(cfg) for cfg in setting]
         last_in = setting[-1].out_channels
         last_conv = 6 * last_in
-        layers.append(ConvNormAct(last_in, last_conv, kernel_size=1, norm_layer=_NORM, activation_layer=nn.Hardswish))
+        layers.append(ConvNormAct(last_in, last_conv, kernel_size=1, norm_layer=_NORM, activation_layer=activation))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         # The head runs after pooling, where a wide 1x1 layer costs almost nothing (paper Sec. 5.1).
         self.classifier = nn.Sequential(
             nn.Linear(last_conv, last_channel),
-            nn.Hardswish(inplace=True),
+            activation(inplace=True),
             nn.Dropout(p=dropout, inplace=True),
             nn.Linear(last_channel, num_classes),
         )
@@ -139,13 +140,20 @@ class MobileNetV3(nn.Module):
         return self.classifier(x)
 
 
-def _mobilenet_v3(arch: str, *, width_mult: float = 1.0, google: bool = False, **kwargs: Any) -> MobileNetV3:
+def _mobilenet_v3(arch: str, *, width_mult: float = 1.0, google: bool = False, minimal: bool = False,
+                  **kwargs: Any) -> MobileNetV3:
     """``google``: scale as Google's TF models do (their checkpoints and the paper's 0.75 rows): expansions
     as ratios of the scaled input, and the 1280/1024-wide head kept at full width (as MobileNetV2 keeps its
-    1280). torchvision instead scales the table's expanded widths and the head: another network below 1.0."""
+    1280). torchvision instead scales the table's expanded widths and the head: another network below 1.0.
+    ``minimal``: Google's "minimalistic" models: the same widths with none of the advanced blocks (no
+    squeeze-and-excite, ReLU for hard-swish everywhere, 3x3 for every 5x5 depthwise kernel)."""
     setting, last_channel = {"large": (_LARGE, 1280), "small": (_SMALL, 1024)}[arch]
     head = last_channel if google else _adjust(last_channel, width_mult)
-    return MobileNetV3([cfg.scaled(width_mult, expand_from_input=google) for cfg in setting], head, **kwargs)
+    setting = [cfg.scaled(width_mult, expand_from_input=google) for cfg in setting]
+    if minimal:
+        setting = [cfg._replace(kernel=3, use_se=False, use_hs=False) for cfg in setting]
+        kwargs.setdefault("activation", nn.ReLU)
+    return MobileNetV3(setting, head, **kwargs)
 
 
 _URL = "https://download.pytorch.org/models/"
@@ -201,3 +209,24 @@ def mobilenet_v3_large_075(**kwargs: Any) -> MobileNetV3:
 @register_model(**_google_075(2041872, "mobilenetv3_small_075", 44, 2.0, 65.4))
 def mobilenet_v3_small_075(**kwargs: Any) -> MobileNetV3:
     return _mobilenet_v3("small", width_mult=0.75, google=True, **kwargs)
+
+
+# Google's minimalistic checkpoints (not in the paper's tables): the figures of the TF-slim MobileNetV3 README.
+def _minimal(params: int, timm: str, mmacs: float, mparams: float, top1: float, note: str = "") -> dict[str, Any]:
+    return dict(family="mobilenet_v3", paper=PAPER, min_resolution=1, published=Published(
+        params=params, kind="reference", source=f"timm {timm} (Google's TF checkpoint layout; TF 'same' padding there)",
+        paper=Published(params=int(mparams * 1e6), macs=mmacs * 1e6, top1=top1, note=note,
+                        source="not in the paper's tables: tensorflow/models research/slim/nets/mobilenet README, "
+                               "'Minimalistic checkpoints' (224 px)")))
+
+
+@register_model(**_minimal(3924288, "tf_mobilenetv3_large_minimal_100", 209, 3.9, 72.3))
+def mobilenet_v3_large_minimal(**kwargs: Any) -> MobileNetV3:
+    return _mobilenet_v3("large", google=True, minimal=True, **kwargs)
+
+
+@register_model(**_minimal(2044736, "tf_mobilenetv3_small_minimal_100", 65, 2.0, 61.9, note=(
+    "the README's MACs for Small run above the paper's count of the same network (Small 1.0: README 66M, paper's "
+    "Table 3 56M); a convolution + FC count of the minimalistic Small is 52.3M")))
+def mobilenet_v3_small_minimal(**kwargs: Any) -> MobileNetV3:
+    return _mobilenet_v3("small", google=True, minimal=True, **kwargs)

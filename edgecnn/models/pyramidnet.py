@@ -1,4 +1,4 @@
-"""PyramidNet for ImageNet: the 200-layer bottleneck network with widening factor alpha = 300.
+"""PyramidNet for ImageNet: the 200-layer bottleneck network with widening factor alpha = 300 and 450.
 
 Paper: "Deep Pyramidal Residual Networks", Han, Kim & Kim, CVPR 2017, https://arxiv.org/abs/1610.02915.
 Instead of doubling the width at each downsampling, every residual unit widens by alpha / N
@@ -79,6 +79,27 @@ def pyramidnet200_a300(*, num_classes: int = 1000, depths: tuple[int, int, int, 
                        alpha: float = 300, **options: Any) -> nn.Module:
     """The paper's ImageNet net; ``depths`` (units per stage) and ``alpha`` build the other members of the
     family from the same units (``--model-arg depths=(3,4,23,3) --model-arg alpha=250``)."""
+    return _pyramidnet(depths, alpha, num_classes=num_classes, **options)
+
+
+def _pyramidnet(depths: tuple[int, int, int, int], alpha: float, *, num_classes: int, **options: Any) -> nn.Module:
     model = PyramidNet(tuple(depths), alpha, num_classes=num_classes, **options)
     init_conv_bn_linear(model)
     return model
+
+
+# The network the lecture's SENet table quotes as "PyramidNet-200" (20.1 / 5.4 at 224 px, 19.2 / 4.7 at 320 px).
+_A450 = "Han et al. 2017, Table 5 (PyramidNet-200, alpha=450"
+
+
+@register_model(
+    family="pyramidnet",
+    paper=PAPER,
+    min_resolution=1,
+    published=Published(params=116_400_000, top1=79.9, top5=94.6, source=_A450 + "; 224 px single crop)",
+                        others=(Published(top1=80.8, top5=95.3, resolution=320, source=_A450 + "; 320 px single "
+                                          "crop); the same in the lecture's SENet table (320 px column)"),)),
+)
+def pyramidnet200_a450(*, num_classes: int = 1000, depths: tuple[int, int, int, int] = (3, 24, 36, 3),
+                       alpha: float = 450, **options: Any) -> nn.Module:
+    return _pyramidnet(depths, alpha, num_classes=num_classes, **options)

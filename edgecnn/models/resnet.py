@@ -47,6 +47,15 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+class PlainBlock(BasicBlock):
+    """ResNet's two 3x3 convolutions with no shortcut: the paper's "plain" baseline (Sec. 4.1, Fig. 3 middle)."""
+
+    residual = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+
+
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand.
 
@@ -115,7 +124,7 @@ class ResNet(nn.Module):
         for i, ((planes, stride), depth) in enumerate(zip(_STAGES, depths), start=1):
             out_channels = planes * block.expansion
             downsample = None
-            if stride != 1 or channels != out_channels:
+            if getattr(block, "residual", True) and (stride != 1 or channels != out_channels):
                 downsample = nn.Sequential(
                     nn.Conv2d(channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
                 )
@@ -133,7 +142,7 @@ class ResNet(nn.Module):
 
 
 def _resnet(
-    block: type[BasicBlock | Bottleneck],
+    block: type[BasicBlock | PlainBlock | Bottleneck],
     depths: tuple[int, int, int, int],
     *,
     num_classes: int,
@@ -151,7 +160,7 @@ def _resnet(
         for m in model.modules():
             if isinstance(m, Bottleneck):
                 nn.init.zeros_(m.bn3.weight)
-            elif isinstance(m, BasicBlock):
+            elif isinstance(m, BasicBlock) and getattr(m, "residual", True):  # a plain block would pass nothing on
                 nn.init.zeros_(m.bn2.weight)
     return model
 
@@ -377,3 +386,23 @@ def resnet152_v1(*, num_classes: int = 1000, **options: Any) -> nn.Module:
 )
 def resnext101_32x4d(*, num_classes: int = 1000, **options: Any) -> nn.Module:
     return _resnet(Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=4, num_classes=num_classes, **options)
+
+
+# ---- the paper's plain baselines (Table 2, Fig. 4): ResNet-18/34's layers without any shortcut ------
+def _plain(depth: int) -> dict[str, Any]:
+    top1_err = {18: 27.94, 34: 28.54}[depth]
+    return dict(family="resnet", paper=_RESNET, min_resolution=1, published=Published(
+        macs={18: 1.8e9, 34: 3.6e9}[depth], top1=round(100 - top1_err, 2),
+        source=f"He et al. 2016 (CVPR), Table 1 (FLOPs, as ResNet-{depth}: Sec. 3.3 gives plain and residual "
+               f"nets the same cost) and Table 2 (plain-{depth}, 10-crop top-1 error {top1_err}%)",
+        note="" if depth == 18 else _TRUNCATED + "; no projection shortcuts here, so 19M fewer than ResNet-34"))
+
+
+@register_model(**_plain(18))
+def plain18(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(PlainBlock, (2, 2, 2, 2), num_classes=num_classes, **options)
+
+
+@register_model(**_plain(34))
+def plain34(*, num_classes: int = 1000, **options: Any) -> nn.Module:
+    return _resnet(PlainBlock, (3, 4, 6, 3), num_classes=num_classes, **options)

@@ -1,4 +1,4 @@
-"""ShuffleNet (v1) with 1, 2, 3, 4 or 8 groups, at width 0.5x to 2.0x.
+"""ShuffleNet (v1) with 1, 2, 3, 4 or 8 groups, at width 0.25x to 2.0x.
 
 Paper: "ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
 Zhang et al., 2017, https://arxiv.org/abs/1707.01083 (v2, CVPR 2018 version).
@@ -161,3 +161,63 @@ def shufflenet_v1_g3_x1_5(**kwargs: Any) -> ShuffleNetV1:
 @register_model(**_spec(_published(524, 73.7, 5.4e6)))
 def shufflenet_v1_g3_x2_0(**kwargs: Any) -> ShuffleNetV1:
     return _shufflenet_v1(groups=3, width_mult=2.0, **kwargs)
+
+
+# Table 2: 0.5x and 0.25x at every group count (the table gives one complexity per width, 38 and 13 MFLOPs);
+# 0.5x with g = 3 is registered above.
+_TABLE2_TOP1 = {0.5: {1: 54.9, 2: 55.6, 4: 58.4, 8: 57.7}, 0.25: {1: 42.9, 2: 43.2, 3: 45.0, 4: 45.8, 8: 47.3}}
+
+
+def _table2(width: float, groups: int) -> Published:
+    mflops = {0.5: 38, 0.25: 13}[width]
+    return Published(macs=mflops * 1e6, top1=_TABLE2_TOP1[width][groups], macs_tolerance=0.2,
+                     source=f"Zhang et al. 2017 (arXiv 1707.01083v2) Table 2 (ShuffleNet {width}x, g = {groups}; "
+                            f"one complexity, {mflops} MFLOPs, for the whole row)",
+                     note="Table 2 states one complexity per width for all five group counts ('similar complexity'); "
+                          "counted per group count, 0.5x runs 36-40.5M and 0.25x 10.6-12.4M (conv1 scaled to 6 "
+                          "channels at 0.25x, as 'filters x s' says)")
+
+
+@register_model(**_spec(_table2(0.5, 1)))
+def shufflenet_v1_g1_x0_5(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=1, width_mult=0.5, **kwargs)
+
+
+@register_model(**_spec(_table2(0.5, 2)))
+def shufflenet_v1_g2_x0_5(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=2, width_mult=0.5, **kwargs)
+
+
+@register_model(**_spec(_table2(0.5, 4)))
+def shufflenet_v1_g4_x0_5(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=4, width_mult=0.5, **kwargs)
+
+
+@register_model(**_spec(_table2(0.5, 8)))
+def shufflenet_v1_g8_x0_5(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=8, width_mult=0.5, **kwargs)
+
+
+@register_model(**_spec(_table2(0.25, 1)))
+def shufflenet_v1_g1_x0_25(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=1, width_mult=0.25, **kwargs)
+
+
+@register_model(**_spec(_table2(0.25, 2)))
+def shufflenet_v1_g2_x0_25(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=2, width_mult=0.25, **kwargs)
+
+
+@register_model(**_spec(_table2(0.25, 3)))
+def shufflenet_v1_g3_x0_25(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=3, width_mult=0.25, **kwargs)
+
+
+@register_model(**_spec(_table2(0.25, 4)))
+def shufflenet_v1_g4_x0_25(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=4, width_mult=0.25, **kwargs)
+
+
+@register_model(**_spec(_table2(0.25, 8)))
+def shufflenet_v1_g8_x0_25(**kwargs: Any) -> ShuffleNetV1:
+    return _shufflenet_v1(groups=8, width_mult=0.25, **kwargs)

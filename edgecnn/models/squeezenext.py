@@ -1,11 +1,11 @@
-"""SqueezeNext: 1.0-SqNxt-23, 1.0-SqNxt-23v5, 2.0-SqNxt-23, 2.0-SqNxt-23v5.
+"""SqueezeNext: 1.0-, 1.5- and 2.0-SqNxt-23 and -23v5.
 
 Paper: "SqueezeNext: Hardware-Aware Neural Network Design", Gholami et al., CVPR-W 2018,
 https://arxiv.org/abs/1803.10615. Laid out as the authors' Caffe definitions
 (https://github.com/amirgholami/SqueezeNext, ``*/train_val.prototxt``), whose parameter counts are
 the reference. A block squeezes twice with 1x1s (to 1/2 then 1/4 of its width), runs a separable
 3x1 + 1x3 pair instead of a 3x3, expands back with a 1x1 and adds a shortcut; every conv is
-conv-BN-ReLU without bias. Variants: width multiplier (1.0 / 2.0 of 32-64-128-256 per stage; the
+conv-BN-ReLU without bias. Variants: width multiplier (1.0 / 1.5 / 2.0 of 32-64-128-256 per stage; the
 64-channel stem and the final 128-channel 1x1 are not scaled) and block distribution over the four
 stages (23: 6-6-8-1; 23v5: 2-4-14-1, which moves work to the lower-resolution stages, with a 5x5
 stem instead of 7x7).
@@ -117,3 +117,23 @@ def squeezenext23_w2(*, num_classes: int = 1000) -> nn.Module:
 @register_model(**_spec("2.0-SqNxt-23v5", 3223912, 3.23, 67.44, 88.20))
 def squeezenext23v5_w2(*, num_classes: int = 1000) -> nn.Module:
     return _squeezenext(2.0, True, num_classes=num_classes)
+
+
+# 1.5x: the authors publish no definition for it (their repository holds 1.0 and 2.0): the same layout at
+# 48-96-192-384 channels, counted from it. The paper's figures for it were not transcribed (see the paper's Table 3).
+def _spec_w3d2(name: str, params: int) -> dict[str, Any]:
+    return dict(family="squeezenext", paper=PAPER, resolution=227, min_resolution=9, published=Published(
+        params=params, kind="computed",
+        source=f"{name}: the 1.0/2.0 Caffe layout of {REPO} at 1.5x width, counted (no published definition)",
+        paper=Published(source=f"Gholami et al. 2018 report {name} (Tables 2-3); its figures are not transcribed "
+                               "here")))
+
+
+@register_model(**_spec_w3d2("1.5-SqNxt-23", 1_404_832))
+def squeezenext23_w3d2(*, num_classes: int = 1000) -> nn.Module:
+    return _squeezenext(1.5, False, num_classes=num_classes)
+
+
+@register_model(**_spec_w3d2("1.5-SqNxt-23v5", 1_890_456))
+def squeezenext23v5_w3d2(*, num_classes: int = 1000) -> nn.Module:
+    return _squeezenext(1.5, True, num_classes=num_classes)

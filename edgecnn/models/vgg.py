@@ -77,7 +77,8 @@ _CS231N = Published(
     params=138_000_000, activations=24_000_000, kind="lecture",
     source="CS231n ConvNets notes, VGG-16 memory table ('TOTAL memory: 24M * 4 bytes ~= 93MB / image')",
     note="the lecture's own rows add up to 15,237,608 activations (58.1 MiB in fp32), not 24M (93 MB): an arithmetic "
-         "slip; measured adds 25,088 for torchvision's 7x7 adaptive average pool (a copy at 224 px, not in VGG)")
+         "slip; measured adds 25,088 for torchvision's 7x7 adaptive average pool (a copy at 224 px, not in VGG); "
+         "its params count weights only (138,344,128), the measured column counts biases too (+13,416)")
 
 
 @register_model(
