@@ -141,7 +141,7 @@ def _cpuid_features() -> dict[str, bool] | None:
 def _hwcap_features() -> dict[str, bool] | None:
     """The ARM features the kernel (or QEMU) handed this process in its auxiliary vector (getauxval
     AT_HWCAP / AT_HWCAP2): what ONNX Runtime's and OpenVINO's ARM kernels dispatch on. None off Linux arm64."""
-    if platform.machine().lower() not in ("aarch64", "arm64") or not platform.system() == "Linux":
+    if platform.machine().lower() not in ("aarch64", "arm64") or platform.system() != "Linux":
         return None
     try:
         import ctypes

@@ -109,9 +109,10 @@ def _openvino(path: str, x, *, threads: int, hint: str | None) -> tuple[object, 
     exec_: dict[str, dict[str, int]] = {}
     for op in compiled.get_runtime_model().get_ordered_ops():
         rt = op.get_rt_info()
-        get = lambda k: rt[k].astype(str) if k in rt else "?"  # noqa: E731
-        kind = exec_.setdefault(get("layerType"), {})
-        key = f"{get('primitiveType')}/{get('runtimePrecision')}"
+        layer, primitive, precision = (rt[k].astype(str) if k in rt else "?"
+                                       for k in ("layerType", "primitiveType", "runtimePrecision"))
+        kind = exec_.setdefault(layer, {})
+        key = f"{primitive}/{precision}"
         kind[key] = kind.get(key, 0) + 1
     request = compiled.create_infer_request()
     out = np.concatenate([request.infer({0: x[j: j + 1]})[compiled.output(0)].copy() for j in range(len(x))])

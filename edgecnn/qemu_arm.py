@@ -62,7 +62,7 @@ def unavailable() -> str | None:
     for tool in ("apt-get", "apt-cache", "dpkg"):
         if not shutil.which(tool):
             return f"no {tool} to fetch the arm64 Debian packages of the aarch64 sysroot"
-    foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True).stdout
+    foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True, check=False).stdout
     if "arm64" not in foreign.split():
         return "the arm64 packages cannot be had: run (as root) dpkg --add-architecture arm64 && apt-get update"
     return None
@@ -102,7 +102,7 @@ def _built(versions: dict[str, str] | None = None) -> Path | None:
 
 
 def _run(cmd: list[str], *, cwd: Path | None = None, what: str) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode:
         raise QemuUnavailable(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}")
     return proc.stdout
@@ -199,7 +199,8 @@ def python(args: list[str], *, cpu: str, work: Path, timeout: float = 900) -> su
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run([shutil.which("qemu-aarch64"), "-cpu", cpu, "-L", str(guest),
                            str(root / "usr" / "bin" / PYTHON), "-S", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
     if proc.returncode:
         raise RuntimeError(f"under qemu-aarch64 -cpu {cpu}, python {' '.join(args)[:200]}: exit {proc.returncode}\n"
                            f"{proc.stderr[-3000:]}")
@@ -213,7 +214,7 @@ def _launcher(cpu: str, timeout: float):
 
 
 def _seen(seen: dict, cpu: str) -> dict:
-    version = subprocess.run([shutil.which("qemu-aarch64"), "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([shutil.which("qemu-aarch64"), "--version"], capture_output=True, text=True, check=False).stdout
     return {**seen, "qemu_cpu": cpu, "qemu": (version.splitlines() or ["?"])[0]}
 
 
