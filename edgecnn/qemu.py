@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> None:
                 continue
         else:
             sess = session(path, args.threads, optimize=not args.no_optimize)
-            name = sess.get_inputs()[0].name
-            out = np.concatenate([sess.run(None, {name: x[j: j + 1]})[0] for j in range(len(x))])
+            inp = sess.get_inputs()[0]
+            if inp.type in ("tensor(float16)", "tensor(float)"):  # as edgecnn's runtime feeds it
+                x = x.astype(np.float16 if inp.type == "tensor(float16)" else np.float32, copy=False)
+            out = np.concatenate([sess.run(None, {inp.name: x[j: j + 1]})[0] for j in range(len(x))])
         np.save(Path(args.out) / f"{i}.npy", out)
     seen = {"cpu": hostinfo.cpu_info(), "python": platform.python_version(), "numpy": np.__version__}
     if args.engine == "openvino":

@@ -11,6 +11,7 @@ A72's int16 lane (a probe shows it). One emulated process per CPU runs every mod
 the main cost); the three run two at a time. Skipped, with the reason, where qemu-aarch64 or the arm64
 packages cannot be had (.ci/run installs qemu-user and adds the arm64 architecture where apt is available).
 """
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -45,6 +46,22 @@ def wrap_probe() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def wrap_conv(channels: int, *, depthwise: bool) -> onnx.ModelProto:
+    """A QDQ convolution of -128 weights on input code 0 (activation zero point 0): exactly 0 in, the output
+    zero point out. ONNX Runtime fuses it into QLinearConv, whose ARM kernels flip u8 codes to s8 (0 -> -128)
+    and add two products in an int16 lane where they have no dot product: 2 x 16384 wraps. A float Q/DQ
+    path (graph optimisations off) cannot wrap: the probe shows the int8 kernels ran."""
+    model = qdq_conv(np.full((channels, 1 if depthwise else channels, 3, 3), -128), a_zp=0, pad=1, stride=1, y_exp=3)
+    if depthwise:
+        model.graph.node[3].attribute.append(helper.make_attribute("group", channels))
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = channels
+    return model
+
+
+WRAPS = {"3x3, 16 channels": (16, False, {"cortex-a72"}),  # only the A72's GEMM has int16 pairs
+         "depthwise 3x3, 16 channels": (16, True, set(ISA))}  # MLAS has no dot-product depthwise kernel
+
+
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
     """Every model run on ARM, with its input and its host reference: probes (exact by construction) and
@@ -71,6 +88,11 @@ def cases(tmp_path_factory):
         x = rng.uniform(-zp / 16, (255 - zp) / 16, size=(2, cin, 6, 6)).astype(np.float32)
         runs[name] = (path, x)
         exact[name] = saturation.emulated_logits(path, x, saturate=False)  # int32 accumulation, exact scales
+    for name, (channels, depthwise, _) in WRAPS.items():
+        path = work / f"wrap{len(runs)}.onnx"
+        onnx.save(wrap_conv(channels, depthwise=depthwise), str(path))
+        runs[name] = (path, np.zeros((1, channels, 6, 6), np.float32))
+        exact[name] = saturation.emulated_logits(path, runs[name][1], saturate=False)
     for name in MODELS:
         spec = get_spec(name)
         prep = preprocessing(spec, PX)
@@ -128,6 +150,15 @@ def test_a_minus_128_pair_wraps_only_the_a72_kernel(arm, cpu):
 
 
 @pytest.mark.parametrize("cpu", ISA)
+@pytest.mark.parametrize("name", WRAPS)
+def test_minus_128_weights_wrap_where_products_pair_in_int16(arm, cases, cpu, name):
+    """Fused QLinearConv with -128 weights on u8 code 0 (exact: the output zero point): the A72's GEMM and every
+    core's depthwise kernel wrap; UDOT/SDOT and UMMLA do not. A wrap proves ONNX Runtime's int8 kernels ran."""
+    wraps = cpu in WRAPS[name][2]
+    assert (arm[cpu][0][name] != cases["exact"][name]).any() == wraps, (cpu, np.unique(arm[cpu][0][name]))
+
+
+@pytest.mark.parametrize("cpu", ISA)
 @pytest.mark.parametrize("name", CONVS)
 def test_qlinearconv_equals_exact_arithmetic(arm, cases, cpu, name):
     """Power-of-two scales: the exact int32 result requantised exactly; the ARM kernels give it to the bit."""
@@ -170,3 +201,55 @@ def test_openvino_runs_on_arm(cases):
     assert any("f32" in k for k in run["exec"].get("Convolution", {})), run["exec"]
     ref = cases["fp32"]["squeezenet1_1 fp32"]
     np.testing.assert_allclose(outs[0], ref, rtol=0, atol=1e-3 * np.abs(ref).max())
+
+
+# ---- check --emulate: an export judged on an emulated ARM CPU, logits exactly a plain ONNX Runtime run's ----
+PLAIN = """import sys, numpy as np, onnxruntime as ort
+x = np.load(sys.argv[1])
+for i, path in enumerate(sys.argv[3:]):
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    y = np.concatenate([s.run(None, {s.get_inputs()[0].name: x[j: j + 1]})[0] for j in range(len(x))])
+    np.save(f"{sys.argv[2]}/{i}.npy", y)
+"""
+
+
+@pytest.fixture(scope="module")
+def export_dir(cases, tmp_path_factory):
+    from edgecnn.pipeline import ExportConfig, run_export
+
+    out = tmp_path_factory.mktemp("arm-export") / "sq"
+    run_export(ExportConfig("squeezenet1_1", resolution=64, int8=True, calib_size=8, eval_size=4, out=str(out),
+                            targets=("onnxruntime",), progress=False), log=lambda _m: None)
+    return out
+
+
+@pytest.mark.parametrize("cpu", [pytest.param(c, marks=[] if c == "cortex-a72" else pytest.mark.slow) for c in ISA])
+def test_check_emulate_judges_a_plain_qemu_runs_logits(export_dir, monkeypatch, tmp_path, cpu):
+    """check --emulate CPU: every ONNX artifact judged on that CPU's ONNX Runtime kernels, whose logits are
+    exactly what a plain ``InferenceSession`` (default options) computes under qemu-aarch64 on the same inputs;
+    the report records the CPU, what its process saw, and that it says nothing about speed."""
+    from edgecnn.harness.check import check_dir
+
+    calls = []
+    real = qemu_arm.ort_outputs
+    monkeypatch.setattr(qemu_arm, "ort_outputs", lambda models, x, **kw: calls.append((models, x)) or real(models, x, **kw))
+    report = check_dir(export_dir, emulate=cpu)
+    assert report.passed and report.emulated["cpu"] == cpu and set(report.emulated["isa_process"]) == ISA[cpu]
+    assert any("not their speed" in n for n in report.notes)
+    (models, x), = calls
+    assert {r.artifact for r in report.results} == {"export", "simplify", "int8"} and len(models) == 3
+    np.save(tmp_path / "x.npy", x)
+    qemu_arm.python(["-c", PLAIN, str(tmp_path / "x.npy"), str(tmp_path), *models], cpu=cpu, work=tmp_path)
+    for i, res in enumerate(report.results):
+        plain = np.load(tmp_path / f"{i}.npy")
+        assert res.info["logits_sha256"] == hashlib.sha256(plain.astype(np.float32).tobytes()).hexdigest(), res.artifact
+
+
+def test_check_emulate_refuses_what_it_cannot_do(export_dir):
+    from edgecnn.errors import ConfigError
+    from edgecnn.harness.check import check_dir
+
+    with pytest.raises(ConfigError, match="unknown ARM CPU 'cortex-x9'"):
+        check_dir(export_dir, emulate="cortex-x9")
+    with pytest.raises(ConfigError, match="ONNX Runtime only, not openvino"):
+        check_dir(export_dir, emulate="cortex-a76", runtimes=("openvino",))
