@@ -253,3 +253,21 @@ def test_check_emulate_refuses_what_it_cannot_do(export_dir):
         check_dir(export_dir, emulate="cortex-x9")
     with pytest.raises(ConfigError, match="ONNX Runtime only, not openvino"):
         check_dir(export_dir, emulate="cortex-a76", runtimes=("openvino",))
+
+
+def test_a_sysroot_this_machine_did_not_build_is_never_used(monkeypatch, tmp_path):
+    """A folder at the sysroot's place without this machine's record of building it (a killed build's
+    left-over moved there, a copy, someone else's) is refused and left alone, never run."""
+    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path))
+    try:
+        final = tmp_path / "qemu-aarch64" / qemu_arm._key(qemu_arm.wheel_versions())
+    except qemu_arm.QemuUnavailable as e:
+        pytest.skip(str(e))
+    (final / "usr" / "bin").mkdir(parents=True)
+    (final / "site" / "onnxruntime").mkdir(parents=True)
+    (final / "usr" / "bin" / qemu_arm.PYTHON).write_text("#!/bin/sh\n")
+    (final / qemu_arm.BUILD).write_text("{}")
+    assert qemu_arm._built() is None
+    with pytest.raises(qemu_arm.QemuUnavailable, match="no record of building it|qemu-aarch64 not found|arm64"):
+        qemu_arm.sysroot()
+    assert (final / qemu_arm.BUILD).read_text() == "{}"
