@@ -169,12 +169,13 @@ def _build(work: Path, versions: dict[str, str]) -> None:
 
 def cpu_root(sysroot_dir: Path, cpu: str, dest: Path) -> Path:
     """A root for one emulated process at ``dest``: the sysroot's top folders linked, and an ARM
-    ``proc/cpuinfo`` naming the CPU's implementer and part (the CPU features come from HWCAP, as the
-    kernels read them; no Features line is invented here)."""
+    ``proc/cpuinfo`` naming the CPU's implementer and part, one entry per core this process may use (the CPU
+    features come from HWCAP, as the kernels read them; no Features line is invented here)."""
     model = cpu.split(",")[0]
     if model not in PARTS:
         raise QemuUnavailable(f"unknown ARM CPU model '{model}' for the emulated /proc/cpuinfo; known: "
                               f"{', '.join(PARTS)}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     (dest / "proc").mkdir(parents=True)
     for top in ("usr", "lib", "etc"):
         if (sysroot_dir / top).exists():
@@ -182,7 +183,7 @@ def cpu_root(sysroot_dir: Path, cpu: str, dest: Path) -> Path:
     (dest / "proc" / "cpuinfo").write_text(
         "".join(f"processor\t: {i}\nmodel name\t: QEMU -cpu {cpu} (edgecnn's emulated /proc/cpuinfo)\n"
                 f"CPU implementer\t: {'0x46' if model == 'a64fx' else '0x41'}\nCPU architecture: 8\n"
-                f"CPU variant\t: 0x0\nCPU part\t: {PARTS[model]}\nCPU revision\t: 0\n\n" for i in range(1)))
+                f"CPU variant\t: 0x0\nCPU part\t: {PARTS[model]}\nCPU revision\t: 0\n\n" for i in range(cores)))
     return dest
 
 
