@@ -400,7 +400,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         tolerances["fp32"] = Tolerance(max_abs_rel=args.fp32_atol, cosine=Tolerance.for_precision("fp32").cosine)
     result = check_dir(args.out_dir, images=args.images, runtimes=args.runtimes, n_images=args.num_images,
                        threads=args.threads, tolerances=tolerances, layers=args.layers, device=args.device,
-                       trust_source=args.trust_source, wait=not args.no_wait)
+                       trust_source=args.trust_source, wait=not args.no_wait, emulate=args.emulate)
     console = _console(args)
     console.print(check_table(result, con=console))
     for line in result.skipped:
@@ -620,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--layers", action="store_true", help="localise int8 error: worst layers by SQNR")
+    p.add_argument("--emulate", metavar="CPU", help="run the ONNX artifacts on ONNX Runtime's ARM kernels under "
+                   "qemu-aarch64 -cpu CPU (cortex-a72: Raspberry Pi 4; cortex-a76: Jetson-class; max,sve=off: "
+                   "Apple-like): what that CPU computes, nothing about its speed")
     _int8_thresholds(p)
     p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
     _json_option(p)

@@ -225,6 +225,8 @@ NOT_RUN = {
     "python3 -m venv --system-site-packages": "a Jetson install",
     "pip install <NVIDIA's torch wheel": "a Jetson install",
     "python benchmarks/validate_tensorrt.py": "needs TensorRT",
+    "edgecnn check edgecnn_out/mobilenet_v2 --emulate": "qemu-aarch64 and a sysroot build (tests/test_arm_kernels.py "
+                                                        "runs check --emulate on a 64 px export)",
 }
 SLOW_COMMANDS = (
     "edgecnn export mobilenet_v2 --int8 --fp16",

@@ -120,7 +120,12 @@ def default_preset(isa: list[str] | None = None) -> str:
     emulators and in some VMs)."""
     if hostinfo.saturates_u8s8(isa):  # AVX2 without VNNI: u8 x s8 pairs saturate in int16
         return "u8s8-saturation-aware"  # beats global reduce_range (lite0, real AVX2 kernels: int8_fidelity.md)
-    return "u8s8"  # VNNI / AMX / ARM dot-product accumulate in int32: no pair saturation
+    # VNNI / AMX accumulate in int32. So does every ARM core, whatever its HWCAPs (NEON only, dot product, i8mm,
+    # SVE): where two products share an int16 lane (the Cortex-A72's kernel, every core's depthwise kernel),
+    # only -128 x -128 pairs can wrap, and ONNX Runtime's quantizer writes weights in [-127, 127]; u8s8 is then
+    # bit-exact on all of them (tests/test_arm_kernels.py, real kernels under qemu-aarch64). s8s8 is exact too,
+    # but spends half its codes on negative values that post-ReLU activations never take.
+    return "u8s8"
 
 
 def get_preset(name: str) -> Int8Recipe:

@@ -16,6 +16,7 @@ from ..parity import Tolerance, accuracy, compare
 from ..results import ArtifactResult, all_pass
 from ..runtimes import availability, check_device, device_for, load
 from ..timing import measure
+from . import emulate as emulation
 from . import evalset
 from .common import (RANDOM_INT8_ADVISORY, admit_engine, deployed_artifact, not_judged_reason,  # noqa: F401
                      nothing_checked, original_model, random_weights, run_batched, runs_for)
@@ -75,11 +76,7 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
     worker process with a time and memory limit (:mod:`edgecnn.harness.worker`): what a received folder's
     graph gets."""
     rt_name = runtime or art.runtime
-    result = ArtifactResult(artifact=art.key, precision=art.precision, runtime=rt_name, parent=art.parent,
-                            device=device)
-    if random_weights and art.precision == "int8":
-        result.advisory = RANDOM_INT8_ADVISORY
-    result.not_judged = not_judged_reason(art, rt_name or "")
+    result = _result(art, rt_name, device=device, random_weights=random_weights)
     name = art.key if runtime is None else f"{art.key}@{runtime}"
     try:
         result.device = device_for(rt_name, device)
@@ -101,6 +98,16 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
     return result
 
 
+def _result(art: Artifact, rt_name: str | None, *, device: str | None, random_weights: bool) -> ArtifactResult:
+    """An artifact's row before it runs: advisory for int8 on random weights; not judged off its runtime."""
+    result = ArtifactResult(artifact=art.key, precision=art.precision, runtime=rt_name, parent=art.parent,
+                            device=device)
+    if random_weights and art.precision == "int8":
+        result.advisory = RANDOM_INT8_ADVISORY
+    result.not_judged = not_judged_reason(art, rt_name or "")
+    return result
+
+
 @dataclass
 class CheckReport:
     model: str
@@ -113,6 +120,7 @@ class CheckReport:
     original: dict | None = None  # the original's accuracy against true labels (ImageFolder images)
     notes: list[str] = field(default_factory=list)
     defaults: list[str] = field(default_factory=list)  # the manifest's defaults of several routes (marked *)
+    emulated: dict | None = None  # check --emulate: the emulated CPU and what its process saw (harness/emulate.py)
 
     @property
     def passed(self) -> bool:
@@ -121,13 +129,14 @@ class CheckReport:
     def to_dict(self) -> dict:
         return {"model": self.model, "out_dir": self.out_dir, "n_images": self.n_images, "images": self.images,
                 "results": [r.to_dict() for r in self.results], "skipped": self.skipped, "passed": self.passed,
-                "layers": self.layers, "original": self.original, "notes": self.notes, "defaults": self.defaults}
+                "layers": self.layers, "original": self.original, "notes": self.notes, "defaults": self.defaults,
+                "emulated": self.emulated}
 
 
 def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple[str, ...] | None = None,
               n_images: int = 32, threads: int | None = None, tolerances: dict[str, Tolerance] | None = None,
               layers: bool = False, original=None, device: str | None = None, trust_source: bool = False,
-              wait: bool = True) -> CheckReport:
+              wait: bool = True, emulate: str | None = None) -> CheckReport:
     """Parity of every artifact in ``out_dir`` against the original; with an ImageFolder as ``images``
     (every image is used once, ``n_images`` is ignored), accuracy against its labels too.
 
@@ -141,19 +150,23 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
     ``original``: the nn.Module an export from Python was made from (else model.onnx stands in for it).
     ``trust_source``: call the factory a manifest names (Python code) to rebuild the original.
     The folder is read under a shared lock: an export writing it is waited for (``wait=False``: refused).
+    ``emulate``: an ARM CPU for qemu-aarch64 (cortex-a72, cortex-a76, max,sve=off...): the ONNX artifacts run on
+    its ONNX Runtime kernels, judged the same way (:mod:`edgecnn.harness.emulate`; nothing about speed).
     """
     check_device(device)
+    if emulate:
+        runtimes = emulation.check_request(emulate, runtimes, device)
     check_limit("images", n_images, "--num-images")
     for tol in (tolerances or {}).values():
         tol.check()
     with locked(Path(out_dir), shared=True, wait=wait):
         return _check(out_dir, images=images, runtimes=runtimes, n_images=n_images, threads=threads,
                       tolerances=tolerances, layers=layers, original=original, device=device,
-                      trust_source=trust_source)
+                      trust_source=trust_source, emulate=emulate)
 
 
 def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, original, device,
-           trust_source) -> CheckReport:
+           trust_source, emulate=None) -> CheckReport:
     manifest = Manifest.load(out_dir)
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     unavailable = availability()
@@ -186,6 +199,7 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
     if targets is not None:
         report.original = accuracy(reference, targets)
     deployed: dict[str, str | None] = {}
+    pending: list[tuple[Artifact, ArtifactResult]] = []  # --emulate: judged together, in one emulated process
     for art, (runs, skipped) in planned:
         report.skipped += skipped
         for rt_name, rt_device in runs:
@@ -194,13 +208,21 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
                     deployed[rt_name] = deployed_artifact(manifest, rt_name).key
                 except ConfigError:
                     deployed[rt_name] = None
-            res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name, device=rt_device,
-                                    latency=False, tolerance=(tolerances or {}).get(art.precision),
-                                    random_weights=random_weights(manifest), targets=targets,
-                                    baseline=report.original, isolated=rt_name in ISOLATED)
+            if emulate:
+                pending.append((art, res := _result(art, rt_name, device="cpu",
+                                                    random_weights=random_weights(manifest))))
+            else:
+                res = evaluate_artifact(art, x, reference, batch=batch, threads=threads, runtime=rt_name,
+                                        device=rt_device, latency=False, tolerance=(tolerances or {}).get(art.precision),
+                                        random_weights=random_weights(manifest), targets=targets,
+                                        baseline=report.original, isolated=rt_name in ISOLATED)
             res.alternative = art.key in alternatives
             res.deployed = deployed[rt_name] == art.key
             report.results.append(res)
+    if emulate:
+        report.emulated = emulation.judge(pending, x, reference, cpu=emulate, batch=batch, tolerances=tolerances,
+                                          targets=targets, baseline=report.original, accuracy_against=accuracy_against)
+        report.notes.append(report.emulated["caveat"])
     if not report.results:
         nothing_checked(manifest, runtimes, report.skipped)
     if layers:
