@@ -26,6 +26,7 @@ from ..guard import check_limit, finite
 from ..manifest import Manifest
 from ..results import ArtifactResult
 from ..runtimes import availability, check_device, load
+from ..runtimes.executed import record
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, measure
 from .common import admit_engine, check_batch, nothing_checked, original_model, runs_for
@@ -154,6 +155,7 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
                         row.latency = measure(rt.run, x, warmup=warmup, iterations=iterations,
                                               duration_s=duration_s)
                     row.device = rt.device
+                    row.executed = record(rt)  # after the timing: what ran, read back (an extra ORT session)
             except EdgecnnError as e:
                 row.error = str(e)
             report.results.append(row)
