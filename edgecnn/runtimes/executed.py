@@ -299,6 +299,12 @@ def _ov_layer(name: str, table: dict) -> str | None:
     return name or None
 
 
+def _onnx_name(name: str) -> str:
+    """The layer's name in the ONNX file (OpenVINO's frontend splits a Conv or Gemm's bias off, naming the
+    product ``<name>/WithoutBiases``)."""
+    return name.removesuffix("/WithoutBiases")
+
+
 def _ov_ran(op) -> str:
     """The precision a runtime node computes in: its data input's (port 0), else its runtimePrecision."""
     data = op.get_input_element_type(0).get_type_name() if op.get_input_size() else ""
@@ -320,7 +326,7 @@ def openvino_record(runtime_model, model, *, precision: str, hint: str) -> dict:
         ran = _ov_ran(op)
         for name in originals:
             seen.add(name)
-            layers.append({"layer": name, "op": f"{info['layerType'].astype(str)} "
+            layers.append({"layer": _onnx_name(name), "op": f"{info['layerType'].astype(str)} "
                                                f"({info['primitiveType'].astype(str)})",
                            "macs": table[name], "ran": ran})
     for op in orphans:  # by their MACs: output elements x the reduced dimension of the [N, K] weights
@@ -333,7 +339,7 @@ def openvino_record(runtime_model, model, *, precision: str, hint: str) -> dict:
         if len(match) == 1:
             info = op.get_rt_info()
             seen.add(match[0])
-            layers.append({"layer": match[0], "op": f"FullyConnected ({info['primitiveType'].astype(str)})",
+            layers.append({"layer": _onnx_name(match[0]), "op": f"FullyConnected ({info['primitiveType'].astype(str)})",
                            "macs": macs, "ran": _ov_ran(op)})
     unmapped = sum(m for n, m in table.items() if n not in seen)
     import openvino as ov
