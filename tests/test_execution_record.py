@@ -133,6 +133,17 @@ def test_s8s8_onnxruntime_this_cpu(mobilenet_s8s8):
           f"{convs_in_artifact} convs and {len(listed)} Adds in float, int8 share {rec['macs']['int8']:.1%}")
 
 
+def test_fp32_onnxruntime_every_layer_found(mobilenet_s8s8):
+    """The fp32 MobileNetV2 on ONNX Runtime: its transformers rename every conv (NCHWc, a conv fused with its
+    residual Add: '<output>_nchwc'); each is found again, all MACs in fp32, nothing unmapped."""
+    art, model = mobilenet_s8s8
+    src = describe(art.path.with_name("model.onnx"), stage="export", precision="fp32", parent=None)
+    with runtimes.load(src, runtime="onnxruntime", threads=1) as rt:
+        rec = rt.executed()
+    assert rec["total_macs"] == accounting.profile(model, 64).macs and "unmapped_macs" not in rec
+    assert rec["macs"]["fp32"] == 1.0 and rec["off_precision"] == []
+
+
 def test_openvino_fp32_with_and_without_the_f32_hint(tmp_path):
     """edgecnn's OpenVINO runtime asks for f32: all fp32. Without the hint the CPU plugin picks its own precision
     (bf16 with AVX-512 BF16 / AMX, f16 on ARM with fp16): the record follows what the compiled model says."""
@@ -220,6 +231,7 @@ def test_column_and_flag_explain_a_slow_int8():
     w, n = wide.export_text(), narrow.export_text()
     assert "int8 MACs" in w and "68%" in w
     header = next(line for line in n.splitlines() if "artifact" in line)
-    assert "int8 MACs" not in header and "verdict" in header  # at 80 columns it goes first; the verdict stays
+    assert "MACs" not in header and "verdict" in header  # at 80 columns it goes first; the verdict stays
+    assert "80 columns: int8 MACs," in " ".join(n.split())
     d = slow.to_dict()
     assert ArtifactResult.from_dict(d).executed == rec
