@@ -251,18 +251,19 @@ def onnxruntime_record(model_or_bytes, *, options, providers: list[str], precisi
     import onnx
     import onnxruntime as ort
 
-    artifact = model_or_bytes if hasattr(model_or_bytes, "graph") else onnx.load_model_from_string(model_or_bytes)
+    blob = model_or_bytes.SerializeToString() if hasattr(model_or_bytes, "graph") else model_or_bytes
     level = str(options.graph_optimization_level).rsplit(".", 1)[-1]
     source = f"onnxruntime {ort.__version__} optimized model ({level}, {providers[0]})"
     with tempfile.TemporaryDirectory(prefix="edgecnn-executed-") as work:
         path = Path(work) / "optimized.onnx"
         options.optimized_model_filepath = str(path)
         try:
-            ort.InferenceSession(artifact.SerializeToString(), options, providers=providers)
+            ort.InferenceSession(blob, options, providers=providers)
             optimized = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # noqa: BLE001 - a graph ORT runs but cannot serialise: say so, never guess
             return {"error": f"ONNX Runtime could not write its optimized model: {backend_message(e)}",
                     "source": source}
+    artifact = model_or_bytes if hasattr(model_or_bytes, "graph") else onnx.load_model_from_string(blob)
     return classify_onnx(artifact, optimized, precision=precision, source=source)
 
 
