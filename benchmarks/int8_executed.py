@@ -46,7 +46,11 @@ def main(folders: list[str]) -> None:
              f"Machine: {machine}. Read back from what each runtime compiled (edgecnn/runtimes/executed.py): ONNX "
              "Runtime's optimized model, OpenVINO's runtime model (inference precision hint f32, as edgecnn "
              "sets it). Random-init weights (the fusions do not depend on the weights), 224 px, batch 1. "
-             "Flagged below 90% int8 (edgecnn/results.py MIN_INT8_SHARE).", "",
+             "Flagged below 90% int8 (edgecnn/results.py MIN_INT8_SHARE). 'off int8': the layers with MACs that "
+             "ran in float and, on ONNX Runtime, the zero-MAC operators the QDQ model asked for in int8 (DQ on "
+             "their inputs, Q on their output) that were left in float; on OpenVINO only layers with MACs are "
+             "classified. `int8` is the ONNX artifact's row on ONNX Runtime; the OpenVINO rows are the IRs of "
+             "the two OpenVINO routes.", "",
              "| model | preset | artifact | runtime | int8 | fp32 | bf16 | fp16 | off int8 (operators) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
