@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 import tiny_onnx
+import torch
 
 from edgecnn import accounting, hostinfo, runtimes
 from edgecnn.artifact import describe
@@ -212,7 +212,7 @@ def test_column_and_flag_explain_a_slow_int8():
     from rich.console import Console
 
     from edgecnn.harness.check import CheckReport
-    from edgecnn.parity import ParityResult  # noqa: F401 - rows without parity are fine here
+    from edgecnn.parity import ParityResult
     from edgecnn.report import check_table, verdict
 
     rec = {"macs": {"int8": 0.68, "fp16": 0.0, "bf16": 0.0, "fp32": 0.32}, "source": "test",

@@ -28,8 +28,9 @@ import json
 import math
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import backend_message
 
