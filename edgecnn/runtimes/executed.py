@@ -28,6 +28,7 @@ import json
 import math
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -199,10 +200,9 @@ def classify_onnx(artifact, optimized, *, precision: str, source: str) -> dict:
     wrote after its transformers): each MAC node of the artifact is found again by its weight, bias or output
     names, and counted in the precision the node that now holds it computes in."""
     table = onnx_macs(artifact)
-    owner: dict[str, str] = {}  # key -> the artifact's MAC node
-    for name, row in table.items():
-        for k in row["keys"]:
-            owner.setdefault(k, name)
+    uses = Counter(k for row in table.values() for k in set(row["keys"]))
+    # key -> the artifact's MAC node; a key two nodes share (one zero bias for two convs) names neither
+    owner = {k: name for name, row in table.items() for k in row["keys"] if uses[k] == 1}
     g = optimized.graph
     types = _elem_types(optimized)
     inits = {t.name for t in g.initializer}
