@@ -77,8 +77,9 @@ class ArtifactResult:
         share = self.int8_share
         if self.precision != "int8" or share is None or share >= MIN_INT8_SHARE:
             return None
-        off = [o for o in (self.executed or {}).get("off_precision", []) if isinstance(o, dict)]
-        mac_layers = [o for o in off if o.get("macs")]
+        off = (self.executed or {}).get("off_precision")  # a received manifest's: any shape, read defensively
+        off = [o for o in off if isinstance(o, dict)] if isinstance(off, list) else []
+        mac_layers = [o for o in off if isinstance(o.get("macs"), (int, float)) and o["macs"] > 0]
         ops: dict[str, int] = {}
         for o in off:
             key = f"{str(o.get('op', '?')).split(' -> ')[-1]} in {o.get('ran', '?')}"
@@ -125,6 +126,8 @@ class ArtifactResult:
         d["latency"] = self.latency.to_dict() if self.latency is not None else None
         d["throughput"] = self.throughput.to_dict() if self.throughput is not None else None
         d["ok"] = self.ok
+        if self.low_int8:  # the flag, with its reason and layers, for readers of the JSON (derived: not read back)
+            d["low_int8"] = self.low_int8
         return d
 
     @classmethod

@@ -60,7 +60,7 @@ def test_qdq_float_layer_onnxruntime(tmp_path):
     assert [(o["layer"], o["ran"], o["macs"]) for o in off] == [("fc", "fp32", FC_MACS)]
     result = ArtifactResult("int8", "int8", runtime="onnxruntime", executed=rec)
     assert result.int8_share < MIN_INT8_SHARE and "fc" in result.low_int8 and "89%" in result.low_int8
-    assert result.ok  # a flag, not the pass rule
+    assert result.ok and result.to_dict()["low_int8"] == result.low_int8  # a flag, not the pass rule
 
 
 def test_qdq_float_layer_openvino(tmp_path):
@@ -233,5 +233,9 @@ def test_column_and_flag_explain_a_slow_int8():
     header = next(line for line in n.splitlines() if "artifact" in line)
     assert "MACs" not in header and "verdict" in header  # at 80 columns it goes first; the verdict stays
     assert "80 columns: int8 MACs," in " ".join(n.split())
+    odd = ArtifactResult("int8", "int8", executed={"macs": {"int8": 0.5}, "off_precision": [
+        {"layer": "x", "macs": "many"}, "junk", {"macs": None}]})  # a received manifest's record, malformed
+    assert "50%" in odd.low_int8 and "largest" not in odd.low_int8
+    assert ArtifactResult("int8", "int8", executed={"macs": "all", "off_precision": 3}).low_int8 is None
     d = slow.to_dict()
     assert ArtifactResult.from_dict(d).executed == rec
