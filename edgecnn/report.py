@@ -42,6 +42,10 @@ def verdict(r: ArtifactResult) -> Verdict:
     """The result's verdict (:attr:`ArtifactResult.verdict`, never re-derived here) as a label and what failed."""
     v, failures = r.verdict, "; ".join(r.parity.failures) if r.parity is not None else ""
     slower = f"{r.slower_than_fp32:.2f}x slower than fp32" if r.slower_than_fp32 else ""
+    low = r.low_int8  # the execution record explains a slow int8 (its float layers), or says it is not that
+    if slower and not low and r.int8_share is not None:
+        slower += f" (though {r.int8_share:.0%} of its MACs ran in int8)"
+    slower = "; ".join(x for x in (slower, safe_text(low or "")) if x)
     if v == "failed":  # could not be built, loaded or run: a failure whatever the weights, never "advisory"
         return Verdict(f"[red]failed{' (not the default)' if r.alternative else ''}:[/]", safe_text(r.error or ""))
     label = {"pass": "[green]pass[/]", "advisory": "[yellow]advisory[/]",
@@ -59,6 +63,15 @@ def accuracy_cells(acc: dict | None, top5: bool) -> list[str]:
         return f"{acc[k]:.1%}" + (f" ({delta * 100:+.1f})" if delta is not None else "")
 
     return [cell("top1")] + ([cell("top5")] if top5 else [])
+
+
+def int8_cell(r: ArtifactResult | None) -> str:
+    """The share of the MACs that ran in int8 ("71%"), or '-' where the runtime did not say."""
+    share = r.int8_share if r is not None else None
+    return "-" if share is None else f"{share:.0%}"
+
+
+INT8_COL = "int8 MACs"  # the execution record's column: the first to go when the width is short
 
 
 def _accuracy_columns(original: dict | None) -> list[Col]:
@@ -84,7 +97,7 @@ def export_table(manifest: Manifest, *, con: Console | None = None) -> Table:
     acc_cols = _accuracy_columns(original)
     cols = [Col("artifact", "left"), Col("runtime", "left", drop=7), Col("prec", "left", drop=4),
             Col("size", drop=8), Col("cosine", drop=1), Col("max abs", drop=9), Col("top-1 conf.", drop=3),
-            *acc_cols, Col("p50 ms", drop=6), Col("verdict", "left")]
+            *acc_cols, Col("p50 ms", drop=6), Col(INT8_COL, drop=11), Col("verdict", "left")]
     defaults, alternatives = manifest.defaults(), manifest.alternatives()
     rows = []
     for key, art in [(a.key, a) for a in manifest.artifacts] + [(k, None) for k in manifest.failures()]:
@@ -97,7 +110,7 @@ def export_table(manifest: Manifest, *, con: Console | None = None) -> Table:
             _num(p.max_abs if p is not None else None, ".2e"),
             p.agreement(digits=0) if p is not None else "-",
             *(accuracy_cells(res.accuracy, len(acc_cols) > 1) if original else []),
-            f"{lat.p50_ms:.2f}" if lat else "-", verdict(res)])
+            f"{lat.p50_ms:.2f}" if lat else "-", int8_cell(res), verdict(res)])
     notes = []
     if defaults:
         notes.append("* the default of several routes (" + ", ".join(sorted(alternatives)) + ": alternatives)")
@@ -112,7 +125,7 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
     acc_cols = _accuracy_columns(report.original)
     cols = [Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=4), Col("cosine", drop=1),
             Col("max abs", drop=8), Col("rel L2", drop=10), Col("SQNR dB", drop=9), Col("top-1", drop=6),
-            Col("top-1 conf.", drop=3), Col("top-5", drop=7), *acc_cols, Col("verdict", "left")]
+            Col("top-1 conf.", drop=3), Col("top-5", drop=7), *acc_cols, Col(INT8_COL, drop=11), Col("verdict", "left")]
     defaults = set(report.defaults)
     rows = []
     for r in report.results:
@@ -120,12 +133,12 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
         acc = accuracy_cells(r.accuracy, len(acc_cols) > 1) if report.original else []
         head = [_t(r.artifact) + (" *" if r.artifact in defaults else ""), _t(r.runtime), _t(r.precision)]
         if r.error is not None or p is None:
-            rows.append([*head, *["-"] * (7 + len(acc)), verdict(r)])
+            rows.append([*head, *["-"] * (7 + len(acc)), int8_cell(r), verdict(r)])
             continue
         rows.append([*head, _num(p.cosine, ".5f"), _num(p.max_abs, ".2e"), _num(p.rel_l2, ".2e"),
                      _num(p.sqnr_db, ".1f"), _num(p.top1, ".1%"),
                      p.agreement(),
-                     f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, verdict(r)])
+                     f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, int8_cell(r), verdict(r)])
     notes = [safe_text(c) for c in (_original_caption(report.original, "the original"), *report.notes) if c]
     if defaults:
         notes.insert(0, "* the default of several routes; the others of its group are alternatives")
@@ -204,7 +217,8 @@ def bench_rows(report: BenchReport) -> list[dict]:
     for r in report.results:
         row = {"host": host_label(report), "model": report.model, "mode": report.mode, "artifact": r.artifact,
                "runtime": r.runtime, "precision": r.precision, "batch": r.batch, "device": r.device,
-               "speedup_vs_eager": r.speedup, "speedup_vs_best_torch": r.speedup_vs_best_torch}
+               "speedup_vs_eager": r.speedup, "speedup_vs_best_torch": r.speedup_vs_best_torch,
+               "int8_macs": r.int8_share}
         if why := report.speedup_why(r):
             row["speedup_why"] = why
         if r.error is not None:
@@ -318,7 +332,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
     cols = [*lead, Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=5),
             Col("b", drop=0 if several_batches else 4),
             *([Col("streams", drop=8), Col("img/s"), *latency] if throughput else [*latency, Col("img/s", drop=3)]),
-            Col("x eager", drop=2), Col("x best", drop=1), Col("result", "left")]
+            Col("x eager", drop=2), Col("x best", drop=1), Col(INT8_COL, drop=11), Col("result", "left")]
     rows, why = [], {}
     for rep in reports:
         defaults = set(rep.defaults)
@@ -339,6 +353,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
             if r.get("speedup_why"):
                 why.setdefault(r["speedup_why"], None)
             rows.append([*head, *body, _x(r["speedup_vs_eager"]), _x(r["speedup_vs_best_torch"]),
+                         "-" if r.get("int8_macs") is None else f"{r['int8_macs']:.0%}",
                          scenario_verdict(res.scenario)])
     best = {r.artifact for rep in reports for r in rep.results
             if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}

@@ -23,6 +23,12 @@ from .timing import Latency, Throughput
 # without VNNI, cosine 0.769 (ONNX Runtime) and 0.737 (OpenVINO), top-1 agreement 53% and 50% on the confident
 # crops (benchmarks/results/int8_fidelity.md): the floor sits below that too, and far above garbage on both figures.
 FLOOR_COSINE = 0.5
+# An int8 artifact is flagged when less than this share of its multiply-adds ran in int8. A fully quantized
+# CNN keeps only what its recipe leaves in float (the classifier, or an excluded stem: MobileNetV2's first conv
+# is 3.6% of its MACs, its classifier 0.4%); a runtime that leaves a class of layers in float falls far below
+# (x86 ONNX Runtime with the s8s8 preset, AMD EPYC with AVX-512 VNNI: MobileNetV2 68%, its 15 convs that share
+# a tensor with a residual Add and the 10 Adds left between DQ and Q; benchmarks/results/int8_executed.md).
+MIN_INT8_SHARE = 0.9
 FLOOR_TOP1 = 0.2  # top-1 agreement with the original on every image (not only the confident ones)
 
 
@@ -57,6 +63,33 @@ class ArtifactResult:
     # bench: the scenario it was measured under and its VALID/INVALID verdict with reasons, early-stopping estimate,
     # windows, output check and machine state (edgecnn.harness.scenario); None where no scenario ran
     scenario: dict | None = None
+    # the execution record (runtimes/executed.py): {"macs": {"int8": 0.71, "fp16": 0.0, "bf16": 0.0, "fp32": 0.29},
+    # "source": ..., "off_precision": [{"layer", "op", "macs", "ran"}...]}, read back from what the runtime compiled
+    executed: dict | None = None
+
+    @property
+    def int8_share(self) -> float | None:
+        """The share of the model's MACs that ran in int8, where the runtime said."""
+        macs = (self.executed or {}).get("macs")
+        return macs.get("int8") if isinstance(macs, dict) and isinstance(macs.get("int8"), (int, float)) else None
+
+    @property
+    def low_int8(self) -> str | None:
+        """An int8 artifact that ran less than :data:`MIN_INT8_SHARE` of its MACs in int8: why, with the layers
+        (a flag like ``slower_than_fp32``, never part of the pass rule)."""
+        share = self.int8_share
+        if self.precision != "int8" or share is None or share >= MIN_INT8_SHARE:
+            return None
+        off = (self.executed or {}).get("off_precision")  # a received manifest's: any shape, read defensively
+        off = [o for o in off if isinstance(o, dict)] if isinstance(off, list) else []
+        mac_layers = [o for o in off if isinstance(o.get("macs"), (int, float)) and o["macs"] > 0]
+        ops: dict[str, int] = {}
+        for o in off:
+            key = f"{str(o.get('op', '?')).split(' -> ')[-1]} in {o.get('ran', '?')}"
+            ops[key] = ops.get(key, 0) + 1
+        names = ", ".join(str(o.get("layer")) for o in sorted(mac_layers, key=lambda o: -o["macs"])[:3])
+        return (f"only {share:.0%} of its MACs ran in int8 (< {MIN_INT8_SHARE:.0%}): "
+                + ", ".join(f"{n} {k}" for k, n in ops.items()) + (f" (largest: {names})" if names else ""))
 
     @property
     def judged(self) -> bool:
@@ -96,6 +129,8 @@ class ArtifactResult:
         d["latency"] = self.latency.to_dict() if self.latency is not None else None
         d["throughput"] = self.throughput.to_dict() if self.throughput is not None else None
         d["ok"] = self.ok
+        if self.low_int8:  # the flag, with its reason and layers, for readers of the JSON (derived: not read back)
+            d["low_int8"] = self.low_int8
         return d
 
     @classmethod

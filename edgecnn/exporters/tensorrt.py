@@ -124,6 +124,11 @@ def _builder_config(trt: Any, builder: Any, network: Any, profile: tuple[tuple[i
     tf32_flag = getattr(trt.BuilderFlag, "TF32", None)
     if tf32_flag is not None:
         config.clear_flag(tf32_flag)  # keep fp32 layers in full fp32: the precision is the ONNX's
+    # Every layer's formats and precisions in the engine inspector (runtimes/executed.py reads them back);
+    # a TensorRT without the setting (before 8.2) lists layer names only, and the record says so.
+    detailed = getattr(getattr(trt, "ProfilingVerbosity", None), "DETAILED", None)
+    if detailed is not None:
+        config.profiling_verbosity = detailed
     inp = network.get_input(0)
     if any(d == -1 for d in inp.shape):  # a static input needs (and gets) no profile
         opt_profile = builder.create_optimization_profile()

@@ -33,6 +33,7 @@ from ..guard import check_limit, finite
 from ..manifest import Manifest
 from ..results import ArtifactResult
 from ..runtimes import availability, check_device, load
+from ..runtimes.executed import record
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, SCENARIO_OF_MODE, SCENARIOS
 from . import machine
@@ -193,6 +194,7 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
                     else:
                         row.latency, row.scenario = run_latency(rt.run, library, settings, batch=b, state=state)
                     row.device = rt.device
+                    row.executed = record(rt)  # after the timing: what ran, read back (an extra ORT session)
             except EdgecnnError as e:
                 row.error = str(e)
             report.results.append(row)

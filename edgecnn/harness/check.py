@@ -15,6 +15,7 @@ from ..manifest import Manifest
 from ..parity import Tolerance, accuracy, compare
 from ..results import ArtifactResult, all_pass
 from ..runtimes import availability, check_device, device_for, load
+from ..runtimes.executed import record
 from ..timing import measure
 from . import emulate as emulation
 from . import evalset
@@ -82,7 +83,9 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
         result.device = device_for(rt_name, device)
         if isolated:
             out, result.info, result.latency = run_artifact(art, x, batch=batch, runtime=runtime,
-                                                            device=result.device, threads=threads, latency=latency)
+                                                            device=result.device, threads=threads, latency=latency,
+                                                            executed=True)
+            result.executed = result.info.pop("executed", None)
         else:
             with load(art, runtime=runtime, threads=threads, device=result.device) as rt:
                 out = run_batched(rt, x, batch)
@@ -90,6 +93,7 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
                     result.latency = measure(rt.run, x[:batch] if len(x) >= batch else np.repeat(x[:1], batch, 0),
                                              warmup=3, iterations=20)
                 result.info = asdict(rt.info())
+                result.executed = record(rt)
         result.parity = compare(reference, out, name=name, precision=art.precision, tolerance=tolerance)
         if targets is not None:
             result.accuracy = accuracy_against(out, targets, baseline)

@@ -83,8 +83,9 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def run_artifact(art, x: np.ndarray, *, batch: int | None, runtime: str | None, device: str | None,
-                 threads: int | None, latency: bool = False):
+                 threads: int | None, latency: bool = False, executed: bool = False):
     """``(logits, info, latency)`` of ``art`` run on ``x`` in a worker process (see the module docstring);
+    ``executed``: ``info["executed"]`` holds the execution record (:mod:`edgecnn.runtimes.executed`);
     :class:`ArtifactError` with one line when it fails, runs past ``run_seconds`` or runs out of memory.
     ``batch=None``: the artifact's own fixed batch, else chunks of :data:`ORIGINAL_BATCH`."""
     from ..timing import Latency
@@ -96,7 +97,7 @@ def run_artifact(art, x: np.ndarray, *, batch: int | None, runtime: str | None, 
         np.save(job / "x.npy", x)
         with open(job / "job.pkl", "wb") as f:  # written here, read by our own child: never received data
             pickle.dump({"artifact": art, "batch": batch, "runtime": runtime, "device": device, "threads": threads,
-                         "latency": latency, "memory": limit("run_memory_bytes")}, f)
+                         "latency": latency, "memory": limit("run_memory_bytes"), "executed": executed}, f)
         try:
             proc = run_python(["-m", "edgecnn.harness.worker", work], timeout=seconds)
         except subprocess.TimeoutExpired:
@@ -156,6 +157,10 @@ def _work(job: Path) -> dict:
             lat = measure(rt.run, x[:batch] if len(x) >= batch else np.repeat(x[:1], batch, 0), warmup=3,
                           iterations=20).to_dict()
         info = asdict(rt.info())
+        if task.get("executed"):
+            from ..runtimes.executed import record
+
+            info["executed"] = record(rt)
     np.save(job / "out.npy", out)
     return {"info": info, "latency": lat}
 

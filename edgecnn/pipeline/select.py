@@ -133,6 +133,8 @@ def flag_slower_int8(artifacts: list[Artifact], results: dict[str, ArtifactResul
         ratio = p50(res) / p50(results[base.key])
         if ratio > SLOWER_MARGIN:
             res.slower_than_fp32 = round(ratio, 2)
+            share = res.int8_share  # the execution record says whether float layers explain it
+            why = "" if share is None else f"; {share:.0%} of its MACs ran in int8"
             warnings.append(f"{art.stage}: warning: int8 runs {ratio:.2f}x slower than fp32 ({base.stage}) on "
-                            f"{art.runtime} here ({p50(res):.2f} vs {p50(results[base.key]):.2f} ms p50)")
+                            f"{art.runtime} here ({p50(res):.2f} vs {p50(results[base.key]):.2f} ms p50{why})")
     return warnings

@@ -110,6 +110,12 @@ class Runtime(ABC):
     def provider(self) -> str | None:
         return None
 
+    def executed(self) -> dict | None:
+        """The execution record (:mod:`edgecnn.runtimes.executed`): the share of the model's MACs that ran in
+        int8 / fp16 / bf16 / fp32 and the layers that did not run in the artifact's precision, read back from
+        what this runtime compiled; ``None`` where a runtime cannot say (torch runs what it is given)."""
+        return None
+
     def streams(self) -> int:
         """Requests in flight in throughput mode: one per thread (each request runs single-threaded)."""
         return self.threads or hostinfo.cpu_info()["affinity"] or 1

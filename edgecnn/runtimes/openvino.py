@@ -45,6 +45,7 @@ class OpenVINORuntime(Runtime):
         from_bytes = self.data and not (Path(self.path).suffix == ".onnx" and _external_data(self.data[0]))
         model = core.read_model(*self.data) if from_bytes else core.read_model(str(self.path))
         self._metadata = _rt_info(model)
+        self._model = model  # as read: what executed() counts MACs on (compile leaves it as it is)
         try:
             self.compiled = core.compile_model(model, device, config)
         except RuntimeError as e:
@@ -98,14 +99,26 @@ class OpenVINORuntime(Runtime):
                           summarize(times, batch=x.shape[0]))
 
     def _close(self) -> None:
-        del self.request, self.compiled
+        del self.request, self.compiled, self._model
 
     def metadata(self) -> dict[str, str]:
         return dict(self._metadata)
 
+    def executed(self) -> dict | None:
+        """From the compiled model's runtime graph (no extra compile)."""
+        from . import executed
+
+        return executed.openvino_record(self.compiled.get_runtime_model(), self._model, precision=self.precision,
+                                        hint=_type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT")))
+
     def versions(self) -> dict[str, str]:
         return {"openvino": ov().get_version(),
                 "inference_precision": str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))}
+
+
+def _type_name(t) -> str:
+    """``f32``, ``bf16``: an OpenVINO element type as its short name."""
+    return t.get_type_name() if hasattr(t, "get_type_name") else str(t)
 
 
 def _rt_info(model) -> dict[str, str]:

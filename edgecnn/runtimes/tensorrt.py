@@ -89,6 +89,18 @@ class TensorRTRuntime(Runtime):
         del self.engine
         del self._trt_runtime, self._stream
 
+    def executed(self) -> dict | None:
+        """From the engine inspector (full detail for engines built with ProfilingVerbosity.DETAILED, as
+        edgecnn builds them)."""
+        import tensorrt as trt
+
+        from . import executed
+
+        inspector = self.engine.create_engine_inspector()
+        text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+        return executed.tensorrt_record(text, precision=self.precision,
+                                        source=f"tensorrt {self._host['tensorrt']} engine inspector")
+
     def versions(self) -> dict[str, str]:
         import torch  # imported on use: the ONNX Runtime / OpenVINO worker starts without it
 
