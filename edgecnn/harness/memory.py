@@ -15,11 +15,16 @@ bytes (the fp16 artifact computes in fp16 with fp32 input/output, whose casts ar
 MatMul weights in one byte plus a per-channel fp32 scale and a zero point, biases as int32, the
 model's fp32 input and output plus the quantized copy of the input.
 
-:func:`measure_onnxruntime` checks the fp32 figure against ONNX Runtime itself: a fresh process
-loads the model and runs one image; the weights' share is the resident-memory growth of creating
-the session, the activations' the peak growth while running it (Linux ``/proc``: VmHWM, reset
-through ``clear_refs``). It includes what the liveness model leaves out (convolution scratch
-buffers, the runtime's own small allocations), so the two agree within :data:`MEASURED_TOLERANCE`.
+What a deployment sees is more: ONNX Runtime with edgecnn's own session options (its defaults: memory
+arena, memory patterns, every graph optimisation, weight prepacking) keeps the parsed model beside the
+session's weights, re-lays weights out for its kernels (NCHWc, prepacked GEMM), and serves activations
+from an arena and a memory-pattern block, with convolution scratch on top. :func:`deployed_estimate`
+puts that on the liveness figures (:data:`DEPLOYED_MODEL`, fitted by benchmarks/memory_tolerance.py on
+some families and checked on held-out ones, within :data:`DEPLOYED_TOLERANCE`); :func:`probe` measures it
+in a fresh process (Linux ``/proc``: VmHWM, reset through ``clear_refs``), and ``info --memory --measure``
+prints both, flagging an estimate outside its tolerance. :func:`measure_onnxruntime` measures the
+liveness settings instead (arena, patterns and prepacking off), where ONNX Runtime holds close to the
+liveness figure (:data:`MEASURED_TOLERANCE`, on the families of :data:`MEASURED_ON`).
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .rss import can_reset_peak
 from .worker import run_python
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -36,8 +42,22 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # VGG-16 +0.2%, ResNet-50 +5%, MobileNetV2 +9%, DenseNet-121 +14%).
 # ONNX Runtime holds more than the liveness model: convolution scratch (im2col) buffers, up to ~4 MiB at 224 px,
 # and small per-node allocations of its own.
-MEASURED_TOLERANCE = 0.15
+MEASURED_TOLERANCE = 0.15  # the liveness settings only; not what a deployment sees (DEPLOYED_TOLERANCE)
 MEASURED_ON = ("resnet50", "mobilenet_v2", "densenet121")  # three families: residual adds, depthwise, concatenations
+# The deployed peak with edgecnn's ONNX Runtime settings ~ a x weights + b x peak activations + c MiB (fp32, one image,
+# fresh process, model read from its file; a constant term made the held-out error worse). Fitted by
+# benchmarks/memory_tolerance.py on resnet, densenet, mobilenet_v2 and squeezenet only, and its tolerance is the
+# largest error over every measured family, held out ones included (mobilenet_v1/v3, shufflenet_v1/v2, efficientnet,
+# mnasnet, squeezenext, vgg), rounded up to 5%: worst mobilenet_v3 +32%, vgg +30%, mobilenet_v2 +26%,
+# shufflenet_v1 +25%, resnet -23% (benchmarks/results/memory_tolerance.md; measured 2026-12-07 16:53 UTC,
+# AMD EPYC AVX2 2 cores under load, ONNX Runtime 1.32.0, edgecnn's default threads). Resident memory after the
+# arena and memory-pattern allocations depends on what glibc kept from loading the model, so the figure is an
+# estimate; --measure gives the figure of this machine.
+DEPLOYED_MODEL = (2.37, 2.95, 0.0)
+DEPLOYED_TOLERANCE = 0.35
+DEPLOYED_TOLERANCE_BY_FAMILY: dict[str, float] = {}  # none needed: every measured family is within 35%
+DEPLOYED_MEASURED = ("benchmarks/memory_tolerance.py, 2026-12-07, AMD EPYC (AVX2), ONNX Runtime 1.32: worst "
+                     "error mobilenet_v3 +32%, vgg +30%, on 12 families, 8 of them held out of the fit")
 _FLOAT_TYPES = {1: 4, 10: 2, 11: 8, 16: 2}  # ONNX TensorProto: FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ELEMENT_SIZE = {**_FLOAT_TYPES, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 12: 4, 13: 8}
 _WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
@@ -79,11 +99,36 @@ class InferenceMemory:
     model: str
     resolution: int
     per_precision: dict[str, GraphMemory]
-    measured: dict | None = None  # ONNX Runtime, fp32 (measure_onnxruntime)
+    measured: dict | None = None  # ONNX Runtime in the liveness settings, fp32 (measure_onnxruntime)
+    deployed: dict | None = None  # ONNX Runtime with edgecnn's own settings, fp32 (probe, "deployed")
+    family: str = ""
+
+    @property
+    def tolerance(self) -> float:
+        return DEPLOYED_TOLERANCE_BY_FAMILY.get(self.family, DEPLOYED_TOLERANCE)
+
+    @property
+    def estimate_bytes(self) -> int | None:
+        """The fp32 deployed peak with edgecnn's ONNX Runtime settings, estimated from the liveness figures."""
+        return deployed_estimate(self.per_precision["fp32"]) if "fp32" in self.per_precision else None
+
+    @property
+    def gap(self) -> float | None:
+        """Estimate / measured deployed peak - 1 (None where not measured)."""
+        est = self.estimate_bytes
+        return None if not self.deployed or est is None else est / self.deployed["peak_bytes"] - 1
+
+    @property
+    def within_tolerance(self) -> bool | None:
+        return None if self.gap is None else abs(self.gap) <= self.tolerance
 
     def to_dict(self, layers: bool = False) -> dict:
         out = {"model": self.model, "resolution": self.resolution, "measured_onnxruntime_fp32": self.measured,
-               "measured_tolerance": MEASURED_TOLERANCE}
+               "deployed_estimate_bytes": self.estimate_bytes, "deployed_tolerance": self.tolerance,
+               "deployed_model": {"weights_x": DEPLOYED_MODEL[0], "activations_x": DEPLOYED_MODEL[1],
+                                  "constant_mib": DEPLOYED_MODEL[2], "measured": DEPLOYED_MEASURED},
+               "deployed_measured": self.deployed, "deployed_gap": self.gap,
+               "deployed_within_tolerance": self.within_tolerance}
         for p, g in self.per_precision.items():
             d = asdict(g)
             d["peak_bytes"] = g.peak_bytes
@@ -98,33 +143,64 @@ class InferenceMemory:
 
         from ..layout import Col, fit
 
-        mib = 2**20
-        rows = [[p, f"{g.weight_bytes / mib:.2f} MiB", f"{g.peak_activation_bytes / mib:.2f} MiB",
-                 f"{g.peak_bytes / mib:.2f} MiB", escape(g.peak_node)] for p, g in self.per_precision.items()]
+        def mib(v):
+            return f"{v / 2**20:.2f} MiB"
+
+        rows = [[p, mib(g.weight_bytes), mib(g.peak_activation_bytes), mib(g.peak_bytes), escape(g.peak_node)]
+                for p, g in self.per_precision.items()]
+        if self.estimate_bytes is not None:
+            rows.append(["fp32 deployed, estimate", "-", "-", mib(self.estimate_bytes),
+                         f"edgecnn's ONNX Runtime settings, +/-{self.tolerance:.0%}"])
+        if self.deployed:
+            d = self.deployed
+            rows.append(["fp32 deployed, measured", mib(d["loaded_bytes"]), mib(d["run_peak_bytes"] - d["loaded_bytes"]),
+                         mib(d["peak_bytes"]), "fresh process, edgecnn's settings"])
         if self.measured:
             m = self.measured
-            rows.append(["fp32, measured", f"{m['weight_bytes'] / mib:.2f} MiB",
-                         f"{m['activation_bytes'] / mib:.2f} MiB",
-                         f"{(m['weight_bytes'] + m['activation_bytes']) / mib:.2f} MiB", "ONNX Runtime, resident memory"])
+            rows.append(["fp32 liveness settings, measured", mib(m["weight_bytes"]), mib(m["activation_bytes"]),
+                         mib(m["weight_bytes"] + m["activation_bytes"]), "arena, patterns, prepacking off"])
         cols = [Col("precision", "left"), Col("weights"), Col("live activations at peak"),
                 Col("peak (weights + activations)"), Col("at node", "left", drop=1)]
         return fit(cols, rows, title=f"{escape(self.model)} @ {self.resolution}x{self.resolution}: deployed inference "
                                      "peak memory (batch 1)", con=con)
 
     def notes(self) -> list[str]:
-        lines = ["inference peak: weights + the largest set of activations alive at once when the exported ONNX "
-                 "runs node by node (BatchNorm folded; in-place and view ops allocate nothing); int8 as ONNX "
-                 "Runtime's QLinear kernels hold it (1-byte activations and weights, int32 biases, fp32 I/O)"]
-        if self.measured:
-            m = self.measured
-            gap = (m["weight_bytes"] + m["activation_bytes"]) / self.per_precision["fp32"].peak_bytes - 1 \
-                if "fp32" in self.per_precision else None
-            lines.append("measured: resident-memory growth of an ONNX Runtime session (weights) and of one run "
-                         "(activations, incl. convolution scratch buffers the liveness model omits)"
-                         + (f": {gap:+.1%} against the fp32 peak" if gap is not None else "")
-                         + f"; the stated tolerance is {MEASURED_TOLERANCE:.0%} (checked on {', '.join(MEASURED_ON)} "
-                         f"in tests/test_memory.py)")
+        mib = 2**20
+        a, b, c = DEPLOYED_MODEL
+        lines = ["inference peak (liveness): weights + the largest set of activations alive at once when the exported "
+                 "ONNX runs node by node (BatchNorm folded; in-place and view ops allocate nothing); int8 as ONNX "
+                 "Runtime's QLinear kernels hold it (1-byte activations and weights, int32 biases, fp32 I/O)",
+                 f"deployed estimate: {a} x weights + {b} x activations + {c} MiB, what ONNX Runtime with edgecnn's "
+                 "own session options (arena, memory patterns, all graph optimisations, prepacking) takes above the "
+                 "liveness figure: the parsed model kept beside the session's weights, weights re-laid out for its "
+                 "kernels (NCHWc, prepacked GEMM), the arena and memory-pattern blocks, convolution scratch; within "
+                 f"+/-{self.tolerance:.0%} of a fresh process's resident memory ({DEPLOYED_MEASURED})"]
+        if self.deployed:
+            d, g = self.deployed, self.per_precision.get("fp32")
+            line = (f"measured (fresh process, edgecnn's settings, model read from its file): deployed peak "
+                    f"{d['peak_bytes'] / mib:.1f} MiB; the estimate is {self.gap:+.1%} from it")
+            line += (f", within the stated +/-{self.tolerance:.0%}" if self.within_tolerance else
+                     f": OUTSIDE the stated tolerance of +/-{self.tolerance:.0%} (the estimate does not hold for this "
+                     "model; budget the measured figure)")
+            if g is not None:
+                line += (f"; the gap to the liveness figure ({g.peak_bytes / mib:.1f} MiB): weights side "
+                         f"{(d['loaded_bytes'] - g.weight_bytes) / mib:+.1f} MiB (parsed model, re-laid-out and "
+                         f"prepacked weights), runs {(d['run_peak_bytes'] - d['loaded_bytes'] - g.peak_activation_bytes) / mib:+.1f} "
+                         "MiB (arena, memory-pattern block, scratch)")
+            if self.measured:
+                m = self.measured
+                line += (f"; in the liveness settings (arena, patterns, prepacking off, basic optimisation) ONNX "
+                         f"Runtime holds {(m['weight_bytes'] + m['activation_bytes']) / mib:.1f} MiB")
+            lines.append(("WARNING: " if not self.within_tolerance else "") + line)
+            lines.append("loaded from bytes (edgecnn check and predict read the verified file first) add the file's "
+                         "size while the session lives")
         return lines
+
+
+def deployed_estimate(g: GraphMemory) -> int:
+    """Peak resident growth of an fp32 ONNX Runtime session with edgecnn's settings, one image: see DEPLOYED_MODEL."""
+    a, b, c = DEPLOYED_MODEL
+    return int(a * g.weight_bytes + b * g.peak_activation_bytes + c * 2**20)
 
 
 def _shapes(model) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -258,6 +334,7 @@ def export_for_analysis(name: str, dest: str | Path, *, resolution: int | None =
     """Export a registered model (random init: shapes are what matter) to an fp32 ONNX file."""
     import torch
 
+    from ..exporters.simplify import simplify_onnx
     from ..exporters.torch_onnx import export_onnx
     from ..models import get_spec
     from ..models._factory import build_model
@@ -268,13 +345,22 @@ def export_for_analysis(name: str, dest: str | Path, *, resolution: int | None =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model(spec, num_classes, options).eval()
-    export_onnx(model, dest, input_shape=spec.input_shape(resolution))
-    return Path(dest)
+    dest = Path(dest)
+    raw = export_onnx(model, dest.with_name(dest.stem + "-raw.onnx"), input_shape=spec.input_shape(resolution))
+    # The graph a deployment runs is the simplified one (constants folded: a TF-style padding's shape
+    # arithmetic otherwise leaves the shapes after it unknown to shape inference); the raw export where onnxsim fails.
+    simplified, _ = simplify_onnx(raw, dest)
+    if simplified is None:
+        Path(raw.path).replace(dest)
+    else:
+        Path(raw.path).unlink()
+    return dest
 
 
 def inference_memory(name: str, *, resolution: int | None = None, options: dict | None = None,
-                     precisions: tuple[str, ...] = PRECISIONS, measure: bool = True) -> InferenceMemory:
-    """Export ``name`` and analyse its graph per precision; with ``measure``, check fp32 on ONNX Runtime."""
+                     precisions: tuple[str, ...] = PRECISIONS, measure: bool = False) -> InferenceMemory:
+    """Export ``name`` and analyse its graph per precision; with ``measure``, measure fp32 on ONNX Runtime in
+    fresh processes: with edgecnn's own settings (the deployed peak) and in the liveness settings."""
     import onnx
 
     from ..models import get_spec
@@ -285,63 +371,31 @@ def inference_memory(name: str, *, resolution: int | None = None, options: dict 
         model = onnx.load(str(path))
         per = {p: graph_memory(model, p) for p in precisions}
         measured = measure_onnxruntime(path) if measure else None
-    return InferenceMemory(model=name, resolution=res, per_precision=per, measured=measured)
+        deployed = probe(path) if measure and can_reset_peak() else None
+    return InferenceMemory(model=name, resolution=res, per_precision=per, measured=measured, deployed=deployed,
+                           family=get_spec(name).family)
 
 
-_MEASURE = r"""
-import json, sys
-import numpy as np
-import onnxruntime as ort
-
-def status(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-path = sys.argv[1]
-# A one-node session first, so that what every session costs once (kernel registry, thread pool) is not counted
-# as weights.
-import onnx
-from onnx import TensorProto, helper
-tiny = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
-                                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]))
-from edgecnn.backends.onnxruntime import session_options  # light: onnxruntime only
-
-so = session_options(1)
-so.enable_cpu_mem_arena = False  # freed activations leave the count instead of staying in the arena
-so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # the graph as analysed
-so.add_session_config_entry("session.disable_prepacking", "1")  # no second, re-laid-out copy of the weights
-so.enable_mem_pattern = False  # each tensor allocated when produced and freed when dead: the liveness model
-warm = ort.InferenceSession(tiny.SerializeToString(), so, providers=["CPUExecutionProvider"])
-warm.run(None, {"x": np.zeros(1, np.float32)})
-before = status("VmRSS")
-session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-inp = session.get_inputs()[0]
-x = np.zeros([d if isinstance(d, int) else 1 for d in inp.shape], np.float32)
-loaded = status("VmRSS")
-reset_peak()
-session.run(None, {inp.name: x})
-print(json.dumps({"weight_bytes": loaded - before, "activation_bytes": status("VmHWM") - loaded}))
-"""
+def probe(path: str | Path, *, threads: int | None = None, mode: str = "deployed", env: dict | None = None) -> dict:
+    """Resident memory of an ONNX Runtime session of ``path`` in a fresh process (:mod:`.memory_probe`): ``mode``
+    deployed (edgecnn's own session options) or liveness (what the liveness model counts). A worker that fails
+    raises: a broken measurement is a failure, never a silent "cannot measure here"."""
+    proc = run_python(["-m", "edgecnn.harness.memory_probe", str(path), str(threads or 0), mode], timeout=600, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"measuring {Path(path).name} on ONNX Runtime failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def measure_onnxruntime(path: str | Path) -> dict | None:
-    """Resident-memory growth of an ONNX Runtime session (weights) and of its first run (activations).
+    """Resident-memory growth of an ONNX Runtime session (weights) and of its runs (activations), in the
+    configuration the liveness model describes (arena, memory patterns, prepacking off; basic optimisation).
 
     Runs in a fresh Python process, so nothing else of ours is in the count. None where ``/proc``
     cannot say (not Linux: no ``clear_refs`` to reset the peak); a worker that fails raises.
     """
-    if not Path("/proc/self/clear_refs").exists():
+    if not can_reset_peak():
         return None
     # A fixed mmap threshold makes glibc return every large freed block to the system at once, so resident memory
     # follows the live tensors instead of the allocator's high-water mark.
-    # The worker imports edgecnn.backends.onnxruntime (the one session-options builder) from this checkout.
-    proc = run_python(["-c", _MEASURE, str(path)], timeout=600, env={"MALLOC_MMAP_THRESHOLD_": "65536"})
-    if proc.returncode != 0:  # a broken measurement is a failure, never a silent "cannot measure here"
-        raise RuntimeError(f"measuring {Path(path).name} on ONNX Runtime failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    m = probe(path, mode="liveness", env={"MALLOC_MMAP_THRESHOLD_": "65536"})
+    return {"weight_bytes": m["loaded_bytes"], "activation_bytes": m["run_peak_bytes"] - m["loaded_bytes"]}
