@@ -143,3 +143,19 @@ def test_check_reports_the_workers_peak_memory(tmp_path):
     con = Console(width=80, record=True)
     con.print(check_table(CheckReport("m", "d", 1, "x", results=[row]), con=con))
     assert "(80 columns: peak MiB," in con.export_text()  # the first column to go at 80
+
+
+def test_info_memory_json_carries_both_training_figures_and_the_deployed_estimate(capsys):
+    from edgecnn import cli
+    from edgecnn.harness.memory import DEPLOYED_TOLERANCE
+
+    assert cli.main(["info", "squeezenet1_1", "--resolution", "96", "--memory", "--json", "-"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    auto, lecture = out["training_memory_autograd"], out["training_memory"]
+    assert auto["resolution"] == 96 and auto["lecture_per_image_bytes"] == lecture["activations_forward_backward_bytes"]
+    assert auto["lecture_ratio"] > 1 and auto["saved_per_image_bytes"] > 0
+    assert auto["total_bytes_batch1"]["sgd"] == auto["parameter_bytes"] * 2 + auto["saved_fixed_bytes"] \
+        + auto["saved_per_image_bytes"]
+    mem = out["inference_memory"]
+    assert mem["deployed_estimate_bytes"] > mem["fp32"]["peak_bytes"] and mem["deployed_tolerance"] == DEPLOYED_TOLERANCE
+    assert mem["deployed_measured"] is None and mem["deployed_within_tolerance"] is None  # not measured: not judged

@@ -37,12 +37,14 @@ from .rss import can_reset_peak
 from .worker import run_python
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# The fp32 peak (weights + activations) agrees with ONNX Runtime's resident memory within this fraction
-# (tests/test_memory.py checks the families of MEASURED_ON; measured at 224 px, ONNX Runtime 1.32:
-# VGG-16 +0.2%, ResNet-50 +5%, MobileNetV2 +9%, DenseNet-121 +14%).
-# ONNX Runtime holds more than the liveness model: convolution scratch (im2col) buffers, up to ~4 MiB at 224 px,
-# and small per-node allocations of its own.
-MEASURED_TOLERANCE = 0.15  # the liveness settings only; not what a deployment sees (DEPLOYED_TOLERANCE)
+# In the liveness settings (arena, memory patterns, prepacking off, basic optimisation; glibc's mmap threshold fixed)
+# ONNX Runtime's resident memory is 0 to +26% above the fp32 liveness peak: measured 2026-12-07 (AMD EPYC, ONNX
+# Runtime 1.32, 224 px, simplified graphs): ResNet-50 +5.5%, MobileNet v1 +5.7%, MobileNetV3-L +10.0%, MobileNetV2
+# +11.5%, SqueezeNet 1.1 +14.3%, DenseNet-121 +15.9%, ShuffleNetV2 x1.0 +23.6%, EfficientNet-B0 +26.0% (convolution
+# scratch and ONNX Runtime's own per-node allocations, which the liveness model leaves out; largest where the
+# activations are small beside them). tests/test_memory.py checks the families of MEASURED_ON. Not what a
+# deployment sees: DEPLOYED_TOLERANCE is for edgecnn's own settings.
+MEASURED_TOLERANCE = 0.30
 MEASURED_ON = ("resnet50", "mobilenet_v2", "densenet121")  # three families: residual adds, depthwise, concatenations
 # The deployed peak with edgecnn's ONNX Runtime settings ~ a x weights + b x peak activations + c MiB (fp32, one image,
 # fresh process, model read from its file; a constant term made the held-out error worse). Fitted by
@@ -187,11 +189,17 @@ class InferenceMemory:
                          f"{(d['loaded_bytes'] - g.weight_bytes) / mib:+.1f} MiB (parsed model, re-laid-out and "
                          f"prepacked weights), runs {(d['run_peak_bytes'] - d['loaded_bytes'] - g.peak_activation_bytes) / mib:+.1f} "
                          "MiB (arena, memory-pattern block, scratch)")
-            if self.measured:
+            ok = self.within_tolerance
+            if self.measured and g is not None:
                 m = self.measured
+                held = m["weight_bytes"] + m["activation_bytes"]
+                lgap = held / g.peak_bytes - 1
                 line += (f"; in the liveness settings (arena, patterns, prepacking off, basic optimisation) ONNX "
-                         f"Runtime holds {(m['weight_bytes'] + m['activation_bytes']) / mib:.1f} MiB")
-            lines.append(("WARNING: " if not self.within_tolerance else "") + line)
+                         f"Runtime holds {held / mib:.1f} MiB, {lgap:+.1%} against the liveness figure")
+                if abs(lgap) > MEASURED_TOLERANCE:
+                    ok = False
+                    line += f": OUTSIDE its stated tolerance of +/-{MEASURED_TOLERANCE:.0%}"
+            lines.append(("WARNING: " if not ok else "") + line)
             lines.append("loaded from bytes (edgecnn check and predict read the verified file first) add the file's "
                          "size while the session lives")
         return lines
