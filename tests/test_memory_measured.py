@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgecnn.harness.rss import can_reset_peak
@@ -159,3 +160,21 @@ def test_info_memory_json_carries_both_training_figures_and_the_deployed_estimat
     mem = out["inference_memory"]
     assert mem["deployed_estimate_bytes"] > mem["fp32"]["peak_bytes"] and mem["deployed_tolerance"] == DEPLOYED_TOLERANCE
     assert mem["deployed_measured"] is None and mem["deployed_within_tolerance"] is None  # not measured: not judged
+
+
+def test_bench_rows_and_table_carry_the_peak():
+    from rich.console import Console
+
+    from edgecnn.harness.bench import BenchReport
+    from edgecnn.report import bench_rows, bench_table
+    from edgecnn.results import ArtifactResult
+    from edgecnn.timing import measure
+
+    lat = measure(lambda x: None, np.zeros(1), warmup=0, iterations=5)
+    row = ArtifactResult("export", "fp32", runtime="onnxruntime", batch=1, latency=lat, peak_rss_mib=41.6)
+    rep = BenchReport("m", [1, 3, 8, 8], 1, 1, 20, None, host={}, versions={}, results=[row])
+    assert bench_rows(rep)[0]["peak_rss_mib"] == 41.6
+    con = Console(width=160, record=True)
+    con.print(bench_table([rep], con=con))
+    text = con.export_text()
+    assert "peak MiB" in text and " 42 " in text
