@@ -5,10 +5,12 @@ model's weights W and peak activations A (:func:`edgecnn.harness.memory.graph_me
 resident growth of a fresh process creating the session with edgecnn's options and running one image twice
 (:mod:`edgecnn.harness.memory_probe`, ``deployed``), ``--repeats`` times each.
 
-The estimate ``a*W + b*A + c`` is fitted (least relative squares) on the TUNING families only and evaluated on
+The estimate ``a*W + b*A + c`` is fitted (least relative squares; ``c`` measured, not fitted: the deployed peak of a
+one-node model, what a process's first session costs whatever the model) on the TUNING families only and evaluated on
 every model; the HELD_OUT families never enter the fit. The stated tolerance is the largest relative error over
-the emphasis families (MobileNet v1/v2/v3, ShuffleNet v1/v2, SqueezeNet, EfficientNet), held-out ones included,
-rounded up to the next 5%; :data:`edgecnn.harness.memory.DEPLOYED_MODEL` and ``DEPLOYED_TOLERANCE`` are copied
+every measured family (the emphasis families MobileNet v1/v2/v3, ShuffleNet v1/v2, SqueezeNet, EfficientNet
+and the others, held-out ones included), rounded up to the next 5%;
+:data:`edgecnn.harness.memory.DEPLOYED_MODEL` and ``DEPLOYED_TOLERANCE`` are copied
 from the result (with where and when they were measured).
 
     python benchmarks/memory_tolerance.py [--repeats 2] [--threads 0]
@@ -37,20 +39,37 @@ TUNING = {  # families whose measurements fit a, b, c
 }
 HELD_OUT = {  # never in the fit
     "mobilenet_v1": ["mobilenet_v1", "mobilenet_v1_0_5"], "mobilenet_v3": ["mobilenet_v3_large", "mobilenet_v3_small"],
-    "shufflenet_v1": ["shufflenet_v1_g3", "shufflenet_v1_g8"], "shufflenet_v2": ["shufflenet_v2_x1_0", "shufflenet_v2_x0_5"],
+    "shufflenet_v1": ["shufflenet_v1_g3", "shufflenet_v1_g8"],
+    "shufflenet_v2": ["shufflenet_v2_x1_0", "shufflenet_v2_x0_5"],
     "efficientnet": ["efficientnet_b0", "efficientnet_b1", "efficientnet_lite0"], "mnasnet": ["mnasnet1_0"],
     "squeezenext": ["squeezenext23_w1"], "vgg": ["vgg11"],
 }
 
 
-def fit(rows: list[dict]) -> tuple[float, float, float]:
+def fit(rows: list[dict], onetime_mib: float) -> tuple[float, float, float]:
+    """a, b by least relative squares, the constant measured (not fitted): the first session's one-time cost."""
     import numpy as np
 
     m = np.array([r["measured"] for r in rows], float)
-    # No constant term: with one (and with a node-count term) the held-out error grew (32% and 100%, 2026-12-07).
     x = np.array([[r["weights"], r["activations"]] for r in rows], float) / m[:, None]
-    coef, *_ = np.linalg.lstsq(x, np.ones(len(rows)), rcond=None)
-    return float(round(coef[0], 2)), float(round(coef[1], 2)), 0.0
+    coef, *_ = np.linalg.lstsq(x, 1 - onetime_mib * 2**20 / m, rcond=None)
+    return float(round(coef[0], 2)), float(round(coef[1], 2)), onetime_mib
+
+
+def onetime(work: Path, repeats: int = 3) -> float:
+    """What the first ONNX Runtime session of a process costs whatever the model (environment, kernel registry,
+    thread pool): the deployed peak of a one-node model, median of ``repeats`` fresh processes, in MiB."""
+    import statistics
+
+    from onnx import TensorProto, helper, save
+
+    from edgecnn.harness.memory import probe
+
+    tiny = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]))
+    save(tiny, str(work / "tiny.onnx"))
+    return round(statistics.median(probe(work / "tiny.onnx")["peak_bytes"] for _ in range(repeats)) / 2**20, 1)
 
 
 def main() -> int:
@@ -63,7 +82,11 @@ def main() -> int:
     if args.refit:
         import json
 
-        return report(json.loads((RESULTS / "memory_tolerance.json").read_text()), refit=True)
+        data = json.loads((RESULTS / "memory_tolerance.json").read_text())
+        if "onetime_mib" not in data:
+            with tempfile.TemporaryDirectory(prefix="edgecnn-memtol-") as work:
+                data["onetime_mib"] = onetime(Path(work))
+        return report(data, refit=True)
     import onnx
 
     from edgecnn.hostinfo import cpu_info
@@ -71,6 +94,7 @@ def main() -> int:
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-memtol-") as work:
+        first_session = onetime(Path(work))
         for group, families in (("tuning", TUNING), ("held out", HELD_OUT)):
             for family, names in families.items():
                 for name in names:
@@ -91,12 +115,13 @@ def main() -> int:
     cpu = cpu_info()
     return report({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu.get("model"),
                    "isa": cpu.get("isa"), "load": os.getloadavg(), "threads": args.threads or "edgecnn default",
-                   "repeats": args.repeats, "onnxruntime": __import__("onnxruntime").__version__, "rows": rows})
+                   "repeats": args.repeats, "onnxruntime": __import__("onnxruntime").__version__,
+                   "onetime_mib": first_session, "rows": rows})
 
 
 def report(data: dict, *, refit: bool = False) -> int:
     rows = data["rows"]
-    a, b, c = fit([r for r in rows if r["group"] == "tuning"])
+    a, b, c = fit([r for r in rows if r["group"] == "tuning"], data["onetime_mib"])
     for r in rows:
         r["estimate"] = a * r["weights"] + b * r["activations"] + c * 2**20
         r["error"] = r["estimate"] / r["measured"] - 1
@@ -107,17 +132,22 @@ def report(data: dict, *, refit: bool = False) -> int:
         f["errors"].append(round(r["error"], 4))
         f["max_abs_error"] = max(f["max_abs_error"], abs(r["error"]))
     emphasis = max(abs(r["error"]) for r in rows if r["family"] in EMPHASIS)
-    tolerance = (int(emphasis * 100) // 5 + 1) * 5 / 100
+    worst = max(abs(r["error"]) for r in rows)  # every measured family: one tolerance that holds for all of them
+    tolerance = (int(worst * 100) // 5 + 1) * 5 / 100
     held = max(abs(r["error"]) for r in rows if r["group"] == "held out")
     data.update(model={"a": a, "b": b, "c_mib": c}, emphasis_max_abs_error=emphasis, held_out_max_abs_error=held,
-                tolerance=tolerance, per_family=per_family, refitted=time.strftime("%Y-%m-%d %H:%M UTC") if refit else None)
+                max_abs_error=worst,
+                tolerance=tolerance, per_family=per_family,
+                refitted=time.strftime("%Y-%m-%d %H:%M UTC") if refit else None)
     mib = 2**20
-    lines = [f"# Deployed inference peak: estimate vs ONNX Runtime (edgecnn's session options)\n",
+    lines = ["# Deployed inference peak: estimate vs ONNX Runtime (edgecnn's session options)\n",
              f"{data['date']}, {data['cpu']}, ONNX Runtime {data['onnxruntime']}, load {data['load'][0]:.1f}, "
              f"threads {data['threads']}, {data.get('repeats', 2)} fresh processes per model.\n",
-             f"Fitted on {', '.join(TUNING)} only: estimate = {a} x weights + {b} x peak activations + {c} MiB. "
-             f"Largest error over the emphasis families {emphasis:.1%}, over the held-out families {held:.1%}: "
-             f"stated tolerance {tolerance:.0%}.\n",
+             f"Fitted on {', '.join(TUNING)} only: estimate = {a} x weights + {b} x peak activations + {c} MiB "
+             "(the constant measured, not fitted: a one-node model's deployed peak, the first session's one-time "
+             "cost). "
+             f"Largest error over the emphasis families {emphasis:.1%}, over the held-out families {held:.1%}, over "
+             f"all {worst:.1%}: stated tolerance {tolerance:.0%}.\n",
              "| model | family | group | weights MiB | activations MiB | liveness peak MiB | measured MiB | "
              "measured / liveness | estimate MiB | error |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -125,7 +155,8 @@ def report(data: dict, *, refit: bool = False) -> int:
                      f"{r['activations'] / mib:.1f} | {r['liveness_peak'] / mib:.1f} | {r['measured'] / mib:.1f} | "
                      f"{r['liveness_ratio']:.2f} | {r['estimate'] / mib:.1f} | {r['error']:+.1%} |")
     save(RESULTS / "memory_tolerance", data, "\n".join(lines) + "\n")
-    print(f"a={a} b={b} c={c} MiB; emphasis max |error| {emphasis:.1%}, held out {held:.1%}: tolerance {tolerance:.0%}")
+    print(f"a={a} b={b} c={c} MiB; max |error| emphasis {emphasis:.1%}, held out {held:.1%}, all {worst:.1%}: "
+          f"tolerance {tolerance:.0%}")
     return 0
 
 

@@ -98,7 +98,7 @@ def test_deployed_estimate_within_its_tolerance_of_a_fresh_process(name):
     mem = inference_memory(name, precisions=("fp32",), measure=True)
     assert mem.deployed["peak_bytes"] > mem.per_precision["fp32"].peak_bytes  # the defaults hold more than liveness
     assert mem.within_tolerance, (mem.gap, mem.deployed["peak_bytes"] / 2**20, mem.estimate_bytes / 2**20)
-    assert not any(line.startswith("WARNING") for line in mem.notes())
+    assert not any("OUTSIDE the stated tolerance" in line for line in mem.notes())
 
 
 def test_an_estimate_outside_its_tolerance_is_flagged():
@@ -158,7 +158,8 @@ def test_info_memory_json_carries_both_training_figures_and_the_deployed_estimat
     assert auto["total_bytes_batch1"]["sgd"] == auto["parameter_bytes"] * 2 + auto["saved_fixed_bytes"] \
         + auto["saved_per_image_bytes"]
     mem = out["inference_memory"]
-    assert mem["deployed_estimate_bytes"] > mem["fp32"]["peak_bytes"] and mem["deployed_tolerance"] == DEPLOYED_TOLERANCE
+    assert mem["deployed_estimate_bytes"] > mem["fp32"]["peak_bytes"]
+    assert mem["deployed_tolerance"] == DEPLOYED_TOLERANCE
     assert mem["deployed_measured"] is None and mem["deployed_within_tolerance"] is None  # not measured: not judged
 
 

@@ -80,7 +80,8 @@ class TrainingMemory:
             f"{self.optimizer_state_bytes['adam'] / mib:.1f} MiB; at batch 1: {tot('sgd') / mib:.1f} MiB (SGD), "
             f"{tot('sgd_momentum') / mib:.1f} MiB (SGD+momentum), {tot('adam') / mib:.1f} MiB (Adam/AdamW); "
             f"within {TRAINING_TOLERANCE:.0%} of a real CPU training step's growth per image (measured)",
-            f"the lecture's rule (forward activations x2, an upper bound): {self.lecture_per_image_bytes / mib:.1f} MiB "
+            "the lecture's rule (forward activations x2, an upper bound): "
+            f"{self.lecture_per_image_bytes / mib:.1f} MiB "
             f"per image, {self.lecture_ratio:.1f}x what autograd saves",
         ]
 
