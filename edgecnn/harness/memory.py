@@ -55,14 +55,14 @@ MEASURED_ON = ("resnet50", "mobilenet_v2", "densenet121")  # three families: res
 # fitted by benchmarks/memory_tolerance.py on resnet, densenet, mobilenet_v2, squeezenet and vgg only; the tolerance
 # is the largest error over every measured family, held-out ones included (mobilenet_v1/v3, shufflenet_v1/v2,
 # efficientnet, mnasnet, squeezenext), rounded up to 5%: worst efficientnet +20.5%, mobilenet_v3 +18%, shufflenet_v2
-# -16% (benchmarks/results/memory_tolerance.md; measured 2026-12-07 17:28 UTC, refitted 17:40, AMD EPYC AVX2 2 cores
-# under load, ONNX Runtime 1.32.0, edgecnn's default threads). Resident memory after the arena and memory-pattern
-# allocations depends on what glibc kept from loading the model, so the figure is an estimate; --measure gives this
-# machine's.
+# -16% (benchmarks/results/memory_tolerance.md; measured 2026-12-07 17:28 UTC, refitted 17:40, AMD EPYC (AVX2,
+# AVX-512 VNNI), 2 cores under load, ONNX Runtime 1.32.0, edgecnn's default threads). Resident memory after the arena
+# and memory-pattern allocations depends on what glibc kept from loading the model, so the figure is an estimate;
+# --measure gives this machine's.
 DEPLOYED_MODEL = (2.65, 1.66, 2.89, 9.1)
 DEPLOYED_TOLERANCE = 0.25
 DEPLOYED_TOLERANCE_BY_FAMILY: dict[str, float] = {}  # none needed: every measured family is within 25%
-DEPLOYED_MEASURED = ("benchmarks/memory_tolerance.py, 2026-12-07, AMD EPYC (AVX2), ONNX Runtime 1.32: worst "
+DEPLOYED_MEASURED = ("benchmarks/memory_tolerance.py, 2026-12-07, AMD EPYC (AVX-512 VNNI), ONNX Runtime 1.32: worst "
                      "error efficientnet +20.5%, mobilenet_v3 +18%, on 12 families, 7 of them held out of the fit")
 _FLOAT_TYPES = {1: 4, 10: 2, 11: 8, 16: 2}  # ONNX TensorProto: FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ELEMENT_SIZE = {**_FLOAT_TYPES, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 12: 4, 13: 8}

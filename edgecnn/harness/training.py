@@ -28,9 +28,9 @@ OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw")
 # (SGD with momentum, fresh process, one thread, glibc's mmap threshold fixed at 64 KiB so that freed tensors leave
 # resident memory; batch 1 is no reference point: PyTorch runs small batch-1 convolutions on another kernel than
 # oneDNN's, whose scratch then shows up as growth: ResNet-18 batch 1 -> 5 grew 1.8x what batch 2 -> 6 did).
-# Measured 2026-12-07 on an AMD EPYC (AVX2, 2 cores under load), torch 2.13 CPU, 96 px: ResNet-18 -8.8%,
-# SqueezeNet 1.1 +2.6%, ShuffleNetV2 x0.5 -1.7%, MobileNetV2 +2.1%, DenseNet-121 +0.8%, MobileNet v1 -1.5%,
-# ShuffleNet v1 g3 -1.8%; 64 px: SqueezeNet 1.1 +14.5% (1.2 MiB per image), MobileNetV2 +2.0%.
+# Measured 2026-12-07 on an AMD EPYC (AVX2, AVX-512 VNNI; 2 cores under load), torch 2.13 CPU, 96 px:
+# ResNet-18 -8.8%, SqueezeNet 1.1 +2.6%, ShuffleNetV2 x0.5 -1.7%, MobileNetV2 +2.1%, DenseNet-121 +0.8%,
+# MobileNet v1 -1.5%, ShuffleNet v1 g3 -1.8%; 64 px: SqueezeNet 1.1 +14.5% (1.2 MiB per image), MobileNetV2 +2.0%.
 # tests/test_memory_measured.py measures three families again.
 TRAINING_TOLERANCE = 0.15
 
