@@ -145,7 +145,7 @@ def _gap(check, figure: str) -> str:
 
 @command
 def cmd_info(args: argparse.Namespace) -> int:
-    from .accounting import compare_sources, training_memory
+    from .accounting import compare_sources
     from .models import get_spec
 
     if ":" in args.model or Path(args.model).suffix.lower() in (".py", ".pt2", ".onnx"):
@@ -156,17 +156,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.num_classes:
         options["num_classes"] = args.num_classes
     stats, checks = compare_sources(args.model, resolution=args.resolution, options=options)
-    memory = None
-    if args.memory:
+    memory = train = None
+    if args.memory or args.measure:
         from .harness.memory import inference_memory
+        from .harness.training import training_memory as autograd_memory
 
-        memory = inference_memory(args.model, resolution=stats.resolution, options=options)
+        memory = inference_memory(args.model, resolution=stats.resolution, options=options, measure=args.measure)
+        train = autograd_memory(args.model, stats.resolution, **options)
     if args.json:
         out = stats.to_dict(layers=args.layers)
         out.update(family=spec.family, paper=spec.paper, mean=list(spec.mean), std=list(spec.std), options=options,
                    published=[_source_dict(c) for c in checks])
         if memory is not None:
             out["inference_memory"] = memory.to_dict(layers=args.layers)
+            out["training_memory_autograd"] = train.to_dict()
         _write_json(out, args.json)
         if args.json == "-":
             return 0
@@ -219,14 +222,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                   f"residual adds, concatenations): {stats.activations:,} = "
                   f"{stats.activation_bytes / mib:.1f} MiB fp32")
     if memory is not None:
-        train = training_memory(stats)
-        params = train["parameter_bytes"]
-        _say(console, f"training memory per image: activations {stats.activation_bytes / mib:.1f} MiB x2 (backward) = "
-                      f"{train['activations_forward_backward_bytes'] / mib:.1f} MiB; parameters "
-                      f"{stats.param_bytes / mib:.1f} MiB x3 (SGD+momentum) = {params['sgd_momentum'] / mib:.1f} MiB, "
-                      f"x4 (Adam) = {params['adam'] / mib:.1f} MiB; total at batch 1: "
-                      f"{train['total_bytes_batch1']['sgd_momentum'] / mib:.1f} MiB (SGD+momentum), "
-                      f"{train['total_bytes_batch1']['adam'] / mib:.1f} MiB (Adam)")
+        for line in train.lines():
+            _say(console, line)
         console.print(memory.table(con=console))
         for line in memory.notes():
             _say(console, line)
@@ -557,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="per-layer table")
     p.add_argument("--memory", action="store_true",
                    help="training memory per image and the deployed inference peak (exports the model to ONNX)")
+    p.add_argument("--measure", action="store_true",
+                   help="with --memory: measure the deployed peak in a fresh process with edgecnn's ONNX Runtime "
+                        "settings, beside the estimate")
     p.add_argument("--model-arg", action="append", type=model_arg, metavar="KEY=VALUE",
                    help="builder option, repeatable (e.g. --model-arg width_mult=0.75 --model-arg aux_logits=true)")
     _json_option(p, bare=True)

@@ -125,7 +125,8 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
     acc_cols = _accuracy_columns(report.original)
     cols = [Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=4), Col("cosine", drop=1),
             Col("max abs", drop=8), Col("rel L2", drop=10), Col("SQNR dB", drop=9), Col("top-1", drop=6),
-            Col("top-1 conf.", drop=3), Col("top-5", drop=7), *acc_cols, Col(INT8_COL, drop=11), Col("verdict", "left")]
+            Col("top-1 conf.", drop=3), Col("top-5", drop=7), *acc_cols, Col(INT8_COL, drop=11),
+            Col("peak MiB", drop=11), Col("verdict", "left")]
     defaults = set(report.defaults)
     rows = []
     for r in report.results:
@@ -133,13 +134,16 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
         acc = accuracy_cells(r.accuracy, len(acc_cols) > 1) if report.original else []
         head = [_t(r.artifact) + (" *" if r.artifact in defaults else ""), _t(r.runtime), _t(r.precision)]
         if r.error is not None or p is None:
-            rows.append([*head, *["-"] * (7 + len(acc)), int8_cell(r), verdict(r)])
+            rows.append([*head, *["-"] * (7 + len(acc)), int8_cell(r), _mib(r.peak_rss_mib), verdict(r)])
             continue
         rows.append([*head, _num(p.cosine, ".5f"), _num(p.max_abs, ".2e"), _num(p.rel_l2, ".2e"),
                      _num(p.sqnr_db, ".1f"), _num(p.top1, ".1%"),
                      p.agreement(),
-                     f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, int8_cell(r), verdict(r)])
+                     f"{p.top5_overlap:.2f}" if p.top5_overlap is not None else "-", *acc, int8_cell(r),
+                     _mib(r.peak_rss_mib), verdict(r)])
     notes = [safe_text(c) for c in (_original_caption(report.original, "the original"), *report.notes) if c]
+    if any(r.peak_rss_mib is not None for r in report.results):
+        notes.append(PEAK_NOTE)
     if defaults:
         notes.insert(0, "* the default of several routes; the others of its group are alternatives")
     return fit(cols, rows, title=f"{_t(report.model)}: parity against the original ({report.n_images} images: "
@@ -157,7 +161,8 @@ def check_rows(check: dict) -> list[dict]:
                      "n_confident": p.get("n_confident"), "n_agree": p.get("n_agree"), "top1_upper": p.get("top1_upper"),
                      "top5_agreement": p.get("top5_overlap"), "accuracy_top1": a.get("top1"),
                      "accuracy_top5": a.get("top5"), "delta_top1": a.get("delta_top1"),
-                     "delta_top5": a.get("delta_top5"), "ok": r.get("ok"), "error": r.get("error")})
+                     "delta_top5": a.get("delta_top5"), "peak_rss_mib": r.get("peak_rss_mib"), "ok": r.get("ok"),
+                     "error": r.get("error")})
     return rows
 
 
@@ -218,7 +223,7 @@ def bench_rows(report: BenchReport) -> list[dict]:
         row = {"host": host_label(report), "model": report.model, "mode": report.mode, "artifact": r.artifact,
                "runtime": r.runtime, "precision": r.precision, "batch": r.batch, "device": r.device,
                "speedup_vs_eager": r.speedup, "speedup_vs_best_torch": r.speedup_vs_best_torch,
-               "int8_macs": r.int8_share}
+               "int8_macs": r.int8_share, "peak_rss_mib": r.peak_rss_mib}
         if why := report.speedup_why(r):
             row["speedup_why"] = why
         if r.error is not None:
@@ -332,7 +337,8 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
     cols = [*lead, Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=5),
             Col("b", drop=0 if several_batches else 4),
             *([Col("streams", drop=8), Col("img/s"), *latency] if throughput else [*latency, Col("img/s", drop=3)]),
-            Col("x eager", drop=2), Col("x best", drop=1), Col(INT8_COL, drop=11), Col("result", "left")]
+            Col("x eager", drop=2), Col("x best", drop=1), Col(INT8_COL, drop=11), Col("peak MiB", drop=9),
+            Col("result", "left")]
     rows, why = [], {}
     for rep in reports:
         defaults = set(rep.defaults)
@@ -353,7 +359,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
             if r.get("speedup_why"):
                 why.setdefault(r["speedup_why"], None)
             rows.append([*head, *body, _x(r["speedup_vs_eager"]), _x(r["speedup_vs_best_torch"]),
-                         "-" if r.get("int8_macs") is None else f"{r['int8_macs']:.0%}",
+                         "-" if r.get("int8_macs") is None else f"{r['int8_macs']:.0%}", _mib(r["peak_rss_mib"]),
                          scenario_verdict(res.scenario)])
     best = {r.artifact for rep in reports for r in rep.results
             if r.runtime == "torch" and r.speedup_vs_best_torch == 1.0}
@@ -363,9 +369,19 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
         notes.append("img/s = images per query / p50" + ("" if es_pct else "; ! = noisy (cv > 15%)"))
     if es_pct:
         notes.append(f"{es_header}: MLPerf loadgen's early-stopping estimate of the percentile (99% confidence)")
+    if any(r.peak_rss_mib is not None for rep in reports for r in rep.results):
+        notes.append(PEAK_NOTE)
     if any(rep.defaults for rep in reports):
         notes.append("* the default of several routes")
     return fit(cols, rows, title=title, caption=notes, con=con, key=len(lead))
+
+
+PEAK_NOTE = ("peak MiB: resident-memory growth of the worker process that loaded and ran the artifact (after "
+             "importing its runtime), measured; - where it ran in this process")
+
+
+def _mib(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
 
 
 def _x(v: float | None) -> str:

@@ -60,6 +60,9 @@ class ArtifactResult:
     # it must still clear the floor
     not_judged: str | None = None
     deployed: bool = False  # what `predict` deploys on this runtime: judged against its full tolerance
+    # peak resident-memory growth (MiB) of the worker process that loaded and ran it (check: at the check's batch;
+    # bench: at the row's batch), from after importing the runtime's library: measured, None where not run in one
+    peak_rss_mib: float | None = None
     # bench: the scenario it was measured under and its VALID/INVALID verdict with reasons, early-stopping estimate,
     # windows, output check and machine state (edgecnn.harness.scenario); None where no scenario ran
     scenario: dict | None = None

@@ -77,7 +77,7 @@ onnx = pytest.importorskip("onnx")
 def test_inference_peak_agrees_with_onnxruntime(name):
     from edgecnn.harness.memory import MEASURED_TOLERANCE, inference_memory
 
-    mem = inference_memory(name)
+    mem = inference_memory(name, measure=True)
     fp32, fp16, int8 = (mem.per_precision[p] for p in ("fp32", "fp16", "int8"))
     assert fp32.weight_bytes == pytest.approx(4 * model_stats(name).params, rel=0.01)  # BN folded: a little less
     assert fp16.peak_bytes < 0.6 * fp32.peak_bytes and int8.peak_bytes < 0.35 * fp32.peak_bytes

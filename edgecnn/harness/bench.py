@@ -175,7 +175,7 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
             row = ArtifactResult(artifact=name, precision=precision, runtime=rt_name, batch=b, device=dev)
             try:
                 if isinstance(target, Artifact):  # a received graph: proved to finish on x, within limits, first
-                    probe(target, x, runtime=rt_name, device=dev, threads=threads)
+                    row.peak_rss_mib = probe(target, x, runtime=rt_name, device=dev, threads=threads)
                 with load(target, runtime=rt_name, threads=threads, precision=precision, device=dev, mode=mode) as rt:
                     if rt_name != "torch":  # an artifact's fixed batch must be the one benched
                         check_batch(rt, b)

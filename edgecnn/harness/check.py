@@ -86,6 +86,7 @@ def evaluate_artifact(art: Artifact, x: np.ndarray, reference: np.ndarray, *, ba
                                                             device=result.device, threads=threads, latency=latency,
                                                             executed=True)
             result.executed = result.info.pop("executed", None)
+            result.peak_rss_mib = result.info.pop("peak_rss_mib", None)
         else:
             with load(art, runtime=runtime, threads=threads, device=result.device) as rt:
                 out = run_batched(rt, x, batch)

@@ -15,11 +15,16 @@ bytes (the fp16 artifact computes in fp16 with fp32 input/output, whose casts ar
 MatMul weights in one byte plus a per-channel fp32 scale and a zero point, biases as int32, the
 model's fp32 input and output plus the quantized copy of the input.
 
-:func:`measure_onnxruntime` checks the fp32 figure against ONNX Runtime itself: a fresh process
-loads the model and runs one image; the weights' share is the resident-memory growth of creating
-the session, the activations' the peak growth while running it (Linux ``/proc``: VmHWM, reset
-through ``clear_refs``). It includes what the liveness model leaves out (convolution scratch
-buffers, the runtime's own small allocations), so the two agree within :data:`MEASURED_TOLERANCE`.
+What a deployment sees is more: ONNX Runtime with edgecnn's own session options (its defaults: memory
+arena, memory patterns, every graph optimisation, weight prepacking) keeps the parsed model beside the
+session's weights, re-lays weights out for its kernels (NCHWc, prepacked GEMM), and serves activations
+from an arena and a memory-pattern block, with convolution scratch on top. :func:`deployed_estimate`
+puts that on the liveness figures (:data:`DEPLOYED_MODEL`, fitted by benchmarks/memory_tolerance.py on
+some families and checked on held-out ones, within :data:`DEPLOYED_TOLERANCE`); :func:`probe` measures it
+in a fresh process (Linux ``/proc``: VmHWM, reset through ``clear_refs``), and ``info --memory --measure``
+prints both, flagging an estimate outside its tolerance. :func:`measure_onnxruntime` measures the
+liveness settings instead (arena, patterns and prepacking off), where ONNX Runtime holds close to the
+liveness figure (:data:`MEASURED_TOLERANCE`, on the families of :data:`MEASURED_ON`).
 """
 from __future__ import annotations
 
@@ -28,16 +33,37 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .rss import can_reset_peak
 from .worker import run_python
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# The fp32 peak (weights + activations) agrees with ONNX Runtime's resident memory within this fraction
-# (tests/test_memory.py checks the families of MEASURED_ON; measured at 224 px, ONNX Runtime 1.32:
-# VGG-16 +0.2%, ResNet-50 +5%, MobileNetV2 +9%, DenseNet-121 +14%).
-# ONNX Runtime holds more than the liveness model: convolution scratch (im2col) buffers, up to ~4 MiB at 224 px,
-# and small per-node allocations of its own.
-MEASURED_TOLERANCE = 0.15
+# In the liveness settings (arena, memory patterns, prepacking off, basic optimisation; glibc's mmap threshold fixed)
+# ONNX Runtime's resident memory is 0 to +26% above the fp32 liveness peak: measured 2026-12-07 (AMD EPYC, ONNX
+# Runtime 1.32, 224 px, simplified graphs): ResNet-50 +5.5%, MobileNet v1 +5.7%, MobileNetV3-L +10.0%, MobileNetV2
+# +11.5%, SqueezeNet 1.1 +14.3%, DenseNet-121 +15.9%, ShuffleNetV2 x1.0 +23.6%, EfficientNet-B0 +26.0% (convolution
+# scratch and ONNX Runtime's own per-node allocations, which the liveness model leaves out; largest where the
+# activations are small beside them). tests/test_memory.py checks the families of MEASURED_ON. Not what a
+# deployment sees: DEPLOYED_TOLERANCE is for edgecnn's own settings.
+MEASURED_TOLERANCE = 0.30
 MEASURED_ON = ("resnet50", "mobilenet_v2", "densenet121")  # three families: residual adds, depthwise, concatenations
+# The deployed peak with edgecnn's ONNX Runtime settings ~ a x weights outside fully connected layers + a' x those of
+# Gemm/MatMul layers + b x peak activations + c MiB (fp32, one image, a fresh process's first session, model read from
+# its file). c is measured, not fitted: the deployed peak of a one-node model (ONNX Runtime's environment, kernel
+# registry and thread pool: what a first session costs whatever the model). ONNX Runtime holds a convolution's weights
+# about 2.7 times (the parsed model, the session's copy re-laid out for its kernels) and a fully connected layer's
+# about 1.7 times (prepacked for its GEMM); one factor for both left VGG at +32% and AlexNet at +40%. The factors are
+# fitted by benchmarks/memory_tolerance.py on resnet, densenet, mobilenet_v2, squeezenet and vgg only; the tolerance
+# is the largest error over every measured family, held-out ones included (mobilenet_v1/v3, shufflenet_v1/v2,
+# efficientnet, mnasnet, squeezenext), rounded up to 5%: worst efficientnet +20.5%, mobilenet_v3 +18%, shufflenet_v2
+# -16% (benchmarks/results/memory_tolerance.md; measured 2026-12-07 17:28 UTC, refitted 17:40, AMD EPYC (AVX2,
+# AVX-512 VNNI), 2 cores under load, ONNX Runtime 1.32.0, edgecnn's default threads). Resident memory after the arena
+# and memory-pattern allocations depends on what glibc kept from loading the model, so the figure is an estimate;
+# --measure gives this machine's.
+DEPLOYED_MODEL = (2.65, 1.66, 2.89, 9.1)
+DEPLOYED_TOLERANCE = 0.25
+DEPLOYED_TOLERANCE_BY_FAMILY: dict[str, float] = {}  # none needed: every measured family is within 25%
+DEPLOYED_MEASURED = ("benchmarks/memory_tolerance.py, 2026-12-07, AMD EPYC (AVX-512 VNNI), ONNX Runtime 1.32: worst "
+                     "error efficientnet +20.5%, mobilenet_v3 +18%, on 12 families, 7 of them held out of the fit")
 _FLOAT_TYPES = {1: 4, 10: 2, 11: 8, 16: 2}  # ONNX TensorProto: FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ELEMENT_SIZE = {**_FLOAT_TYPES, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 12: 4, 13: 8}
 _WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
@@ -68,6 +94,7 @@ class GraphMemory:
     peak_tensors: list[str]  # the tensors alive then
     activation_total_bytes: int  # every activation, as if none were ever freed
     tensors: list[TensorRow] = field(default_factory=list)
+    gemm_weight_bytes: int = 0  # the part of weight_bytes that Gemm/MatMul layers (fully connected) hold
 
     @property
     def peak_bytes(self) -> int:
@@ -79,11 +106,37 @@ class InferenceMemory:
     model: str
     resolution: int
     per_precision: dict[str, GraphMemory]
-    measured: dict | None = None  # ONNX Runtime, fp32 (measure_onnxruntime)
+    measured: dict | None = None  # ONNX Runtime in the liveness settings, fp32 (measure_onnxruntime)
+    deployed: dict | None = None  # ONNX Runtime with edgecnn's own settings, fp32 (probe, "deployed")
+    family: str = ""
+
+    @property
+    def tolerance(self) -> float:
+        return DEPLOYED_TOLERANCE_BY_FAMILY.get(self.family, DEPLOYED_TOLERANCE)
+
+    @property
+    def estimate_bytes(self) -> int | None:
+        """The fp32 deployed peak with edgecnn's ONNX Runtime settings, estimated from the liveness figures."""
+        return deployed_estimate(self.per_precision["fp32"]) if "fp32" in self.per_precision else None
+
+    @property
+    def gap(self) -> float | None:
+        """Estimate / measured deployed peak - 1 (None where not measured)."""
+        est = self.estimate_bytes
+        return None if not self.deployed or est is None else est / self.deployed["peak_bytes"] - 1
+
+    @property
+    def within_tolerance(self) -> bool | None:
+        return None if self.gap is None else abs(self.gap) <= self.tolerance
 
     def to_dict(self, layers: bool = False) -> dict:
         out = {"model": self.model, "resolution": self.resolution, "measured_onnxruntime_fp32": self.measured,
-               "measured_tolerance": MEASURED_TOLERANCE}
+               "deployed_estimate_bytes": self.estimate_bytes, "deployed_tolerance": self.tolerance,
+               "deployed_model": {"other_weights_x": DEPLOYED_MODEL[0], "gemm_weights_x": DEPLOYED_MODEL[1],
+                                  "activations_x": DEPLOYED_MODEL[2], "constant_mib": DEPLOYED_MODEL[3],
+                                  "measured": DEPLOYED_MEASURED},
+               "deployed_measured": self.deployed, "deployed_gap": self.gap,
+               "deployed_within_tolerance": self.within_tolerance}
         for p, g in self.per_precision.items():
             d = asdict(g)
             d["peak_bytes"] = g.peak_bytes
@@ -98,33 +151,76 @@ class InferenceMemory:
 
         from ..layout import Col, fit
 
-        mib = 2**20
-        rows = [[p, f"{g.weight_bytes / mib:.2f} MiB", f"{g.peak_activation_bytes / mib:.2f} MiB",
-                 f"{g.peak_bytes / mib:.2f} MiB", escape(g.peak_node)] for p, g in self.per_precision.items()]
+        def mib(v):
+            return f"{v / 2**20:.2f} MiB"
+
+        rows = [[p, mib(g.weight_bytes), mib(g.peak_activation_bytes), mib(g.peak_bytes), escape(g.peak_node)]
+                for p, g in self.per_precision.items()]
+        if self.estimate_bytes is not None:
+            rows.append(["fp32 deployed, estimate", "-", "-", mib(self.estimate_bytes),
+                         f"edgecnn's ONNX Runtime settings, +/-{self.tolerance:.0%}"])
+        if self.deployed:
+            d = self.deployed
+            rows.append(["fp32 deployed, measured", mib(d["loaded_bytes"]),
+                         mib(d["run_peak_bytes"] - d["loaded_bytes"]),
+                         mib(d["peak_bytes"]), "fresh process, edgecnn's settings"])
         if self.measured:
             m = self.measured
-            rows.append(["fp32, measured", f"{m['weight_bytes'] / mib:.2f} MiB",
-                         f"{m['activation_bytes'] / mib:.2f} MiB",
-                         f"{(m['weight_bytes'] + m['activation_bytes']) / mib:.2f} MiB", "ONNX Runtime, resident memory"])
+            rows.append(["fp32 liveness settings, measured", mib(m["weight_bytes"]), mib(m["activation_bytes"]),
+                         mib(m["weight_bytes"] + m["activation_bytes"]), "arena, patterns, prepacking off"])
         cols = [Col("precision", "left"), Col("weights"), Col("live activations at peak"),
                 Col("peak (weights + activations)"), Col("at node", "left", drop=1)]
         return fit(cols, rows, title=f"{escape(self.model)} @ {self.resolution}x{self.resolution}: deployed inference "
                                      "peak memory (batch 1)", con=con)
 
     def notes(self) -> list[str]:
-        lines = ["inference peak: weights + the largest set of activations alive at once when the exported ONNX "
-                 "runs node by node (BatchNorm folded; in-place and view ops allocate nothing); int8 as ONNX "
-                 "Runtime's QLinear kernels hold it (1-byte activations and weights, int32 biases, fp32 I/O)"]
-        if self.measured:
-            m = self.measured
-            gap = (m["weight_bytes"] + m["activation_bytes"]) / self.per_precision["fp32"].peak_bytes - 1 \
-                if "fp32" in self.per_precision else None
-            lines.append("measured: resident-memory growth of an ONNX Runtime session (weights) and of one run "
-                         "(activations, incl. convolution scratch buffers the liveness model omits)"
-                         + (f": {gap:+.1%} against the fp32 peak" if gap is not None else "")
-                         + f"; the stated tolerance is {MEASURED_TOLERANCE:.0%} (checked on {', '.join(MEASURED_ON)} "
-                         f"in tests/test_memory.py)")
+        mib = 2**20
+        conv, fc, act, c = DEPLOYED_MODEL
+        lines = ["inference peak (liveness): weights + the largest set of activations alive at once when the exported "
+                 "ONNX runs node by node (BatchNorm folded; in-place and view ops allocate nothing); int8 as ONNX "
+                 "Runtime's QLinear kernels hold it (1-byte activations and weights, int32 biases, fp32 I/O)",
+                 f"deployed estimate: {conv} x weights ({fc} x those of fully connected layers) + {act} x activations "
+                 f"+ {c} MiB, what ONNX Runtime with edgecnn's "
+                 "own session options (arena, memory patterns, all graph optimisations, prepacking) takes above the "
+                 "liveness figure: the first session's one-time cost, the parsed model kept beside the session's "
+                 "weights, weights re-laid out for its "
+                 "kernels (NCHWc, prepacked GEMM), the arena and memory-pattern blocks, convolution scratch; within "
+                 f"+/-{self.tolerance:.0%} of a fresh process's resident memory ({DEPLOYED_MEASURED})"]
+        if self.deployed:
+            d, g = self.deployed, self.per_precision.get("fp32")
+            line = (f"measured (a fresh process's first session, edgecnn's settings, model read from its file): "
+                    "deployed peak "
+                    f"{d['peak_bytes'] / mib:.1f} MiB; the estimate is {self.gap:+.1%} from it")
+            line += (f", within the stated +/-{self.tolerance:.0%}" if self.within_tolerance else
+                     f": OUTSIDE the stated tolerance of +/-{self.tolerance:.0%} (the estimate does not hold for this "
+                     "model; budget the measured figure)")
+            if g is not None:
+                line += (f"; the gap to the liveness figure ({g.peak_bytes / mib:.1f} MiB): session creation "
+                         f"{(d['loaded_bytes'] - g.weight_bytes) / mib:+.1f} MiB (the runtime's one-time cost, parsed "
+                         f"model, re-laid-out and prepacked weights), runs "
+                         f"{(d['run_peak_bytes'] - d['loaded_bytes'] - g.peak_activation_bytes) / mib:+.1f} "
+                         "MiB (arena, memory-pattern block, scratch)")
+            lines.append(("WARNING: " if not self.within_tolerance else "") + line)
+            if self.measured and g is not None:
+                m = self.measured
+                held = m["weight_bytes"] + m["activation_bytes"]
+                lgap = held / g.peak_bytes - 1
+                line = (f"in the liveness settings (arena, patterns, prepacking off, basic optimisation) ONNX Runtime "
+                        f"holds {held / mib:.1f} MiB, {lgap:+.1%} against the liveness figure")
+                if abs(lgap) > MEASURED_TOLERANCE:
+                    line = (f"WARNING: {line}: OUTSIDE that figure's stated tolerance of +/-{MEASURED_TOLERANCE:.0%} "
+                            "(stated from eight families at 224 px, measured 0 to +26% there)")
+                lines.append(line)
+            lines.append("loaded from bytes (edgecnn check and predict read the verified file first) add the file's "
+                         "size while the session lives")
         return lines
+
+
+def deployed_estimate(g: GraphMemory) -> int:
+    """Peak resident growth of an fp32 ONNX Runtime session with edgecnn's settings, one image: see DEPLOYED_MODEL."""
+    conv, fc, act, c = DEPLOYED_MODEL
+    return int(conv * (g.weight_bytes - g.gemm_weight_bytes) + fc * g.gemm_weight_bytes + act * g.peak_activation_bytes
+               + c * 2**20)
 
 
 def _shapes(model) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -178,12 +274,14 @@ def graph_memory(model, precision: str = "fp32") -> GraphMemory:
         if node.op_type in _WEIGHTED_OPS:
             for i, name in enumerate(node.input[1:3], start=1):
                 role.setdefault(name, "weight" if i == 1 else "bias")
-    weight_bytes = 0
+    gemm = {name for node in g.node if node.op_type in ("Gemm", "MatMul") for name in node.input[1:3]}
+    weight_bytes = gemm_bytes = 0
     for init in g.initializer:
         arr_shape = tuple(init.dims)
         r = role.get(init.name, "other")
         b, _ = _size(arr_shape, init.data_type, precision, r)
         weight_bytes += b
+        gemm_bytes += b if init.name in gemm else 0
         if precision == "int8" and r == "weight" and len(arr_shape) > 0:
             weight_bytes += arr_shape[0] * 5  # per-output-channel fp32 scale + int8 zero point
     for node in g.node:
@@ -250,7 +348,7 @@ def graph_memory(model, precision: str = "fp32") -> GraphMemory:
                 del live[buf]
     return GraphMemory(precision=precision, weight_bytes=weight_bytes, peak_activation_bytes=peak,
                        peak_node=peak_node, peak_tensors=peak_tensors,
-                       activation_total_bytes=sum(r.bytes for r in rows), tensors=rows)
+                       activation_total_bytes=sum(r.bytes for r in rows), tensors=rows, gemm_weight_bytes=gemm_bytes)
 
 
 def export_for_analysis(name: str, dest: str | Path, *, resolution: int | None = None,
@@ -258,6 +356,7 @@ def export_for_analysis(name: str, dest: str | Path, *, resolution: int | None =
     """Export a registered model (random init: shapes are what matter) to an fp32 ONNX file."""
     import torch
 
+    from ..exporters.simplify import simplify_onnx
     from ..exporters.torch_onnx import export_onnx
     from ..models import get_spec
     from ..models._factory import build_model
@@ -268,13 +367,22 @@ def export_for_analysis(name: str, dest: str | Path, *, resolution: int | None =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model(spec, num_classes, options).eval()
-    export_onnx(model, dest, input_shape=spec.input_shape(resolution))
-    return Path(dest)
+    dest = Path(dest)
+    raw = export_onnx(model, dest.with_name(dest.stem + "-raw.onnx"), input_shape=spec.input_shape(resolution))
+    # The graph a deployment runs is the simplified one (constants folded: a TF-style padding's shape
+    # arithmetic otherwise leaves the shapes after it unknown to shape inference); the raw export where onnxsim fails.
+    simplified, _ = simplify_onnx(raw, dest)
+    if simplified is None:
+        Path(raw.path).replace(dest)
+    else:
+        Path(raw.path).unlink()
+    return dest
 
 
 def inference_memory(name: str, *, resolution: int | None = None, options: dict | None = None,
-                     precisions: tuple[str, ...] = PRECISIONS, measure: bool = True) -> InferenceMemory:
-    """Export ``name`` and analyse its graph per precision; with ``measure``, check fp32 on ONNX Runtime."""
+                     precisions: tuple[str, ...] = PRECISIONS, measure: bool = False) -> InferenceMemory:
+    """Export ``name`` and analyse its graph per precision; with ``measure``, measure fp32 on ONNX Runtime in
+    fresh processes: with edgecnn's own settings (the deployed peak) and in the liveness settings."""
     import onnx
 
     from ..models import get_spec
@@ -285,63 +393,31 @@ def inference_memory(name: str, *, resolution: int | None = None, options: dict 
         model = onnx.load(str(path))
         per = {p: graph_memory(model, p) for p in precisions}
         measured = measure_onnxruntime(path) if measure else None
-    return InferenceMemory(model=name, resolution=res, per_precision=per, measured=measured)
+        deployed = probe(path) if measure and can_reset_peak() else None
+    return InferenceMemory(model=name, resolution=res, per_precision=per, measured=measured, deployed=deployed,
+                           family=get_spec(name).family)
 
 
-_MEASURE = r"""
-import json, sys
-import numpy as np
-import onnxruntime as ort
-
-def status(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-path = sys.argv[1]
-# A one-node session first, so that what every session costs once (kernel registry, thread pool) is not counted
-# as weights.
-import onnx
-from onnx import TensorProto, helper
-tiny = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
-                                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]))
-from edgecnn.backends.onnxruntime import session_options  # light: onnxruntime only
-
-so = session_options(1)
-so.enable_cpu_mem_arena = False  # freed activations leave the count instead of staying in the arena
-so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # the graph as analysed
-so.add_session_config_entry("session.disable_prepacking", "1")  # no second, re-laid-out copy of the weights
-so.enable_mem_pattern = False  # each tensor allocated when produced and freed when dead: the liveness model
-warm = ort.InferenceSession(tiny.SerializeToString(), so, providers=["CPUExecutionProvider"])
-warm.run(None, {"x": np.zeros(1, np.float32)})
-before = status("VmRSS")
-session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-inp = session.get_inputs()[0]
-x = np.zeros([d if isinstance(d, int) else 1 for d in inp.shape], np.float32)
-loaded = status("VmRSS")
-reset_peak()
-session.run(None, {inp.name: x})
-print(json.dumps({"weight_bytes": loaded - before, "activation_bytes": status("VmHWM") - loaded}))
-"""
+def probe(path: str | Path, *, threads: int | None = None, mode: str = "deployed", env: dict | None = None) -> dict:
+    """Resident memory of an ONNX Runtime session of ``path`` in a fresh process (:mod:`.memory_probe`): ``mode``
+    deployed (edgecnn's own session options) or liveness (what the liveness model counts). A worker that fails
+    raises: a broken measurement is a failure, never a silent "cannot measure here"."""
+    proc = run_python(["-m", "edgecnn.harness.memory_probe", str(path), str(threads or 0), mode], timeout=600, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"measuring {Path(path).name} on ONNX Runtime failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def measure_onnxruntime(path: str | Path) -> dict | None:
-    """Resident-memory growth of an ONNX Runtime session (weights) and of its first run (activations).
+    """Resident-memory growth of an ONNX Runtime session (weights) and of its runs (activations), in the
+    configuration the liveness model describes (arena, memory patterns, prepacking off; basic optimisation).
 
     Runs in a fresh Python process, so nothing else of ours is in the count. None where ``/proc``
     cannot say (not Linux: no ``clear_refs`` to reset the peak); a worker that fails raises.
     """
-    if not Path("/proc/self/clear_refs").exists():
+    if not can_reset_peak():
         return None
     # A fixed mmap threshold makes glibc return every large freed block to the system at once, so resident memory
     # follows the live tensors instead of the allocator's high-water mark.
-    # The worker imports edgecnn.backends.onnxruntime (the one session-options builder) from this checkout.
-    proc = run_python(["-c", _MEASURE, str(path)], timeout=600, env={"MALLOC_MMAP_THRESHOLD_": "65536"})
-    if proc.returncode != 0:  # a broken measurement is a failure, never a silent "cannot measure here"
-        raise RuntimeError(f"measuring {Path(path).name} on ONNX Runtime failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    m = probe(path, mode="liveness", env={"MALLOC_MMAP_THRESHOLD_": "65536"})
+    return {"weight_bytes": m["loaded_bytes"], "activation_bytes": m["run_peak_bytes"] - m["loaded_bytes"]}

@@ -14,6 +14,9 @@ fresh Python process (this module, ``python -m edgecnn.harness.worker JOBDIR``):
 - it loads the artifact from verified bytes (:func:`edgecnn.artifact.verified_bytes`) and never imports
   torch, so it starts in about a second.
 
+It also measures what running the artifact cost in resident memory: the worker's peak growth from after
+importing the runtime's library to the end of the run (``peak_rss_mib``, :mod:`edgecnn.harness.rss`).
+
 :func:`run_python` is the one way edgecnn starts such a worker (the memory measurement uses it too).
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 from ..errors import ArtifactError, EdgecnnError, first_line
 from ..exporters.graph import chunks
 from ..guard import limit, safe_text
+from .rss import MIB, peak_rss_bytes, reset_peak, rss_bytes
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 ORIGINAL_BATCH = 16  # the chunk a graph with a free batch dimension is run in
@@ -115,16 +119,17 @@ def run_artifact(art, x: np.ndarray, *, batch: int | None, runtime: str | None, 
             raise ArtifactError(result["error"])
         out = np.load(job / "out.npy", allow_pickle=False)
     lat = Latency.from_dict(result["latency"]) if result.get("latency") else None
-    return out, result["info"], lat
+    return out, {**result["info"], "peak_rss_mib": result.get("peak_rss_mib")}, lat
 
 
-def probe(art, x: np.ndarray, *, runtime: str | None, device: str | None, threads: int | None) -> None:
+def probe(art, x: np.ndarray, *, runtime: str | None, device: str | None, threads: int | None) -> float | None:
     """Run ``art`` once on ``x`` in a worker, with its limits, before a caller runs it in its own process
     (bench times it there; predict runs its images there): a graph that fails, hangs or asks for too much
-    memory on ``x`` is refused here, in one line, instead of taking the caller with it."""
+    memory on ``x`` is refused here, in one line, instead of taking the caller with it. Returns the worker's peak
+    resident-memory growth in MiB (None where not measured)."""
     if (runtime or art.runtime) not in ISOLATED:
-        return
-    run_artifact(art, x, batch=len(x), runtime=runtime, device=device, threads=threads)
+        return None
+    return run_artifact(art, x, batch=len(x), runtime=runtime, device=device, threads=threads)[1]["peak_rss_mib"]
 
 
 def _limit_memory(nbytes: int) -> None:
@@ -147,6 +152,7 @@ def _work(job: Path) -> dict:
 
     art, batch = task["artifact"], task["batch"]
     x = np.load(job / "x.npy", allow_pickle=False)
+    before = _memory_baseline(task["runtime"] or art.runtime)
     with load(art, runtime=task["runtime"], threads=task["threads"], device=task["device"]) as rt:
         if batch is None:
             fixed = rt.input_shape[0] if rt.input_shape and isinstance(rt.input_shape[0], int) else None
@@ -157,12 +163,27 @@ def _work(job: Path) -> dict:
             lat = measure(rt.run, x[:batch] if len(x) >= batch else np.repeat(x[:1], batch, 0), warmup=3,
                           iterations=20).to_dict()
         info = asdict(rt.info())
+        peak = peak_rss_bytes()  # before the execution record's extra session, which is not the artifact's
         if task.get("executed"):
             from ..runtimes.executed import record
 
             info["executed"] = record(rt)
     np.save(job / "out.npy", out)
-    return {"info": info, "latency": lat}
+    return {"info": info, "latency": lat,
+            "peak_rss_mib": None if peak is None or before is None else round(max(peak - before, 0) / MIB, 1)}
+
+
+def _memory_baseline(runtime: str | None) -> int | None:
+    """Import the runtime's library first (what every process that runs it pays once, not this artifact), then
+    start a new resident-memory peak; the resident memory at that point, the baseline of ``peak_rss_mib``."""
+    import importlib
+
+    try:
+        importlib.import_module({"onnxruntime": "onnxruntime", "openvino": "openvino"}.get(runtime or "", "numpy"))
+    except ImportError:  # load() says so in its own words
+        pass
+    reset_peak()  # where the kernel cannot (not Linux), the lifetime peak from getrusage
+    return rss_bytes() if rss_bytes() is not None else peak_rss_bytes()
 
 
 def main(job_dir: str) -> int:
