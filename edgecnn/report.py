@@ -126,7 +126,7 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
     cols = [Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=4), Col("cosine", drop=1),
             Col("max abs", drop=8), Col("rel L2", drop=10), Col("SQNR dB", drop=9), Col("top-1", drop=6),
             Col("top-1 conf.", drop=3), Col("top-5", drop=7), *acc_cols, Col(INT8_COL, drop=11),
-            Col("peak MiB", drop=11), Col("verdict", "left")]
+            Col("peak MiB", drop=12), Col("verdict", "left")]
     defaults = set(report.defaults)
     rows = []
     for r in report.results:
@@ -337,7 +337,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
     cols = [*lead, Col("artifact", "left"), Col("runtime", "left"), Col("prec", "left", drop=5),
             Col("b", drop=0 if several_batches else 4),
             *([Col("streams", drop=8), Col("img/s"), *latency] if throughput else [*latency, Col("img/s", drop=3)]),
-            Col("x eager", drop=2), Col("x best", drop=1), Col(INT8_COL, drop=11), Col("peak MiB", drop=9),
+            Col("x eager", drop=2), Col("x best", drop=1), Col(INT8_COL, drop=11), Col("peak MiB", drop=12),
             Col("result", "left")]
     rows, why = [], {}
     for rep in reports:

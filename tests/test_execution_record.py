@@ -231,8 +231,8 @@ def test_column_and_flag_explain_a_slow_int8():
     w, n = wide.export_text(), narrow.export_text()
     assert "int8 MACs" in w and "68%" in w
     header = next(line for line in n.splitlines() if "artifact" in line)
-    assert "MACs" not in header and "verdict" in header  # at 80 columns it goes first; the verdict stays
-    assert "80 columns: int8 MACs," in " ".join(n.split())
+    assert "MACs" not in header and "verdict" in header  # at 80 columns it goes (after peak MiB); the verdict stays
+    assert "80 columns: peak MiB, int8 MACs," in " ".join(n.split())
     odd = ArtifactResult("int8", "int8", executed={"macs": {"int8": 0.5}, "off_precision": [
         {"layer": "x", "macs": "many"}, "junk", {"macs": None}]})  # a received manifest's record, malformed
     assert "50%" in odd.low_int8 and "largest" not in odd.low_int8
