@@ -35,8 +35,8 @@ from edgecnn.models import proxies  # noqa: E402
 
 def export_command(out: Path, family: str) -> str:
     return (f"edgecnn export {proxies.PROXIES[family]} --weights {out / (family + '.proxy.pth')} "
-            f"--resolution {proxies.RESOLUTION} --labels {out / 'labels.txt'} --int8 --calib-dir {out / 'digits/train'} "
-            f"--images {out / 'digits/test'} --out {out / 'export' / family}")
+            f"--resolution {proxies.RESOLUTION} --labels {out / 'labels.txt'} --int8 "
+            f"--calib-dir {out / 'digits/train'} --images {out / 'digits/test'} --out {out / 'export' / family}")
 
 
 def distill_spread(family: str, *, seed: int, epochs: int, crops: int = 1024) -> dict:
