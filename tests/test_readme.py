@@ -225,6 +225,10 @@ NOT_RUN = {
     "python3 -m venv --system-site-packages": "a Jetson install",
     "pip install <NVIDIA's torch wheel": "a Jetson install",
     "python benchmarks/validate_tensorrt.py": "needs TensorRT",
+    "python benchmarks/train_proxies.py --out proxies": "trains a proxy: minutes (tests/test_proxies.py trains the "
+                                                         "same one through edgecnn.models.proxies)",
+    "edgecnn export mobilenet_v3_small --weights proxies/": "tests/test_proxies.py runs this export on the proxy it "
+                                                            "trained",
 }
 SLOW_COMMANDS = (
     "edgecnn export mobilenet_v2 --int8 --fp16",
