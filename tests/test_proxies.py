@@ -37,8 +37,11 @@ def test_every_emphasis_family_has_a_proxy():
 
 def test_smallest_proxy_reaches_the_stated_top1_on_held_out_digits(trained_proxy):
     print(f"\n{trained_proxy['family']} proxy: held-out top-1 {trained_proxy['top1']:.2%}, "
-          f"trained in {trained_proxy['seconds']:.0f} s")
+          f"trained in {trained_proxy['seconds']:.0f} s ({trained_proxy['cpu_seconds']:.0f} s of CPU)")
     assert trained_proxy["top1"] >= proxies.TARGET_TOP1, trained_proxy["top1"]
+    # CI's budget for this training is 2 minutes on 2 quiet cores: one torch thread, so its CPU time is about
+    # what it takes on a quiet core, whatever else this machine is running
+    assert trained_proxy["cpu_seconds"] < 120, trained_proxy["cpu_seconds"]
     # the held-out digits were never trained on: the split is disjoint and covers every digit once
     train = {p.name for p in trained_proxy["train"].rglob("*.png")}
     test = {p.name for p in trained_proxy["test"].rglob("*.png")}
