@@ -88,6 +88,24 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, *, batch: int = 128) -> nn.Module:
+    """Set every BatchNorm's running statistics to the exact average over ``x`` (the un-augmented training images)
+    and return the model in eval mode. Training's running averages lag: MobileNet v3 keeps torchvision's momentum
+    0.01, and after 12 epochs on the digits (252 steps) its eval top-1 was 9.6% where train mode gave 99.3%."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for i in range(0, len(x), batch):
+        model(x[i:i + batch])
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.eval()
+
+
+@torch.no_grad()
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 128) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on ``x``, ``y``."""
     model.eval()
@@ -100,7 +118,8 @@ def train_proxy(name: str, train_dir: str | Path, test_dir: str | Path | None = 
                 log: Callable[[str], None] | None = None) -> tuple[nn.Module, float | None]:
     """Train the zoo model ``name`` from scratch (init from ``seed``) on the ImageFolder ``train_dir``, fed
     exactly what its export feeds it (the model's preprocessing at ``resolution``), with augmentation; AdamW
-    with a one-cycle schedule peaking at ``lr`` (default: the family's). Returns the model in eval mode and its
+    with a one-cycle schedule peaking at ``lr`` (default: the family's); BatchNorm statistics recomputed on the
+    training images at the end. Returns the model in eval mode and its
     top-1 on ``test_dir`` (None without)."""
     spec = get_spec(name)
     lr = lr or FAMILY_LEARNING_RATE.get(name, LEARNING_RATE)
@@ -130,7 +149,7 @@ def train_proxy(name: str, train_dir: str | Path, test_dir: str | Path | None = 
             if log:
                 log(f"{name} epoch {epoch + 1}/{epochs}: loss {total / len(x):.3f} "
                     f"({time.perf_counter() - start:.1f} s)")
-    model.eval()
+    recalibrate_batchnorm(model, x)
     if test_dir is None:
         return model, None
     xt, yt, test_classes, _ = labelled_batch(prep, test_dir)
