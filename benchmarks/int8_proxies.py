@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", type=int, default=128, help="calibration digits (train split)")
     ap.add_argument("--qemu", type=int, default=150, help="held-out digits run under QEMU (0: skip)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--append", action="store_true",
+                    help="keep the families already in benchmarks/results/int8_proxies.json that this run does not "
+                         "measure (each row says when and under what load it was measured)")
     args = ap.parse_args(argv)
     from edgecnn import hostinfo
 
@@ -146,7 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         for record in json.loads((folder / "proxies.json").read_text())["proxies"]:
             proxies.append(record)
             if record["reached_target"]:
-                rows += family_rows(record, folder, calib_n=args.calib, qemu_n=args.qemu, threads=args.threads)
+                measured = family_rows(record, folder, calib_n=args.calib, qemu_n=args.qemu, threads=args.threads)
+                stamp = {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                         "load_average": os.getloadavg()[0]}
+                rows += [{**r, **stamp} for r in measured]
+    if args.append and (RESULTS / "int8_proxies.json").exists():
+        old = json.loads((RESULTS / "int8_proxies.json").read_text())
+        mine = {p["family"] for p in proxies}
+        proxies = [p for p in old["proxies"] if p["family"] not in mine] + proxies
+        rows = [r for r in old["rows"] if r["family"] not in mine] + rows
     result = {"host": hostinfo.host(), "versions": hostinfo.versions(), "proxies": proxies, "rows": rows,
               "seconds": time.time() - start,
               "load_average": {"start": load_start, "end": os.getloadavg()[0]},
