@@ -110,8 +110,10 @@ def markdown(result: dict) -> str:
              "*Proxies*: zoo architectures trained here from scratch on scikit-learn's handwritten digits "
              "(benchmarks/train_proxies.py), not ImageNet networks.", "",
              f"Machine: {result['host'].get('cpu', {}).get('model', '?')}, native ISA "
-             f"{', '.join(result['host'].get('cpu', {}).get('isa', []))}; load average {result['load_average']} "
-             "(shared machine, 8 busy helpers).", "",
+             f"{', '.join(result['host'].get('cpu', {}).get('isa', []))} (native u8s8: int32 accumulation where "
+             "VNNI is present); load average "
+             f"{result['load_average']['start']:.1f} -> {result['load_average']['end']:.1f} (shared machine, "
+             "8 busy helpers: training seconds are under that load). ARM kernels: not measured.", "",
              "## Proxies", "", "| family | model | held-out top-1 | epochs | train s (under load) | "
              "depthwise spread (median / max log10 max/median) |", "|---|---|---|---|---|---|"]
     for p in result["proxies"]:
@@ -119,6 +121,25 @@ def markdown(result: dict) -> str:
         lines.append(f"| {p['family']} | {p['model']} | {p['top1']:.2%} on {p['held_out']} | {p['epochs']} | "
                      f"{p['train_seconds']:.0f} | {s.get('median_log10_max_over_median', '-')} / "
                      f"{s.get('max_log10_max_over_median', '-')} |")
+    d = result.get("distilled")
+    if d:
+        ref, dig = d["reference_lite0_imagenet"], next((p for p in result["proxies"] if p["family"] == d["family"]), {})
+        lines += ["", "## Which recipe gives ImageNet-like weights? (depthwise per-channel range spread, BN folded)",
+                  "", "| weights | median / max over layers of log10(max / median channel range) |", "|---|---|",
+                  f"| EfficientNet-Lite0, real ImageNet weights (reference) | {ref['median_log10_max_over_median']} / "
+                  f"{ref['max_log10_max_over_median']} |"]
+        if dig:
+            s = dig["depthwise_spread"]
+            lines.append(f"| {d['family']} proxy, digits | {s['median_log10_max_over_median']} / "
+                         f"{s['max_log10_max_over_median']} |")
+        s = d["depthwise_spread"]
+        lines.append(f"| {d['family']}, distilled from Lite0 on {d['crops']} bundled-photo crops, {d['epochs']} epochs "
+                     f"(train top-1 agreement {d['train_top1_agreement_with_teacher']:.0%}) | "
+                     f"{s['median_log10_max_over_median']} / {s['max_log10_max_over_median']} |")
+        if d.get("random_init"):
+            s = d["random_init"]
+            lines.append(f"| {d['family']}, random init | {s['median_log10_max_over_median']} / "
+                         f"{s['max_log10_max_over_median']} |")
     lines += ["", "## int8", "", "| family | preset | runtime | kernels | n | fp32 top-1 | int8 top-1 | change | "
               "cosine | verdict | fallback (max drop 0.01) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -140,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--append", action="store_true",
                     help="keep the families already in benchmarks/results/int8_proxies.json that this run does not "
                          "measure (each row says when and under what load it was measured)")
+    ap.add_argument("--distilled", type=Path, default=None,
+                    help="a distill_spread record (train_proxies.py --distill-compare) to tabulate beside the proxies")
     args = ap.parse_args(argv)
     from edgecnn import hostinfo
 
@@ -163,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
               "load_average": {"start": load_start, "end": os.getloadavg()[0]},
               "notes": ["proxies: trained on digits, not ImageNet; held-out digits never trained on",
                         "ARM kernels not measured (no aarch64 worker in this branch)"]}
+    if args.distilled:
+        result["distilled"] = json.loads(args.distilled.read_text())
+    elif args.append and (RESULTS / "int8_proxies.json").exists():
+        result["distilled"] = json.loads((RESULTS / "int8_proxies.json").read_text()).get("distilled")
     table = markdown(result)
     save(RESULTS / "int8_proxies", result, table)
     print(table)
