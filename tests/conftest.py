@@ -98,3 +98,35 @@ def lite0_int8(lite0, tmp_path_factory):
                                           recipe=get_preset(preset), opset=17, progress=False)
         return built[preset]
     return get
+
+
+# ---- A trained proxy of an emphasis family (edgecnn/models/proxies.py): trained once per session ----
+
+SMALLEST_PROXY = "mobilenet_v3_small"
+
+
+@pytest.fixture(scope="session")
+def trained_proxy(tmp_path_factory):
+    """The smallest emphasis-family proxy, trained from scratch on the digits' train split (seed 0), with its
+    held-out top-1 and training time; its checkpoint saved as benchmarks/train_proxies.py saves it."""
+    import time
+
+    import torch
+
+    from edgecnn.models import proxies
+
+    root = tmp_path_factory.mktemp("proxy")
+    train_dir, test_dir = proxies.write_digits(root / "digits", seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small net at 64 px: more threads only contend on a busy machine
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        model, top1 = proxies.train_proxy(proxies.PROXIES[SMALLEST_PROXY], train_dir, test_dir, seed=0)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        torch.set_num_threads(threads)
+    ckpt = root / f"{SMALLEST_PROXY}.proxy.pth"
+    torch.save({"state_dict": model.state_dict(), "proxy": {"family": SMALLEST_PROXY, "top1": top1}}, ckpt)
+    (root / "labels.txt").write_text("".join(f"{c}\n" for c in range(10)))
+    return {"family": SMALLEST_PROXY, "name": proxies.PROXIES[SMALLEST_PROXY], "model": model, "top1": top1,
+            "seconds": seconds, "cpu_seconds": cpu, "ckpt": ckpt, "train": train_dir, "test": test_dir, "labels": root / "labels.txt"}

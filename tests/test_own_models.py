@@ -60,19 +60,10 @@ def one_line_error(r: subprocess.CompletedProcess, *needles: str) -> str:
 def digits(tmp_path_factory):
     """The digits as an ImageFolder of 8x8 grayscale PNGs (train / held-out test, stratified 75/25), and
     LeNet-5 trained on the train split, saved as a Lightning-style checkpoint ('state_dict', 'model.')."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from edgecnn.models.proxies import write_digits
 
     root = tmp_path_factory.mktemp("digits")
-    data = load_digits()
-    images = np.clip(data.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255
-    train_idx, test_idx = train_test_split(np.arange(len(images)), test_size=0.25, stratify=data.target,
-                                           random_state=0)
-    for split, idx in (("train", train_idx), ("test", test_idx)):
-        for i in idx:
-            folder = root / split / str(data.target[i])
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[i], "L").save(folder / f"{i}.png")
+    write_digits(root, seed=0)  # 450 held out (25%), as the proxies' split
     # Train on exactly what the export feeds the model: the model's preprocessing of the same files.
     prep = preprocessing(get_spec("lenet5"))
     x, y, classes, _ = labelled_batch(prep, root / "train")

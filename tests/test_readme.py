@@ -227,6 +227,10 @@ NOT_RUN = {
     "python benchmarks/validate_tensorrt.py": "needs TensorRT",
     "edgecnn check edgecnn_out/mobilenet_v2 --emulate": "qemu-aarch64 and a sysroot build (tests/test_arm_kernels.py "
                                                         "runs check --emulate on a 64 px export)",
+    "python benchmarks/train_proxies.py --out proxies": "trains a proxy: minutes (tests/test_proxies.py trains the "
+                                                         "same one through edgecnn.models.proxies)",
+    "edgecnn export mobilenet_v3_small --weights proxies/": "tests/test_proxies.py runs this export on the proxy it "
+                                                            "trained",
 }
 SLOW_COMMANDS = (
     "edgecnn export mobilenet_v2 --int8 --fp16",

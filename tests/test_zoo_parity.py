@@ -13,7 +13,7 @@ import edgecnn
 from edgecnn import hostinfo, runtimes
 from edgecnn.data import calibration_batch, evaluation_batch
 from edgecnn.errors import ArtifactError
-from edgecnn.exporters.int8 import get_preset, quantize_int8
+from edgecnn.exporters.int8 import default_preset, get_preset, quantize_int8
 from edgecnn.exporters.torch_onnx import export_onnx
 from edgecnn.backends.openvino import AMX_HINT
 from edgecnn.harness.common import run_batched
@@ -119,3 +119,36 @@ def _nncf_route(fp32_onnx, calib, x, tmp_path):
     nncf_ir = quantize_nncf(ir, tmp_path / "m.int8.nncf.xml", calib)
     with runtimes.load(nncf_ir, threads=2) as rt:
         return run_batched(rt, x, 1)
+
+
+@pytest.mark.parametrize("rt_name", RUNTIMES)
+def test_trained_proxy_in_the_sweep(trained_proxy, rt_name, tmp_path):
+    """A trained emphasis-family model (the smallest proxy, conftest.trained_proxy) on each runtime: fp32 within
+    its tolerance, and int8 (this CPU's default preset, calibrated on the digits' train split) judged against
+    int8's full tolerance, not the random-weights floor, with top-1 on held-out digits within a point of fp32."""
+    from edgecnn.data import labelled_batch
+    from edgecnn.models import proxies
+
+    model = trained_proxy["model"]
+    prep = preprocessing(model.edgecnn_spec, proxies.RESOLUTION)
+    x, y, _, _ = labelled_batch(prep, trained_proxy["test"])
+    x, y = x[::3], y[::3]  # 150 held-out digits, every class
+    calib, _, _, _ = labelled_batch(prep, trained_proxy["train"])
+    ref = reference_logits(model, x)
+    art = export_onnx(model, tmp_path / "m.onnx", input_shape=(1, *x.shape[1:]))
+    q = quantize_int8(art, tmp_path / "m.int8.onnx", calib[::10], recipe=get_preset(default_preset()), opset=17,
+                      progress=False)
+    with runtimes.load(art, runtime=rt_name, threads=2) as rt:
+        fp32 = run_batched(rt, x, 1)
+    assert compare(ref, fp32, name=f"proxy@{rt_name}", precision="fp32")
+    try:
+        with runtimes.load(q, runtime=rt_name, threads=2) as rt:
+            int8 = run_batched(rt, x, 1)
+    except ArtifactError as e:
+        if rt_name != "openvino" or not hostinfo.has_amx() or AMX_HINT not in str(e):
+            raise
+        int8 = _nncf_route(art, calib[::10], x, tmp_path)  # what export deploys on AMX hosts
+    r = compare(ref, int8, name=f"proxy int8@{rt_name}", precision="int8")
+    assert r, str(r)
+    top1_fp32, top1_int8 = float((fp32.argmax(1) == y).mean()), float((int8.argmax(1) == y).mean())
+    assert top1_fp32 >= proxies.TARGET_TOP1 - 0.02 and top1_int8 >= top1_fp32 - 0.01, (top1_fp32, top1_int8)
