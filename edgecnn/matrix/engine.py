@@ -117,7 +117,7 @@ def probe_nodes(ray, devices: list[str]) -> dict[str, dict]:
             raise ConfigError(f"node {address} runs Ray {clip(theirs['ray'], 20)} on Python "
                               f"{clip(theirs['python'], 20)} with edgecnn {clip(theirs['edgecnn'], 20)}; this "
                               f"machine runs Ray {here['ray']} on Python {here['python']} with edgecnn "
-                              f"{here['edgecnn']}: every node needs the same (README: Sweeping on a cluster)")
+                              f"{here['edgecnn']}: every node needs the same (README: Sweeping the matrix)")
         facts[node["NodeID"]] = there
     return facts
 
