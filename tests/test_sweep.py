@@ -16,6 +16,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from edgecnn.backends import unavailable  # noqa: E402
+from edgecnn.cli import main  # noqa: E402
 from edgecnn.errors import ArtifactError, ConfigError  # noqa: E402
 from edgecnn.matrix import Cell, cells as cellmod, store, sweep  # noqa: E402
 from edgecnn.matrix.command import pareto_front  # noqa: E402
@@ -63,6 +64,9 @@ def test_local_ray_sequential_fallback_and_resume(tmp_path, cache):
     assert _statuses(inline) == _statuses(on_ray)  # the same matrix (timings aside)
     assert [r["key"] for r in inline.rows] == [r["key"] for r in on_ray.rows]  # same cells, same node facts
 
+    assert main(["report", str(tmp_path / "seq" / store.MATRIX), "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
     before = _cells_on_disk(tmp_path / "ray")
     again = sweep([MODEL], precisions=("fp32",), targets=targets, out=tmp_path / "ray", num_cpus=2, **QUICK)
     assert again.reused == len(on_ray.rows) and _cells_on_disk(tmp_path / "ray") == before  # nothing rerun
@@ -88,8 +92,14 @@ def test_received_rows_are_checked(tmp_path):
         store.save_cell(tmp_path, good)
 
 
-def test_pareto_front_and_options():
+def test_pareto_front_and_options(tmp_path):
     assert pareto_front([(1.0, 0.5), (2.0, 0.7), (1.5, 0.4), (3.0, 0.7)]) == [0, 1]
+    (tmp_path / "m.toml").write_text('models = ["squeezenet1_1"]\nprecisions = ["fp32"]\nresolution = 32\n')
+    assert store.read_toml(tmp_path / "m.toml")["resolution"] == 32
+    for bad, why in (('modles = ["x"]', "unknown key"), ("resolution = \"32\"", "must be int"), ("[[", "not valid")):
+        (tmp_path / "bad.toml").write_text(bad)
+        with pytest.raises(ConfigError, match=why):
+            store.read_toml(tmp_path / "bad.toml")
     with pytest.raises(ConfigError, match="need Ray|cluster's --address"):
         sweep([MODEL], devices=("jetson_orin",), out="/nonexistent", **QUICK)
     with pytest.raises(ConfigError, match="token authentication"):

@@ -71,23 +71,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_matrix(rows: list[dict]) -> None:
-    from rich.table import Table
+    """The matrix at the console's width (:func:`edgecnn.layout.fit`): the cell's key columns and its status with
+    the reason stay; peak memory, int8 share, p90 and size drop first."""
+    from rich.markup import escape
 
-    from ..layout import console
+    from ..layout import Col, Verdict, console, fit
 
-    t = Table(title="sweep")
-    cols = ("model", "precision", "runtime", "device", "latency_ms", "p90_ms", "size_bytes", "int8_share", "cosine",
-            "status")
-    for c in cols:
-        t.add_column(c.replace("_", " "), overflow="fold")
+    cols = [("model", Col("model", "left")), ("precision", Col("prec", "left")), ("runtime", Col("runtime", "left", 2)),
+            ("device", Col("device", "left", 1)), ("latency_ms", Col("ms")), ("p90_ms", Col("p90 ms", drop=4)),
+            ("size_bytes", Col("MiB", drop=3)), ("peak_mib", Col("peak MiB", drop=6)),
+            ("int8_share", Col("int8 MACs", drop=5)), ("cosine", Col("cosine", drop=2)),
+            ("status", Col("status", "left"))]
+    table_rows = []
     for r in rows:
-        t.add_row(*[safe_text(_cell(r.get(c))) for c in cols])
+        size = r.get("size_bytes")
+        cells = [escape(safe_text(_cell(size / 2**20 if c == "size_bytes" and size is not None else r.get(c))))
+                 for c, _col in cols[:-1]]
+        label = {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(r.get("status"), "[yellow]lost[/]")
+        table_rows.append(cells + [Verdict(label, safe_text(r.get("reason") or ""))])
     con = console(stderr=True)
-    con.print(t)
-    for r in rows:
-        if r.get("reason"):
-            con.print(f"{safe_text(r['model'])} {r['precision']} {r['runtime']} @{safe_text(r['device'])}: "
-                      f"{safe_text(r['reason'])}", markup=False, highlight=False)
+    con.print(fit([c for _k, c in cols], table_rows, title="sweep", con=con))
 
 
 def _cell(v) -> str:
@@ -154,7 +157,7 @@ def pareto_plot(rows: list[dict], path: str) -> None:
                         fontsize=7)
         front = [pts[i] for i in pareto_front(pts)]
         ax.plot([p[0] for p in front], [abs(p[1]) if not by_accuracy else p[1] for p in front], color="tab:red",
-                label="Pareto front")
+                marker="o", mfc="none", ms=11, label="Pareto front")
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("top-1 accuracy" if by_accuracy else "size (MiB), smaller is better")
         ax.set_title(safe_text(device))
