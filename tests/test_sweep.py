@@ -90,6 +90,9 @@ def test_received_rows_are_checked(tmp_path):
     assert rows == {} and "not written by this machine" in notes[0]
     with pytest.raises(ConfigError, match="did not write it"):
         store.save_cell(tmp_path, good)
+    (tmp_path / store.MATRIX).write_text("{}")  # someone's file where the matrix goes: refused before any work
+    with pytest.raises(ConfigError, match="did not write it"):
+        sweep([MODEL], out=tmp_path, use_ray=False, **QUICK)
 
 
 def test_pareto_front_and_options(tmp_path):

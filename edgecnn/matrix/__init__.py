@@ -75,6 +75,7 @@ def sweep(models, *, precisions=("fp32", "fp16", "int8"), targets=DEFAULT_TARGET
                        resolution=resolution, images=images, scenario=scenario, iterations=iterations,
                        warmup=warmup, threads=threads)
     out = Path(out)
+    store.check_writable(out)
     ray = engine.ray_module() if use_ray is not False else None
     if use_ray and ray is None:
         raise ConfigError(f"Ray is not installed: {engine.INSTALL}")

@@ -41,6 +41,15 @@ def write_new(dest: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def check_writable(out: Path) -> None:
+    """Before any work: the matrix files in ``out`` are absent or this machine's edgecnn wrote them."""
+    for name in (MATRIX, "sweep.csv", "sweep.md"):
+        dest = out / name
+        if dest.exists() and not ledger.proves(out, dest):
+            raise ConfigError(f"{safe_text(dest)} exists and this machine's edgecnn did not write it (or it was "
+                              "edited since): move it away or choose another --out")
+
+
 def save_cell(out: Path, row: dict) -> None:
     write_new(out / CELLS / f"{row['request_key']}.json", json.dumps(row, indent=1, sort_keys=True))
 
