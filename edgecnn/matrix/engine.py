@@ -63,7 +63,14 @@ def connect(*, address: str | None, insecure: bool, num_cpus: int | None = None)
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # Ray was imported before the variable was set (same meaning)
+    asked = os.environ.get("RAY_AUTH_MODE")
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray turns token auth on for a local instance by setting RAY_AUTH_MODE in this process: restore the user's
+    # value, so a later --address in this process is judged by what the user set, not by what Ray did here
+    if asked is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = asked
     wide = [n["NodeManagerAddress"] for n in ray.nodes() if not str(n["NodeManagerAddress"]).startswith(LOOPBACK)]
     if wide:
         ray.shutdown()
