@@ -116,9 +116,10 @@ def cluster(cache):
 
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-    from ray._raylet import Config
+    from ray._raylet import AuthenticationTokenLoader, Config
 
     Config.initialize("")  # this process reads the mode again (Ray caches it): the driver sends the token too
+    AuthenticationTokenLoader.instance().reset_cache()  # ...and this token, not a local Ray's earlier one
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     device = c.add_node(num_cpus=1, resources={"tinydev": 1})
     c.wait_for_nodes()
