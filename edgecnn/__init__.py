@@ -8,6 +8,7 @@ build the zoo or load the exporters):
     edgecnn.export(module, input_shape=..., preprocessing=..., labels=...)   # any model, from Python
     edgecnn.runtimes.load(path_or_artifact).run(batch)             # any artifact, one interface
     edgecnn.harness.check.check_dir(out_dir), edgecnn.harness.bench.bench_dir(out_dir)
+    edgecnn.sweep(models, precisions=..., targets=..., devices=..., address=...)   # the matrix (edgecnn.matrix)
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import importlib
 
 __version__ = "0.1.0"
 _LAZY = {"create_model": "models", "get_spec": "models", "list_models": "models",
-         "ExportConfig": "pipeline", "run_export": "pipeline", "export": "pipeline"}
+         "ExportConfig": "pipeline", "run_export": "pipeline", "export": "pipeline",
+         "sweep": "matrix"}
 __all__ = ["__version__", *_LAZY]
 
 

@@ -483,6 +483,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import accuracy_markdown, bench_table, markdown, plot, settings_groups
 
     _check_outputs(args.markdown, args.plot)
+    from .matrix.command import is_sweep, report as sweep_report
+
+    if any(is_sweep(p) for p in args.results):  # a sweep's matrix: its table and Pareto plot per device
+        if not all(is_sweep(p) for p in args.results):
+            raise ConfigError("report sweep results (sweep.json) on their own, without bench or check results")
+        return sweep_report(args.results, markdown=args.markdown, plot=args.plot)
     benches, fidelity, checks = [], {}, []
     for path in args.results:
         try:
@@ -525,6 +531,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.plot and benches:
         plot(benches, args.plot, fidelity or None)
     return 0
+
+
+@command
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .matrix.command import run
+
+    return run(args)
 
 
 def _json_option(p: argparse.ArgumentParser, *, bare: bool = False) -> None:
@@ -681,6 +694,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", metavar="RESULTS.json")
     p.add_argument("--markdown", type=path_arg, metavar="FILE")
     p.add_argument("--plot", type=path_arg, metavar="FILE.png")
+
+    from .matrix.command import add_parser as add_sweep
+
+    add_sweep(sub, path_arg=path_arg, positive_int=positive_int)
     return parser
 
 

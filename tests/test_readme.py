@@ -231,6 +231,11 @@ NOT_RUN = {
                                                          "same one through edgecnn.models.proxies)",
     "edgecnn export mobilenet_v3_small --weights proxies/": "tests/test_proxies.py runs this export on the proxy it "
                                                             "trained",
+    "edgecnn sweep MODEL": "a synopsis (parsed above)",
+    "pip install 'edgecnn[sweep]'": "installs Ray (the test extra has it: tests/test_sweep.py runs real Ray)",
+    "edgecnn sweep mobilenet_v2 mobilenet_v3_small": "a synopsis; tests/test_sweep.py sweeps on local Ray and a cluster",
+    "edgecnn sweep --matrix matrix.toml": "needs the user's matrix file (tests/test_sweep.py reads one)",
+    "edgecnn report sweep_out/sweep.json": "a synopsis; tests/test_sweep.py reports a sweep with its plot",
 }
 SLOW_COMMANDS = (
     "edgecnn export mobilenet_v2 --int8 --fp16",
