@@ -42,6 +42,8 @@ def verdict(r: ArtifactResult) -> Verdict:
     """The result's verdict (:attr:`ArtifactResult.verdict`, never re-derived here) as a label and what failed."""
     v, failures = r.verdict, "; ".join(r.parity.failures) if r.parity is not None else ""
     slower = f"{r.slower_than_fp32:.2f}x slower than fp32" if r.slower_than_fp32 else ""
+    if r.minus128:
+        slower = "; ".join(x for x in (slower, "int8 weights hold -128: wraps on ARM, saturates on AVX2") if x)
     if v == "failed":  # could not be built, loaded or run: a failure whatever the weights, never "advisory"
         return Verdict(f"[red]failed{' (not the default)' if r.alternative else ''}:[/]", safe_text(r.error or ""))
     label = {"pass": "[green]pass[/]", "advisory": "[yellow]advisory[/]",

@@ -54,6 +54,9 @@ class ArtifactResult:
     # it must still clear the floor
     not_judged: str | None = None
     deployed: bool = False  # what `predict` deploys on this runtime: judged against its full tolerance
+    # int8 ONNX weights of -128 (edgecnn.exporters.int8_range): {"tensors", "values", "names", "targets":
+    # ["arm", "avx2"], "reason"}; a warning for those targets' kernels, never a verdict on the outputs seen here
+    minus128: dict | None = None
 
     @property
     def judged(self) -> bool:

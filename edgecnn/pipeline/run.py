@@ -22,6 +22,7 @@ from ..data import calibration_batch, imagefolder_classes, match_classes
 from ..exporters import openvino, tensorrt
 from ..exporters.fp16 import convert_fp16
 from ..exporters.int8 import TENSORRT_STAGE, Int8Recipe, quantize_int8, tensorrt_recipe
+from ..exporters.int8_range import describe_minus128
 from ..exporters.metadata import embed_onnx, model_metadata
 from ..exporters.onnx_import import import_onnx
 from ..exporters.sensitivity import fallback_for_budget
@@ -190,6 +191,9 @@ class _Export:
             results[key].alternative = True
         for warning in flag_slower_int8(self.cache.artifacts, results):
             self.say(warning)
+        flagged = [(key, res.minus128) for key, res in results.items() if res.minus128]
+        for i, (key, found) in enumerate(flagged):
+            self.say(f"{key}: warning: {describe_minus128(found, reason=i == 0)}")
         cfg, plan = self.cfg, self.plan
         timings = {k: {"build_s": self.cache.seconds.get(k, 0.0), "evaluate_s": self.verify.seconds.get(k, 0.0)}
                    for k in dict.fromkeys([*self.cache.seconds, *self.verify.seconds])}
