@@ -25,6 +25,7 @@ ISA_FLAGS = {
     "avx2": "avx2", "fma": "fma", "avx512f": "avx512", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
     "avx512_bf16": "avx512_bf16", "amx_tile": "amx", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16",
     "asimd": "neon", "asimddp": "arm_dotprod", "i8mm": "arm_i8mm", "sve": "sve", "fphp": "arm_fp16",
+    "bf16": "arm_bf16", "sve2": "sve2", "sme": "sme",
 }
 # numpy's __cpu_features__ key -> our name (numpy names neither AVX-VNNI nor AMX nor I8MM).
 NUMPY_FEATURES = {
@@ -32,6 +33,11 @@ NUMPY_FEATURES = {
     "ASIMD": "neon", "ASIMDDP": "arm_dotprod", "SVE": "sve", "FPHP": "arm_fp16",
 }
 CPUID_FEATURES = ("avx_vnni", "amx", "amx_int8", "amx_bf16")  # read by _cpuid_features on x86-64
+# Linux arm64 HWCAP bits (arch/arm64/include/uapi/asm/hwcap.h) -> our name: (AT_HWCAP or AT_HWCAP2, bit).
+AT_HWCAP, AT_HWCAP2 = 16, 26
+HWCAP_FEATURES = {"neon": (AT_HWCAP, 1), "arm_fp16": (AT_HWCAP, 9), "arm_dotprod": (AT_HWCAP, 20),
+                  "sve": (AT_HWCAP, 22), "sve2": (AT_HWCAP2, 1), "arm_i8mm": (AT_HWCAP2, 13),
+                  "arm_bf16": (AT_HWCAP2, 14), "sme": (AT_HWCAP2, 23)}
 PACKAGES = ("edgecnn", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "openvino", "nncf", "tensorrt", "numpy")
 
 
@@ -132,6 +138,22 @@ def _cpuid_features() -> dict[str, bool] | None:
             "amx_int8": amx and bool(edx7 >> 25 & 1), "amx_bf16": amx and bool(edx7 >> 22 & 1)}
 
 
+def _hwcap_features() -> dict[str, bool] | None:
+    """The ARM features the kernel (or QEMU) handed this process in its auxiliary vector (getauxval
+    AT_HWCAP / AT_HWCAP2): what ONNX Runtime's and OpenVINO's ARM kernels dispatch on. None off Linux arm64."""
+    if platform.machine().lower() not in ("aarch64", "arm64") or platform.system() != "Linux":
+        return None
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+        words = {AT_HWCAP: int(getauxval(AT_HWCAP)), AT_HWCAP2: int(getauxval(AT_HWCAP2))}
+    except (OSError, AttributeError):
+        return None
+    return {name: bool(words[at] >> bit & 1) for name, (at, bit) in HWCAP_FEATURES.items()}
+
+
 def _process_isa() -> tuple[set[str], set[str]] | None:
     """(features present, features determined) as this process sees them, or None if nothing could be read."""
     present, known = set(), set()
@@ -142,10 +164,11 @@ def _process_isa() -> tuple[set[str], set[str]] | None:
                 known.add(ours)
                 if table[key]:
                     present.add(ours)
-    extra = _cpuid_features()
-    if extra is not None:
-        known.update(extra)
-        present.update(k for k, v in extra.items() if v)
+    for extra in (_cpuid_features(), _hwcap_features()):  # x86 CPUID, ARM HWCAP: the dispatchers' own sources
+        if extra is not None:
+            known.update(extra)
+            present.difference_update(k for k, v in extra.items() if not v)
+            present.update(k for k, v in extra.items() if v)
     return (present, known) if known else None
 
 
@@ -168,7 +191,8 @@ def cpu_info() -> dict:
     present, known = process
     fallback = sorted(f for f in cpuinfo or () if f not in known)  # what the process view cannot tell
     info.update(isa=sorted(present.union(fallback)), isa_process=sorted(present), isa_cpuinfo=cpuinfo,
-                isa_source="process (numpy CPU features" + (", CPUID" if known & set(CPUID_FEATURES) else "") + ")"
+                isa_source="process (numpy CPU features" + (", CPUID" if known & set(CPUID_FEATURES) else "")
+                + (", HWCAP" if known & {"arm_i8mm", "arm_bf16"} else "") + ")"
                 + (f"; {', '.join(fallback)} from /proc/cpuinfo" if fallback else ""))
     if cpuinfo is not None:
         lacks, extra = sorted((set(cpuinfo) & known) - present), sorted(present - set(cpuinfo))
