@@ -8,8 +8,8 @@ The sibling of int8_fidelity.py (its x86 AVX2 / VNNI tables): the same held-out 
 top-1 agreement on confident crops against the PyTorch original), on the aarch64 kernels that
 ``qemu-aarch64 -cpu CPU`` makes the wheels dispatch (edgecnn.qemu_arm: the real PyPI wheels on a Debian
 arm64 sysroot, nothing built from source). Emulation is ~150x slower than native, so few crops: a row's
-exactness (``vs exact``: against the QDQ graph computed with exact int32 accumulation, edgecnn's emulator
-without saturation; ``vs x86``: against this host's own ONNX Runtime) says more than its cosine vs PyTorch.
+exactness (``vs x86``: against this host's own ONNX Runtime, int32 accumulation with VNNI; ``vs emulator``:
+against edgecnn's emulator of the QDQ graph with int32 accumulation) says more than its cosine vs PyTorch.
 QEMU timings mean nothing and none is reported. Models without installed or cached ImageNet weights run with
 random weights (said per row): their kernels' exactness is measured all the same.
 OpenVINO rows: fp32 with INFERENCE_PRECISION_HINT f32 (what edgecnn's runtime sets), the int8 routes as IR,
@@ -110,6 +110,9 @@ def one_model(name: str, args, work: Path) -> list[dict]:
                          "vs_exact_max_abs": float(np.abs(out - exact[k]).max()) if k in exact else None,
                          "vs_x86_max_abs": float(np.abs(out - host[k]).max()),
                          "isa_process": seen.get("cpu", {}).get("isa_process"), "qemu": seen.get("qemu")})
+        if not args.ov_eval:
+            print(f"{name} on {cpu}: {time.time() - t0:.0f} s (no OpenVINO)", file=sys.stderr, flush=True)
+            continue
         outs, seen = qemu_arm.ov_outputs([irs[k] for k in irs], x[: args.ov_eval], cpu=cpu, hint="f32", timeout=7200)
         for k, out, run in zip(irs, outs, seen.get("runs", [{}] * len(irs))):
             row = {"model": name, "weights": weights, "resolution": res, "cpu": cpu, "runtime": "openvino",
@@ -125,13 +128,16 @@ def one_model(name: str, args, work: Path) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# int8 and fp32 on ARM's real kernels (QEMU user mode, the real aarch64 wheels)", "",
-             result["setup"], "", "| CPU model | what it stands for |", "|---|---|"]
-    lines += [f"| `{c}` | {KERNELS.get(c, c)} |" for c in result["cpus"]]
+    lines = ["# int8 and fp32 on ARM's real kernels (QEMU user mode, the real aarch64 wheels)", "",
+             result["setup"], "", "| CPU model | what it stands for | ISA the process saw (HWCAP) |", "|---|---|---|"]
+    isa = {r["cpu"]: r.get("isa_process") for r in result["rows"] if r.get("isa_process")}
+    lines += [f"| `{c}` | {KERNELS.get(c, c)} | {', '.join(isa.get(c) or []) or '-'} |" for c in result["cpus"]]
     lines += ["", "## ONNX Runtime", "",
-              "'vs exact': largest logit difference from the same QDQ graph with exact int32 accumulation; "
-              "'vs x86': from this host's ONNX Runtime (VNNI).", "",
-              "| model (weights, px) | CPU | artifact | cosine / top-1 confident / top-1 all | vs exact | vs x86 |",
+              "'vs emulator': largest logit difference from edgecnn's emulator of the same QDQ graph with int32 "
+              "accumulation (exporters/saturation.py, no saturation; the logits are themselves quantized, so one "
+              "output step is the smallest difference there is); 'vs x86': from this host's own ONNX Runtime "
+              "(AVX-512 VNNI: int32 accumulation), 0 = bit-identical.", "",
+              "| model (weights, px) | CPU | artifact | cosine / top-1 confident / top-1 all | vs emulator | vs x86 |",
               "|---|---|---|---|---|---|"]
 
     def f(v, spec):
@@ -148,7 +154,7 @@ def markdown(result: dict) -> str:
                      f"{fid(r)} | {f(r.get('vs_exact_max_abs'), '.3g')} | {f(r.get('vs_x86_max_abs'), '.3g')} |")
     lines += ["", "## OpenVINO", "", "convs: convolutions and fully connected layers by the precision the plugin ran "
               "them in (its runtime model); ref: on reference kernels.", "",
-              "| model | CPU | artifact | compiles | inference precision | convs | cosine / top-1 conf. / all | vs exact |",
+              "| model | CPU | artifact | compiles | inference precision | convs | cosine / top-1 conf. / all | vs emulator |",
               "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if r["runtime"] != "openvino":
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--cpus", default=";".join(CPUS), help="';'-separated QEMU CPU models")
     ap.add_argument("--eval", type=int, default=2, help="held-out crops (ONNX Runtime)")
-    ap.add_argument("--ov-eval", type=int, default=1, help="of those, run on OpenVINO (3-10x slower)")
+    ap.add_argument("--ov-eval", type=int, default=1, help="of those, run on OpenVINO (3-10x slower; 0: ONNX Runtime only)")
     ap.add_argument("--calib", type=int, default=32)
     ap.add_argument("--resolution", type=int, default=None,
                     help="default: 224 with ImageNet weights, 96 with random ones (emulation time)")
