@@ -12,7 +12,7 @@ activations) fails with "object is not initialized" for MobileNetV2 (224 px) and
 does the ``nncf`` IR of MobileNetV2 (u8 activations after ReLU; NNCF's "performance" and "mixed" presets alike;
 SqueezeNet's compiles); the ``s8s8`` IR compiles for both and runs MobileNetV2's 35 non-depthwise convolutions
 and its classifier in int8 (ACL), the 17 depthwise ones in f32. On ``cortex-a76`` all three compile for
-MobileNetV2, and in int8 run: ``qdq`` 18 of 53 layers (17 more as f16 GEMMs under the default f16 hint),
+MobileNetV2, and in int8 run: ``qdq`` 19 of 53 layers (17 more as f16 GEMMs under the default f16 hint),
 ``nncf`` 29, ``s8s8`` 36; depthwise convolutions never run in int8 there. On x86 (AMD EPYC, AVX-512 VNNI) ``s8s8`` is slower than ``qdq``
 (EfficientNet-Lite0: 51 vs 39 ms median p50 in 8 alternating rounds, under load) at the same cosine to 3
 decimals, so x86 keeps its measured choice and ARM gets ``s8s8``.
