@@ -46,6 +46,8 @@ def verdict(r: ArtifactResult) -> Verdict:
     if slower and not low and r.int8_share is not None:
         slower += f" (though {r.int8_share:.0%} of its MACs ran in int8)"
     slower = "; ".join(x for x in (slower, safe_text(low or "")) if x)
+    if r.minus128:
+        slower = "; ".join(x for x in (slower, "int8 weights hold -128: wraps on ARM, saturates on AVX2") if x)
     if v == "failed":  # could not be built, loaded or run: a failure whatever the weights, never "advisory"
         return Verdict(f"[red]failed{' (not the default)' if r.alternative else ''}:[/]", safe_text(r.error or ""))
     label = {"pass": "[green]pass[/]", "advisory": "[yellow]advisory[/]",

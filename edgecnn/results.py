@@ -69,6 +69,9 @@ class ArtifactResult:
     # the execution record (runtimes/executed.py): {"macs": {"int8": 0.71, "fp16": 0.0, "bf16": 0.0, "fp32": 0.29},
     # "source": ..., "off_precision": [{"layer", "op", "macs", "ran"}...]}, read back from what the runtime compiled
     executed: dict | None = None
+    # int8 ONNX weights of -128 (edgecnn.exporters.int8_range): {"tensors", "values", "names", "targets":
+    # ["arm", "avx2"], "reason"}; a warning for those targets' kernels, never a verdict on the outputs seen here
+    minus128: dict | None = None
 
     @property
     def int8_share(self) -> float | None:

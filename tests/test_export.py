@@ -45,6 +45,8 @@ def test_every_stage_built_and_checked(exported):
         best = select_default({k: m.results[k] for k in routes}, baseline_p50=p50(m.results["openvino-fp32"]))
         assert best is not None and m.selected["openvino:int8"]["default"] == best
         assert [m.results[k].alternative for k in routes] == [k != best for k in routes]
+        # each architecture's route recorded: this machine's is the default; ARM's the one that compiles there
+        assert m.selected["openvino:int8"]["targets"] == {"x86": best, "arm": "openvino-int8-s8s8"}
     for a in m.artifacts:
         assert a.path.is_file() and a.bytes > 0
         if a.format == "onnx":

@@ -1,8 +1,21 @@
 """OpenVINO IR (.xml + .bin) for fp32, fp16 and int8.
 
-int8 has two routes, both built and measured by the pipeline, which keeps the better one:
+int8 has three routes, all built and measured by the pipeline, which keeps the better one for this machine and
+records which route each CPU architecture gets (:data:`ROUTE_TARGETS`):
 - ``qdq``: OpenVINO reads the QDQ ONNX directly (same scales as the ONNX Runtime model);
-- ``nncf``: NNCF post-training quantization of the fp32 IR on the same calibration images.
+- ``nncf``: NNCF post-training quantization of the fp32 IR on the same calibration images;
+- ``s8s8``: the IR of a QDQ ONNX with symmetric int8 activations (zero point 0), the route that compiles on ARM.
+
+Measured (OpenVINO 2026.4's aarch64 wheel under qemu-aarch64; benchmarks/arm_fidelity.py for more models): on
+``cortex-a72`` (no dot-product: Raspberry Pi 4) ``compile_model`` of the ``qdq`` IR (u8s8: asymmetric u8
+activations) fails with "object is not initialized" for MobileNetV2 (224 px) and SqueezeNet 1.1 (64 px), and so
+does the ``nncf`` IR of MobileNetV2 (u8 activations after ReLU; NNCF's "performance" and "mixed" presets alike;
+SqueezeNet's compiles); the ``s8s8`` IR compiles for both and runs MobileNetV2's 35 non-depthwise convolutions
+and its classifier in int8 (ACL), the 17 depthwise ones in f32. On ``cortex-a76`` all three compile for
+MobileNetV2, and in int8 run: ``qdq`` 19 of 53 layers (17 more as f16 GEMMs under the default f16 hint),
+``nncf`` 29, ``s8s8`` 36; depthwise convolutions never run in int8 there. On x86 (AMD EPYC, AVX-512 VNNI) ``s8s8`` is slower than ``qdq``
+(EfficientNet-Lite0: 51 vs 39 ms median p50 in 8 alternating rounds, under load) at the same cosine to 3
+decimals, so x86 keeps its measured choice and ARM gets ``s8s8``.
 """
 from __future__ import annotations
 
@@ -51,6 +64,48 @@ def convert_ir(src: Artifact, dest_xml: str | Path, *, precision: str,
     route = {"fp16": "fp16-compressed weights", "int8": "from the QDQ ONNX"}.get(precision, "")
     return describe(dest_xml, stage=f"openvino-{precision}" + ("-qdq" if precision == "int8" else ""),
                     precision=precision, parent=src.stage, fmt="openvino", runtime="openvino", notes=route)
+
+
+QDQ_ROUTE, NNCF_ROUTE, ARM_ROUTE = "openvino-int8-qdq", "openvino-int8-nncf", "openvino-int8-s8s8"
+# Which CPU architectures each int8 route is for (see the module docstring for the measurements): a route that
+# fails to compile on the Cortex-A72 is not offered to ARM.
+ROUTE_TARGETS = {QDQ_ROUTE: ("x86",), NNCF_ROUTE: ("x86",), ARM_ROUTE: ("x86", "arm")}
+
+
+def target_arch(machine: str | None = None) -> str:
+    """``"arm"`` or ``"x86"`` (the key of :data:`ROUTE_TARGETS`) for ``platform.machine()`` (default: this one)."""
+    import platform
+
+    m = (machine or platform.machine()).lower()
+    return "arm" if m.startswith(("arm", "aarch64")) else "x86"
+
+
+def arm_recipe(recipe):
+    """The QDQ recipe of the ``s8s8`` route from the export's ``recipe`` (an ``Int8Recipe``): int8 activations
+    with zero point 0, everything else the user chose kept. 7-bit weights everywhere where the recipe asked for
+    7-bit weights anywhere (saturation-aware: x86 CPUs without VNNI run this IR too, and saturate alike)."""
+    from dataclasses import replace
+
+    return replace(recipe, preset="s8s8", activation_type="int8", weight_type="int8", saturation_aware=False,
+                   reduce_range=recipe.reduce_range or recipe.saturation_aware or bool(recipe.reduce_range_nodes),
+                   reduce_range_nodes=())
+
+
+def quantize_s8s8(base: Artifact, dest_xml: str | Path, calibration: np.ndarray, *, recipe, opset: int,
+                  metadata: dict[str, str] | None = None, progress: bool = True) -> Artifact:
+    """The ``s8s8`` route: ``base`` (fp32 ONNX) quantized with :func:`arm_recipe` (ONNX Runtime's quantizer,
+    bias correction included) into a temporary QDQ ONNX, then read by OpenVINO into an IR at ``dest_xml``."""
+    from .int8 import quantize_int8
+
+    sym = arm_recipe(recipe)
+    dest_xml = Path(dest_xml)
+    dest_xml.parent.mkdir(parents=True, exist_ok=True)
+    with temp_dir(dest_xml.parent, "s8s8") as work:
+        qdq = quantize_int8(base, work / "model.s8s8.onnx", calibration, recipe=sym, opset=opset, progress=progress)
+        convert_ir(qdq, dest_xml, precision="int8", metadata=metadata)
+    return describe(dest_xml, stage=ARM_ROUTE, precision="int8", parent=base.stage, fmt="openvino",
+                    runtime="openvino", notes=f"from a symmetric-activation QDQ ONNX ({qdq.notes}); compiles on ARM "
+                    "(Cortex-A72 included), where the u8-activation routes do not")
 
 
 def default_overflow_fix(isa: list[str] | None = None) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 from ..artifact import Artifact
 from ..data import Preprocessing, evaluation_batch, imagefolder_classes, labelled_batch, match_classes
 from ..errors import ConfigError, EdgecnnError
+from ..exporters.int8_range import describe_minus128, scan_minus128
 from ..fileio import locked
 from ..guard import check_limit, safe_text
 from ..manifest import Manifest
@@ -110,6 +111,8 @@ def _result(art: Artifact, rt_name: str | None, *, device: str | None, random_we
     if random_weights and art.precision == "int8":
         result.advisory = RANDOM_INT8_ADVISORY
     result.not_judged = not_judged_reason(art, rt_name or "")
+    if art.format == "onnx":  # an imported or received model may be int8 whatever its stage says
+        result.minus128 = scan_minus128(art.path)
     return result
 
 
@@ -230,6 +233,9 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
         report.notes.append(report.emulated["caveat"])
     if not report.results:
         nothing_checked(manifest, runtimes, report.skipped)
+    flagged = {r.artifact: r.minus128 for r in report.results if r.minus128}
+    report.notes += [f"{safe_text(key)}: {describe_minus128(found, reason=i == 0)}"
+                     for i, (key, found) in enumerate(flagged.items())]
     if layers:
         report.layers = localise(manifest, x[: min(len(x), 8)])
     return report

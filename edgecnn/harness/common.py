@@ -13,6 +13,7 @@ from .. import ledger
 from ..artifact import Artifact
 from ..errors import ArtifactError, ConfigError, WeightsError
 from ..exporters.int8 import TENSORRT_STAGE
+from ..exporters.openvino import target_arch
 from ..guard import clip, confined, hash_bounded, safe_text
 from ..manifest import Manifest
 from ..models import create_model, get_spec
@@ -250,14 +251,25 @@ def deployed_artifact(manifest: Manifest, runtime: str) -> Artifact:
         raise ConfigError(f"this export has no artifact {runtime} runs and judges; built: "
                           f"{', '.join(f'{safe_text(a.key)} ({a.format})' for a in manifest.artifacts)}")
     alternatives = manifest.alternatives()
+    # The route the export recorded for this machine's architecture (OpenVINO int8: the Cortex-A72 compiles only
+    # the s8s8 route), where it differs from the default chosen on the exporting machine.
+    arch = target_arch()
+    groups = [sel for sel in manifest.selected.values() if isinstance(sel, dict)]
+    here = {pick for sel in groups if isinstance(sel.get("targets"), dict)
+            for pick in [sel["targets"].get(arch)] if isinstance(pick, str)}
+    # routes recorded as made for other architectures only (on a Cortex-A72 the u8-activation IRs do not compile)
+    unfit = {stage for sel in groups if isinstance(sel.get("route_targets"), dict)
+             for stage, archs in sel["route_targets"].items() if isinstance(archs, list) and arch not in archs}
 
     def deployable(a: Artifact) -> bool:
         r = manifest.results.get(a.key)
-        return (a.key not in alternatives and advisory_reason(manifest, a) is None
+        return ((a.key not in alternatives or a.key in here) and a.key not in unfit
+                and advisory_reason(manifest, a) is None
                 and (r is None or (r.error is None and (r.parity is None or r.parity.passed))))
 
     for precision in ("int8", "fp32"):
         picks = [a for a in own if a.precision == precision and deployable(a)]
+        picks = [a for a in picks if a.key in here] or picks
         if picks:
             return picks[-1]
     return own[-1]

@@ -22,6 +22,7 @@ from ..data import calibration_batch, imagefolder_classes, match_classes
 from ..exporters import openvino, tensorrt
 from ..exporters.fp16 import convert_fp16
 from ..exporters.int8 import TENSORRT_STAGE, Int8Recipe, quantize_int8, tensorrt_recipe
+from ..exporters.int8_range import describe_minus128
 from ..exporters.metadata import embed_onnx, model_metadata
 from ..exporters.onnx_import import import_onnx
 from ..exporters.sensitivity import fallback_for_budget
@@ -43,7 +44,7 @@ from .select import ROUNDS, flag_slower_int8, p50, p50_noise, select_route
 from .verify import Verifier
 
 SENSITIVITY_IMAGES = 64
-OPENVINO_INT8_ROUTES = ("openvino-int8-qdq", "openvino-int8-nncf")
+OPENVINO_INT8_ROUTES = (openvino.QDQ_ROUTE, openvino.NNCF_ROUTE, openvino.ARM_ROUTE)
 TENSORRT_DEVICE = 0  # the CUDA device engines are built on (build_engine's default)
 
 
@@ -190,6 +191,9 @@ class _Export:
             results[key].alternative = True
         for warning in flag_slower_int8(self.cache.artifacts, results):
             self.say(warning)
+        flagged = [(key, res.minus128) for key, res in results.items() if res.minus128]
+        for i, (key, found) in enumerate(flagged):
+            self.say(f"{key}: warning: {describe_minus128(found, reason=i == 0)}")
         cfg, plan = self.cfg, self.plan
         timings = {k: {"build_s": self.cache.seconds.get(k, 0.0), "evaluate_s": self.verify.seconds.get(k, 0.0)}
                    for k in dict.fromkeys([*self.cache.seconds, *self.verify.seconds])}
@@ -281,8 +285,9 @@ class _Export:
                 self.verify.evaluate(art)
         if self.plan.recipe is None:
             return
-        # Two int8 routes; both are built and measured, the better working one becomes the default.
-        qdq, nncf = OPENVINO_INT8_ROUTES
+        # Three int8 routes; all are built and measured, the better working one becomes this machine's default,
+        # and the best working one made for the other architecture is recorded for it (exporters/openvino.py).
+        qdq, nncf, s8s8 = OPENVINO_INT8_ROUTES
         routes = [
             self.stage(qdq, (int8.sha256, ov),
                        lambda: openvino.convert_ir(int8, ir / "model.int8.qdq.xml", precision="int8", metadata=meta),
@@ -294,6 +299,12 @@ class _Export:
                                                               progress=self.cfg.progress),
                        files=files(ir / "model.int8.nncf.xml"))
             if fp32 is not None else None,
+            self.stage(s8s8, (base.sha256, openvino.arm_recipe(self.plan.recipe).to_dict(), self.calib_key, ov,
+                              _versions("onnxruntime"), self.plan.opset),
+                       lambda: openvino.quantize_s8s8(base, ir / "model.int8.s8s8.xml", self.calib,
+                                                      recipe=self.plan.recipe, opset=self.plan.opset, metadata=meta,
+                                                      progress=self.cfg.progress),
+                       files=files(ir / "model.int8.s8s8.xml")),
         ]
         built = {a.stage: a for a in routes if a is not None}
         candidates = {stage: self.verify.evaluate(a) for stage, a in built.items()}
@@ -301,7 +312,8 @@ class _Export:
         best, rule = select_route(candidates, order=OPENVINO_INT8_ROUTES, baseline_p50=p50(fp32_result),
                                   baseline_noise=p50_noise(fp32_result),
                                   confirm=lambda a, b: self.alternating_p50s(built[a], built[b]))
-        self.selected["openvino:int8"] = {"default": best, "candidates": list(OPENVINO_INT8_ROUTES), "rule": rule}
+        self.selected["openvino:int8"] = {"default": best, "candidates": list(OPENVINO_INT8_ROUTES), "rule": rule,
+                                          **self.route_targets(candidates, best)}
         for stage, res in candidates.items():  # a route that failed to build was reported by the cache
             if res.error is None:
                 lat = p50(res)
@@ -318,9 +330,23 @@ class _Export:
             return
         self.say(f"openvino int8: default {best} ({rule})")
         if candidates[best].ok:
+            keep = set(self.selected["openvino:int8"]["targets"].values())
             for stage, res in candidates.items():
-                if stage != best and not res.ok:
+                if stage not in keep and not res.ok:
                     self.remove_loser(built[stage], res, best)
+
+    def route_targets(self, candidates: dict[str, ArtifactResult], best: str | None) -> dict:
+        """Which route each CPU architecture deploys: this machine's is ``best``; another's is chosen by the same
+        rule among the working routes made for it, by fidelity measured here and then the fixed order (speed
+        measured here says nothing about another CPU). ``route_targets``: the architectures each route is for."""
+        here = openvino.target_arch()
+        targets = {here: best}
+        for arch in sorted({a for archs in openvino.ROUTE_TARGETS.values() for a in archs} - {here}):
+            mine = {k: r for k, r in candidates.items() if arch in openvino.ROUTE_TARGETS.get(k, ()) and r.ok}
+            targets[arch] = select_route(mine, order=OPENVINO_INT8_ROUTES)[0]
+            if targets[arch] is not None:
+                self.say(f"openvino int8 for {arch.upper()} CPUs: {targets[arch]} (the route that compiles there)")
+        return {"targets": targets, "route_targets": {k: list(v) for k, v in openvino.ROUTE_TARGETS.items()}}
 
     def remove_loser(self, art: Artifact, res: ArtifactResult, best: str) -> None:
         """A losing candidate that fails (parity, or could not load or run here) is not kept posing as a harmless

@@ -42,6 +42,9 @@ class RuntimeInfo:
     threads: int | None
     versions: dict[str, str] = field(default_factory=dict)
     provider: str | None = None  # e.g. the ONNX Runtime execution provider actually used
+    # the precision the backend ran the model in, read back from it (OpenVINO: inference precision and the
+    # compute layers by kernel precision, edgecnn.backends.openvino.plugin_precision); None where not reported
+    executed_precision: dict | None = None
 
 
 class Runtime(ABC):
@@ -116,6 +119,10 @@ class Runtime(ABC):
         what this runtime compiled; ``None`` where a runtime cannot say (torch runs what it is given)."""
         return None
 
+    def executed_precision(self) -> dict | None:
+        """The precision the backend reports it ran the model in (None: it reports none)."""
+        return None
+
     def streams(self) -> int:
         """Requests in flight in throughput mode: one per thread (each request runs single-threaded)."""
         return self.threads or hostinfo.cpu_info()["affinity"] or 1
@@ -176,7 +183,8 @@ class Runtime(ABC):
         return np.ascontiguousarray(x)
 
     def info(self) -> RuntimeInfo:
-        return RuntimeInfo(self.name, self.precision, self.device, self.threads, self.versions(), self.provider())
+        return RuntimeInfo(self.name, self.precision, self.device, self.threads, self.versions(), self.provider(),
+                           self.executed_precision())
 
     def close(self) -> None:
         if not self._closed:

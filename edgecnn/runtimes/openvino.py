@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import hostinfo
 from ..artifact import METADATA_KEYS, rt_info_path
-from ..backends.openvino import AMX_HINT, AMX_REORDER, ov
+from ..backends.openvino import AMX_HINT, AMX_REORDER, ov, plugin_precision
 from ..errors import ArtifactError, ConfigError, backend_message
 from ..timing import Throughput, summarize
 from .base import Runtime
@@ -51,6 +51,7 @@ class OpenVINORuntime(Runtime):
         except RuntimeError as e:
             raise compile_failure(e, self.path) from None
         self.request = self.compiled.create_infer_request()
+        self.plugin = plugin_precision(self.compiled)  # read back from the compiled model, never assumed
         shape = self.compiled.input(0).get_partial_shape()
         if self.input_shape is None and shape.is_static:
             self.input_shape = tuple(int(d) for d in shape.to_shape())
@@ -112,8 +113,11 @@ class OpenVINORuntime(Runtime):
                                         hint=_type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT")))
 
     def versions(self) -> dict[str, str]:
-        return {"openvino": ov().get_version(),
-                "inference_precision": str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))}
+        return {"openvino": ov().get_version(), "inference_precision": self.plugin["inference_precision"]}
+
+    def executed_precision(self) -> dict:
+        """:func:`edgecnn.backends.openvino.plugin_precision` of the compiled model."""
+        return dict(self.plugin)
 
 
 def _type_name(t) -> str:

@@ -1,0 +1,101 @@
+"""OpenVINO int8 on ARM: the s8s8 route (symmetric int8 activations), recorded as the ARM route of an export, is what
+an ARM machine deploys; the u8-activation routes, which fail to compile on a Cortex-A72, never are there."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgecnn import runtimes
+from edgecnn.artifact import describe
+from edgecnn.exporters import openvino as eov
+from edgecnn.exporters.int8 import PRESETS
+from edgecnn.harness import common
+from edgecnn.manifest import Manifest
+from edgecnn.models import get_spec, preprocessing
+from edgecnn.parity import ParityResult, Tolerance
+from edgecnn.results import ArtifactResult
+
+QDQ, NNCF, S8S8 = eov.QDQ_ROUTE, eov.NNCF_ROUTE, eov.ARM_ROUTE
+
+
+def test_target_arch_and_route_targets():
+    assert [eov.target_arch(m) for m in ("aarch64", "arm64", "armv7l", "x86_64", "AMD64")] == \
+        ["arm", "arm", "arm", "x86", "x86"]
+    assert [k for k, v in eov.ROUTE_TARGETS.items() if "arm" in v] == [S8S8]
+    assert all("x86" in v for v in eov.ROUTE_TARGETS.values())
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_the_arm_recipe_is_symmetric_and_keeps_the_users_choices(preset):
+    recipe = PRESETS[preset].__class__(**{**PRESETS[preset].__dict__, "calibration": "percentile",
+                                          "per_channel": False, "exclude_nodes": ("a",)})
+    sym = eov.arm_recipe(recipe)
+    assert sym.symmetric and sym.activation_type == "int8" and not sym.saturation_aware and sym.preset == "s8s8"
+    assert (sym.calibration, sym.per_channel, sym.exclude_nodes, sym.bias_correction) == \
+        ("percentile", False, ("a",), recipe.bias_correction)
+    assert sym.reduce_range == (recipe.reduce_range or recipe.saturation_aware)  # x86 without VNNI runs it too
+
+
+def _parity(passed: bool) -> ParityResult:
+    return ParityResult("x", "int8", 8, 0.1, 0.01, 0.01, 0.99 if passed else 0.5, 30.0, 1.0, 1.0, 8, 1.0,
+                        Tolerance.for_precision("int8"), () if passed else ("cosine 0.5 < 0.98",))
+
+
+def _folder(root, *, s8s8_passes: bool = True) -> Manifest:
+    arts, results = [], {}
+    for stage, precision in (("openvino-fp32", "fp32"), (QDQ, "int8"), (NNCF, "int8"), (S8S8, "int8")):
+        (root / f"{stage}.bin").write_bytes(b"w")
+        (root / f"{stage}.xml").write_bytes(stage.encode())
+        arts.append(describe(root / f"{stage}.xml", stage=stage, precision=precision, parent="simplify",
+                             fmt="openvino", runtime="openvino"))
+        results[stage] = ArtifactResult(stage, precision, runtime="openvino",
+                                        parity=_parity(s8s8_passes or stage != S8S8))
+    return Manifest(model="squeezenet1_1", weights={"source": "imagenet"}, input_shape=[1, 3, 64, 64],
+                    dynamic_batch=None, preprocessing=preprocessing(get_spec("squeezenet1_1"), 64).to_dict(),
+                    config={"model": "squeezenet1_1", "weights": "imagenet"}, versions={}, host={},
+                    artifacts=arts, results=results,
+                    selected={"openvino:int8": {"default": QDQ, "candidates": [QDQ, NNCF, S8S8], "rule": "r",
+                                                "targets": {"x86": QDQ, "arm": S8S8},
+                                                "route_targets": {k: list(v) for k, v in eov.ROUTE_TARGETS.items()}}})
+
+
+@pytest.mark.parametrize("arch,deployed", [("x86", QDQ), ("arm", S8S8)])
+def test_each_architecture_deploys_its_recorded_route(tmp_path, monkeypatch, arch, deployed):
+    monkeypatch.setattr(common, "target_arch", lambda: arch)
+    assert common.deployed_artifact(_folder(tmp_path), "openvino").key == deployed
+
+
+def test_on_arm_a_route_made_for_x86_only_is_never_deployed(tmp_path, monkeypatch):
+    """The ARM route failing its parity: ARM falls back to fp32, never to a route that does not compile there."""
+    monkeypatch.setattr(common, "target_arch", lambda: "arm")
+    assert common.deployed_artifact(_folder(tmp_path, s8s8_passes=False), "openvino").key == "openvino-fp32"
+    monkeypatch.setattr(common, "target_arch", lambda: "x86")
+    assert common.deployed_artifact(_folder(tmp_path, s8s8_passes=False), "openvino").key == QDQ
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(runtimes.availability()["openvino"] is not None, reason="OpenVINO is not installed")
+def test_the_arm_route_of_an_x86_export_compiles_and_runs_on_an_emulated_cortex_a72(tmp_path):
+    """The bar: an export made here records an ARM route, and that route compiles and runs int8 on the A72's real
+    OpenVINO kernels (the aarch64 wheel under qemu-aarch64), where the u8s8 QDQ route fails to compile."""
+    from edgecnn import qemu_arm
+    from edgecnn.pipeline.config import ExportConfig
+    from edgecnn.pipeline.run import run_export
+
+    if (reason := qemu_arm.unavailable()) is not None:
+        pytest.skip(reason)
+    out = tmp_path / "sq"
+    run_export(ExportConfig("squeezenet1_1", resolution=64, int8=True, calib_size=8, eval_size=4, out=str(out),
+                            targets=("onnxruntime", "openvino"), progress=False), log=lambda _m: None)
+    sel = json.loads((out / "manifest.json").read_text())["selected"]["openvino:int8"]
+    assert sel["targets"]["arm"] == S8S8 and sel["route_targets"][S8S8] == ["x86", "arm"]
+    m = Manifest.load(out)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    outs, seen = qemu_arm.ov_outputs([m.artifact(S8S8).path, m.artifact(QDQ).path], x, cpu="cortex-a72", hint="f32")
+    arm, qdq = seen["runs"]
+    assert outs[0] is not None and np.isfinite(outs[0]).all() and "error" not in arm
+    int8 = sum(n for k, n in arm["exec"]["Convolution"].items() if k.endswith(("/i8", "/u8")))
+    assert int8 >= 8, arm["exec"]  # most of SqueezeNet's 26 convolutions run in int8 there
+    assert outs[1] is None and "error" in qdq  # what the ARM route exists for (OpenVINO 2026.4)
