@@ -133,7 +133,7 @@ def test_cli_check_bench_report(exported, tmp_path):
     by_name = {(x["artifact"], x["runtime"]): x for x in bench["results"]}
     eager, cl = by_name[("torch-eager", "torch")], by_name[("torch-channels-last", "torch")]
     assert all(0 < x["latency"]["p50_ms"] <= x["latency"]["p90_ms"] <= x["latency"]["p99_ms"]
-               and x["latency"]["n"] == 5 for x in bench["results"])
+               and x["latency"]["n"] >= 5 for x in bench["results"])  # --iterations: the minimum query count
     assert abs(eager["speedup"] - 1.0) < 1e-9
     fastest = min((eager, cl), key=lambda x: x["latency"]["p50_ms"])
     assert abs(fastest["speedup_vs_best_torch"] - 1.0) < 1e-9
