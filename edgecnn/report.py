@@ -424,10 +424,8 @@ def _write_rows(rows: list[dict], path) -> None:
         w.writerows(rows)
 
 
-def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None:
-    """Bar chart of p50 latency (throughput mode: images/s) per artifact/runtime; a second panel plots
-    latency against logit cosine when parity results are given (``{artifact: cosine}``), or, in
-    throughput mode, images/s against per-request latency across the batch sizes (one line per artifact)."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or the error that names the extra to install."""
     try:
         import matplotlib
 
@@ -435,6 +433,22 @@ def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingBackendError("matplotlib", extra="plot", reason="needed for --plot") from None
+    return plt
+
+
+def save_figure(fig, path) -> None:
+    """Lay out, write through a temp name this machine owns, close."""
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    pyplot().close(fig)
+
+
+def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None:
+    """Bar chart of p50 latency (throughput mode: images/s) per artifact/runtime; a second panel plots
+    latency against logit cosine when parity results are given (``{artifact: cosine}``), or, in
+    throughput mode, images/s against per-request latency across the batch sizes (one line per artifact)."""
+    plt = pyplot()
     rows = [r for rep in reports for r in bench_rows(rep) if "p50_ms" in r]
     throughput = {r["mode"] for r in rows} == {"throughput"}
     panels = 2 if fidelity or throughput else 1
@@ -467,21 +481,12 @@ def plot(reports: list[BenchReport], path, fidelity: dict | None = None) -> None
         ax2.set_xlabel("p50 latency (ms)")
         ax2.set_ylabel("logit cosine vs PyTorch fp32")
         ax2.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_timeline(reports: list[BenchReport], path) -> None:
     """``--sustained``: the median latency over time of every row (one line each), to see the steady state."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingBackendError("matplotlib", extra="plot", reason="needed for --plot") from None
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for rep in reports:
         for r in rep.results:
@@ -492,7 +497,4 @@ def plot_timeline(reports: list[BenchReport], path) -> None:
     ax.set_xlabel("seconds since the row's first timed query")
     ax.set_ylabel("median latency per time bucket (ms)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

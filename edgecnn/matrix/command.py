@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import ConfigError, MissingBackendError
+from ..errors import ConfigError
 from ..guard import read_bounded, safe_text
 from .cells import LOCAL, PRECISIONS
 
@@ -134,13 +134,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def pareto_plot(rows: list[dict], path: str) -> None:
     """Latency against accuracy (where labels gave one to every ok cell of a device; else against size, smaller
     is better), one panel per device class, with the Pareto front drawn."""
-    try:
-        import matplotlib
+    from ..report import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingBackendError("matplotlib", extra="plot", reason="needed for --plot") from None
+    plt = pyplot()
     ok = [r for r in rows if r.get("status") == "ok" and r.get("latency_ms") is not None]
     devices = list(dict.fromkeys(r["device"] for r in ok))
     if not devices:
@@ -162,9 +158,4 @@ def pareto_plot(rows: list[dict], path: str) -> None:
         ax.set_ylabel("top-1 accuracy" if by_accuracy else "size (MiB), smaller is better")
         ax.set_title(safe_text(device))
         ax.legend()
-    fig.tight_layout()
-    from ..fileio import atomic_path
-
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
