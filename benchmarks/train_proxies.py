@@ -2,7 +2,7 @@
 on scikit-learn's handwritten digits at 64 px, seeded, on CPU; a held-out split is never trained on.
 
     python benchmarks/train_proxies.py --out proxies [--families mobilenet_v2,squeezenet1_1] [--seed 0] \
-        [--split-seed 0] [--epochs 12] [--threads 1]
+        [--split-seed 0] [--epochs N] [--threads 1]
 
 Writes into ``--out`` (a new or empty folder):
   digits/train, digits/test    ImageFolders of the split (8x8 PNGs; --split-seed draws it)
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma list among {', '.join(proxies.PROXIES)} (default: all)")
     ap.add_argument("--seed", type=int, default=0, help="init, shuffling and augmentation seed")
     ap.add_argument("--split-seed", type=int, default=0, help="which digits are held out")
-    ap.add_argument("--epochs", type=int, default=proxies.EPOCHS)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help=f"default: the family's (proxies.FAMILY_EPOCHS, else {proxies.EPOCHS})")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small nets only contend)")
     ap.add_argument("--distill-compare", metavar="FAMILY", default=None, choices=list(proxies.PROXIES),
                     help="also distil FAMILY from EfficientNet-Lite0 and record both recipes' depthwise weight-range "
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = [f for f in families if f not in proxies.PROXIES]
-    if unknown or not families or args.epochs < 1 or args.threads < 1:
+    if unknown or not families or (args.epochs is not None and args.epochs < 1) or args.threads < 1:
         print(f"error: unknown families {unknown}; choose among {', '.join(proxies.PROXIES)}" if unknown else
               "error: --families, --epochs and --threads need at least one", file=sys.stderr)
         return 2
@@ -118,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     for family in families:
         name = proxies.PROXIES[family]
         start = time.perf_counter()
-        model, top1 = proxies.train_proxy(name, train_dir, test_dir, seed=args.seed, epochs=args.epochs,
+        epochs = args.epochs or proxies.family_epochs(name)
+        model, top1 = proxies.train_proxy(name, train_dir, test_dir, seed=args.seed, epochs=epochs,
                                           log=lambda line: print(line, flush=True))
         seconds = time.perf_counter() - start
         record = {"family": family, "model": name, "proxy": True, "data": "sklearn load_digits, 8x8 upsampled",
                   "resolution": proxies.RESOLUTION, "seed": args.seed, "split_seed": args.split_seed,
-                  "epochs": args.epochs, "threads": args.threads, "held_out": len(list(test_dir.rglob("*.png"))),
+                  "epochs": epochs, "threads": args.threads, "held_out": len(list(test_dir.rglob("*.png"))),
                   "top1": top1, "target_top1": proxies.TARGET_TOP1, "reached_target": top1 >= proxies.TARGET_TOP1,
                   "train_seconds": round(seconds, 1), "depthwise_spread": proxies.channel_range_spread(model)}
         torch.save({"state_dict": model.state_dict(), "proxy": record}, args.out / f"{family}.proxy.pth")
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             below.append(family)
     report = {"machine": hostinfo.cpu_info(), "proxies": records}
     if args.distill_compare in proxies.PROXIES:
-        report["distilled"] = distill_spread(args.distill_compare, seed=args.seed, epochs=args.epochs)
+        report["distilled"] = distill_spread(args.distill_compare, seed=args.seed,
+                                             epochs=args.epochs or proxies.EPOCHS)
         print(json.dumps(report["distilled"]), flush=True)
     (args.out / "proxies.json").write_text(json.dumps(report, indent=1, default=str))
     for r in records:
