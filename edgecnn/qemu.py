@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import hostinfo
 from .backends.onnxruntime import session  # light: imports onnxruntime only when called
+from .backends.openvino import plugin_precision  # light: reads a compiled model it is given
 
 CPU = "Haswell"  # AVX2 + FMA, no VNNI / AVX-512 / AMX
 
@@ -116,9 +117,8 @@ def _openvino(path: str, x, *, threads: int, hint: str | None) -> tuple[object, 
         kind[key] = kind.get(key, 0) + 1
     request = compiled.create_infer_request()
     out = np.concatenate([request.infer({0: x[j: j + 1]})[compiled.output(0)].copy() for j in range(len(x))])
-    precision = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: f32, f16, bf16
-    return out, {"model": path, "inference_precision": getattr(precision, "get_type_name", lambda: str(precision))(),
-                 "exec": exec_}
+    # the inference precision (and compute layers by kernel precision) read back as edgecnn's runtime reads it
+    return out, {"model": path, **plugin_precision(compiled), "exec": exec_}
 
 
 def main(argv: list[str] | None = None) -> None:
