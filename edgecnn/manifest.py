@@ -35,6 +35,21 @@ READABLE = (2, 3)  # schema 2: no per-file digests, weights paths as typed
 SUMS = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` in the folder verifies every artifact without edgecnn
 
 
+def chosen(sel: dict) -> set[str]:
+    """What a selection group (one entry of ``Manifest.selected``) chose: its default, and the route it recorded
+    for each CPU architecture (``targets``, OpenVINO int8: the default runs on every architecture; a route made
+    for one architecture only, faster or more faithful there, is that architecture's)."""
+    targets = sel.get("targets")
+    picks = [sel.get("default"), *(targets.values() if isinstance(targets, dict) else ())]
+    return {p for p in picks if isinstance(p, str)}
+
+
+def losers(sel: dict) -> list[str]:
+    """A selection group's candidates it did not choose: its alternatives."""
+    picks = chosen(sel)
+    return [c for c in sel.get("candidates") or () if c not in picks]
+
+
 @dataclass
 class Manifest:
     model: str
@@ -72,12 +87,12 @@ class Manifest:
 
         A group whose every candidate failed, or whose default is not an artifact here, has no alternatives."""
         built = {a.key for a in self.artifacts}
-        return {c for sel in self.selected.values() if sel.get("default") in built
-                for c in sel["candidates"] if c != sel["default"]}
+        return {c for sel in self.selected.values() if sel.get("default") in built for c in losers(sel)}
 
     def defaults(self) -> set[str]:
+        """The stages each selection group with a default in this folder chose (:func:`chosen`) that are here."""
         built = {a.key for a in self.artifacts}
-        return {sel["default"] for sel in self.selected.values() if sel.get("default") in built}
+        return {c for sel in self.selected.values() if sel.get("default") in built for c in chosen(sel) & built}
 
     def failures(self) -> dict[str, str]:
         """Stages that could not be built or were removed (no artifact), with why."""
@@ -252,6 +267,10 @@ def check_received(m: Manifest) -> None:
     for key, sel in m.selected.items():
         _expect(isinstance(sel, dict) and (sel.get("default") is None or isinstance(sel["default"], str))
                 and _strings(sel.get("candidates")), f"selected {key}")
+        targets = sel.get("targets")
+        _expect(targets is None or (isinstance(targets, dict) and _strings(list(targets))
+                                    and all(v is None or isinstance(v, str) for v in targets.values())),
+                f"selected {key} targets")
     _expect(_strings(m.notes), "notes")
     _expect(m.labels is None or _strings(m.labels), "labels")
     _expect(m.evaluation is None or isinstance(m.evaluation, dict), "evaluation")

@@ -74,6 +74,9 @@ def int8_cell(r: ArtifactResult | None) -> str:
 
 
 INT8_COL = "int8 MACs"  # the execution record's column: the first to go when the width is short
+# The mark of what a selection group chose (Manifest.defaults): its default, which runs on every CPU architecture,
+# and a route recorded for one architecture (OpenVINO int8 on x86: the faster u8-activation IR).
+CHOSEN = "* the default of several routes, or a CPU architecture's own route"
 
 
 def _accuracy_columns(original: dict | None) -> list[Col]:
@@ -91,7 +94,7 @@ def _original_caption(original: dict | None, what: str) -> str | None:
 
 
 def export_table(manifest: Manifest, *, con: Console | None = None) -> Table:
-    """rich Table: artifact (* the default of several routes), size, parity against the original, accuracy
+    """rich Table: artifact (* :data:`CHOSEN`), size, parity against the original, accuracy
     where labelled, quick p50 latency and the verdict, fitted to the console (:func:`edgecnn.layout.fit`)."""
     n = next((r.parity.n for r in manifest.results.values() if r.parity is not None), "?")
     original = (manifest.evaluation or {}).get("accuracy")
@@ -115,7 +118,7 @@ def export_table(manifest: Manifest, *, con: Console | None = None) -> Table:
             f"{lat.p50_ms:.2f}" if lat else "-", int8_cell(res), verdict(res)])
     notes = []
     if defaults:
-        notes.append("* the default of several routes (" + ", ".join(sorted(alternatives)) + ": alternatives)")
+        notes.append(CHOSEN + " (" + ", ".join(sorted(alternatives)) + ": alternatives)")
     advisory = next((r.advisory for r in manifest.results.values() if r.advisory), None)
     notes += [safe_text(c) for c in (_original_caption(original, what), advisory and "advisory: " + advisory) if c]
     return fit(cols, rows, title=f"{_t(manifest.model)}: artifacts vs {what} ({n} held-out images)", caption=notes,
@@ -147,7 +150,7 @@ def check_table(report: CheckReport, *, con: Console | None = None) -> Table:
     if any(r.peak_rss_mib is not None for r in report.results):
         notes.append(PEAK_NOTE)
     if defaults:
-        notes.insert(0, "* the default of several routes; the others of its group are alternatives")
+        notes.insert(0, CHOSEN + "; the others of its group are alternatives")
     return fit(cols, rows, title=f"{_t(report.model)}: parity against the original ({report.n_images} images: "
                                  f"{_t(report.images)})", caption=notes, con=con)
 
@@ -374,7 +377,7 @@ def bench_table(reports: list[BenchReport], *, con: Console | None = None) -> Ta
     if any(r.peak_rss_mib is not None for rep in reports for r in rep.results):
         notes.append(PEAK_NOTE)
     if any(rep.defaults for rep in reports):
-        notes.append("* the default of several routes")
+        notes.append(CHOSEN)
     return fit(cols, rows, title=title, caption=notes, con=con, key=len(lead))
 
 

@@ -15,7 +15,8 @@ from edgecnn.fileio import sha256_file
 from edgecnn.exporters.int8 import default_preset, recipe_for
 from edgecnn.harness.check import RANDOM_INT8_ADVISORY
 from edgecnn.parity import Tolerance
-from edgecnn.pipeline.select import p50, select_default
+from edgecnn.pipeline.run import OPENVINO_INT8_ROUTES
+from edgecnn.pipeline.select import p50, p50_noise, select_route
 
 HAS_OV = availability()["openvino"] is None
 
@@ -40,13 +41,25 @@ def test_every_stage_built_and_checked(exported):
     assert {"export", "simplify", "fp16", "int8"} <= stages
     if HAS_OV:
         assert {"openvino-fp32", "openvino-fp16", "openvino-int8-qdq", "openvino-int8-nncf"} <= stages
-        # the default is the best of the two routes as measured (not simply the first one built)
-        routes = m.selected["openvino:int8"]["candidates"]
-        best = select_default({k: m.results[k] for k in routes}, baseline_p50=p50(m.results["openvino-fp32"]))
-        assert best is not None and m.selected["openvino:int8"]["default"] == best
-        assert [m.results[k].alternative for k in routes] == [k != best for k in routes]
-        # each architecture's route recorded: this machine's is the default; ARM's the one that compiles there
-        assert m.selected["openvino:int8"]["targets"] == {"x86": best, "arm": "openvino-int8-s8s8"}
+        # this machine's route is the best of the three as measured (not simply the first one built): the rule
+        # replayed from the recorded results; where speed went to alternating re-timing (not reproducible from
+        # the manifest), the pick is one of the two that rule timed
+        sel, fp32 = m.selected["openvino:int8"], m.results["openvino-fp32"]
+        routes = sel["candidates"]
+        best, rule = select_route({k: m.results[k] for k in routes}, order=OPENVINO_INT8_ROUTES,
+                                  baseline_p50=p50(fp32), baseline_noise=p50_noise(fp32))
+        here = sel["targets"]["x86"]
+        if "alternating rounds" in sel["rule"]:
+            working = [k for k in OPENVINO_INT8_ROUTES if m.results[k].error is None]
+            assert rule.startswith("speed") and here in {best, working[0]}, (rule, sel)
+        else:
+            assert here == best, (rule, sel)
+        # the default runs on every CPU architecture: the s8s8 route, which compiles on ARM too (it passes here);
+        # x86's own pick recorded beside it; the rest are alternatives
+        assert sel["default"] == "openvino-int8-s8s8" and m.results["openvino-int8-s8s8"].ok
+        assert sel["targets"] == {"x86": here, "arm": "openvino-int8-s8s8"}
+        assert [m.results[k].alternative for k in routes] == [k not in {here, sel["default"]} for k in routes]
+        assert m.defaults() == {here, sel["default"]}
     for a in m.artifacts:
         assert a.path.is_file() and a.bytes > 0
         if a.format == "onnx":

@@ -43,7 +43,7 @@ def _parity(passed: bool) -> ParityResult:
                         Tolerance.for_precision("int8"), () if passed else ("cosine 0.5 < 0.98",))
 
 
-def _folder(root, *, s8s8_passes: bool = True) -> Manifest:
+def _folder(root, *, s8s8_passes: bool = True, default: str = QDQ) -> Manifest:
     arts, results = [], {}
     for stage, precision in (("openvino-fp32", "fp32"), (QDQ, "int8"), (NNCF, "int8"), (S8S8, "int8")):
         (root / f"{stage}.bin").write_bytes(b"w")
@@ -56,15 +56,58 @@ def _folder(root, *, s8s8_passes: bool = True) -> Manifest:
                     dynamic_batch=None, preprocessing=preprocessing(get_spec("squeezenet1_1"), 64).to_dict(),
                     config={"model": "squeezenet1_1", "weights": "imagenet"}, versions={}, host={},
                     artifacts=arts, results=results,
-                    selected={"openvino:int8": {"default": QDQ, "candidates": [QDQ, NNCF, S8S8], "rule": "r",
+                    selected={"openvino:int8": {"default": default, "candidates": [QDQ, NNCF, S8S8], "rule": "r",
                                                 "targets": {"x86": QDQ, "arm": S8S8},
                                                 "route_targets": {k: list(v) for k, v in eov.ROUTE_TARGETS.items()}}})
 
 
+@pytest.mark.parametrize("default", [QDQ, S8S8])
 @pytest.mark.parametrize("arch,deployed", [("x86", QDQ), ("arm", S8S8)])
-def test_each_architecture_deploys_its_recorded_route(tmp_path, monkeypatch, arch, deployed):
+def test_each_architecture_deploys_its_recorded_route(tmp_path, monkeypatch, arch, deployed, default):
+    """Whichever the default (an export made before the portable default: x86's route), each architecture deploys
+    its own; only the route no architecture chose is an alternative."""
     monkeypatch.setattr(common, "target_arch", lambda: arch)
-    assert common.deployed_artifact(_folder(tmp_path), "openvino").key == deployed
+    m = _folder(tmp_path, default=default)
+    assert common.deployed_artifact(m, "openvino").key == deployed
+    assert m.alternatives() == {NNCF} and m.defaults() == {QDQ, S8S8}
+
+
+def _routes(**cosines) -> dict[str, ArtifactResult]:
+    """Working OpenVINO int8 results (None: failed to compile) with these cosines and equal latency."""
+    out = {}
+    for stage, cos in zip((QDQ, NNCF, S8S8), (cosines.get("qdq"), cosines.get("nncf"), cosines.get("s8s8"))):
+        if cos is None:
+            out[stage] = ArtifactResult.failed(stage, "int8", "could not compile")
+            continue
+        p = _parity(True)
+        out[stage] = ArtifactResult(stage, "int8", runtime="openvino", parity=p.__class__(**{**p.__dict__,
+                                                                                              "cosine": cos}))
+    return out
+
+
+@pytest.mark.parametrize("cosines,here,default", [
+    # x86's measured pick made for x86 only: the default is the route that compiles on every CPU
+    (dict(qdq=0.999, nncf=0.99, s8s8=0.998), QDQ, S8S8),
+    (dict(qdq=None, nncf=0.999, s8s8=0.99), NNCF, S8S8),
+    # the portable route is itself the best here: one route for all
+    (dict(qdq=0.99, nncf=0.99, s8s8=0.999), S8S8, S8S8),
+    # no working route for every CPU: the default is x86's (ARM gets none)
+    (dict(qdq=0.999, nncf=0.99, s8s8=None), QDQ, QDQ),
+    (dict(qdq=None, nncf=None, s8s8=None), None, None),
+])
+def test_the_default_is_the_route_every_cpu_compiles(monkeypatch, cosines, here, default):
+    from edgecnn.pipeline import run
+
+    monkeypatch.setattr(eov, "target_arch", lambda machine=None: "x86")
+    cands = _routes(**cosines)
+    said = []
+    stub = type("Stub", (), {"say": lambda self, m: said.append(m)})()
+    best, rule = run.select_route(cands, order=run.OPENVINO_INT8_ROUTES)
+    targets = run._Export.route_targets(stub, cands, best)
+    assert best == here and targets["targets"] == {"x86": here, "arm": S8S8 if cosines["s8s8"] else None}
+    chosen, why = run._Export.portable_default(cands, best, rule, targets["targets"])
+    assert chosen == default
+    assert (why == rule) == (default == here) and (default != here) <= ("every CPU architecture" in why)
 
 
 def test_on_arm_a_route_made_for_x86_only_is_never_deployed(tmp_path, monkeypatch):
@@ -90,10 +133,12 @@ def test_the_arm_route_of_an_x86_export_compiles_and_runs_on_an_emulated_cortex_
     run_export(ExportConfig("squeezenet1_1", resolution=64, int8=True, calib_size=8, eval_size=4, out=str(out),
                             targets=("onnxruntime", "openvino"), progress=False), log=lambda _m: None)
     sel = json.loads((out / "manifest.json").read_text())["selected"]["openvino:int8"]
-    assert sel["targets"]["arm"] == S8S8 and sel["route_targets"][S8S8] == ["x86", "arm"]
+    assert sel["default"] == sel["targets"]["arm"] == S8S8 and sel["route_targets"][S8S8] == ["x86", "arm"]
     m = Manifest.load(out)
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    outs, seen = qemu_arm.ov_outputs([m.artifact(S8S8).path, m.artifact(QDQ).path], x, cpu="cortex-a72", hint="f32")
+    # the default, as the manifest names it, and the u8s8 QDQ route
+    outs, seen = qemu_arm.ov_outputs([m.artifact(sel["default"]).path, m.artifact(QDQ).path], x, cpu="cortex-a72",
+                                     hint="f32")
     arm, qdq = seen["runs"]
     assert outs[0] is not None and np.isfinite(outs[0]).all() and "error" not in arm
     int8 = sum(n for k, n in arm["exec"]["Convolution"].items() if k.endswith(("/i8", "/u8")))

@@ -342,7 +342,13 @@ def test_route_rules_fidelity_first_then_speed_beyond_noise():
 LABELS = st.fixed_dictionaries({}, optional={
     "selected": st.dictionaries(st.sampled_from(["openvino:int8", "g", "onnxruntime:int8"]), st.fixed_dictionaries(
         {"default": st.none() | st.sampled_from(["ghost", "export", "simplify", "int8"]),
-         "candidates": st.lists(st.sampled_from(["ghost", "export", "simplify", "int8"]), max_size=4)}), max_size=2),
+         "candidates": st.lists(st.sampled_from(["ghost", "export", "simplify", "int8"]), max_size=4)},
+        # each CPU architecture's route, and the architectures each route is for (OpenVINO int8)
+        optional={"targets": st.dictionaries(st.sampled_from(["x86", "arm"]),
+                                             st.none() | st.sampled_from(["ghost", "export", "simplify", "int8"])),
+                  "route_targets": st.dictionaries(st.sampled_from(["export", "simplify", "int8"]),
+                                                   st.lists(st.sampled_from(["x86", "arm"]), max_size=2))}),
+        max_size=2),
     "weights": st.none() | st.just("random"),
 })
 FLAGS = st.fixed_dictionaries({}, optional={

@@ -1,7 +1,7 @@
 """OpenVINO IR (.xml + .bin) for fp32, fp16 and int8.
 
-int8 has three routes, all built and measured by the pipeline, which keeps the better one for this machine and
-records which route each CPU architecture gets (:data:`ROUTE_TARGETS`):
+int8 has three routes, all built and measured by the pipeline, which records the better one for this machine and
+which route each CPU architecture gets (:data:`ROUTE_TARGETS`):
 - ``qdq``: OpenVINO reads the QDQ ONNX directly (same scales as the ONNX Runtime model);
 - ``nncf``: NNCF post-training quantization of the fp32 IR on the same calibration images;
 - ``s8s8``: the IR of a QDQ ONNX with symmetric int8 activations (zero point 0), the route that compiles on ARM.
@@ -15,7 +15,8 @@ and its classifier in int8 (ACL), the 17 depthwise ones in f32. On ``cortex-a76`
 MobileNetV2, and in int8 run: ``qdq`` 19 of 53 layers (17 more as f16 GEMMs under the default f16 hint),
 ``nncf`` 29, ``s8s8`` 36; depthwise convolutions never run in int8 there. On x86 (AMD EPYC, AVX-512 VNNI) ``s8s8`` is slower than ``qdq``
 (EfficientNet-Lite0: 51 vs 39 ms median p50 in 8 alternating rounds, under load) at the same cosine to 3
-decimals, so x86 keeps its measured choice and ARM gets ``s8s8``.
+decimals, so x86 keeps its measured choice and ARM gets ``s8s8``; the export's default (what a folder carried to
+any CPU runs) is ``s8s8`` when it passes, the one route that compiles on every architecture.
 """
 from __future__ import annotations
 

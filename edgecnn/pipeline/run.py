@@ -32,7 +32,7 @@ from ..fileio import locked, remove_stale_temps, sha256_file
 from ..guard import own_dir, safe_text
 from ..harness import evalset
 from ..harness.check import EvalImages, eval_images
-from ..manifest import Manifest, build_key
+from ..manifest import Manifest, build_key, losers
 from ..models.sources import module_identity
 from ..results import ArtifactResult
 from ..runtimes import load
@@ -185,8 +185,7 @@ class _Export:
         results = dict(self.verify.results)
         for stage, why in {**self.cache.failed, **self.removed}.items():
             results[stage] = ArtifactResult.failed(stage, _precision(stage), why)
-        alternatives = {c for sel in self.selected.values() if sel["default"] for c in sel["candidates"]
-                        if c != sel["default"]}
+        alternatives = {c for sel in self.selected.values() if sel["default"] for c in losers(sel)}
         for key in alternatives & results.keys():
             results[key].alternative = True
         for warning in flag_slower_int8(self.cache.artifacts, results):
@@ -312,8 +311,11 @@ class _Export:
         best, rule = select_route(candidates, order=OPENVINO_INT8_ROUTES, baseline_p50=p50(fp32_result),
                                   baseline_noise=p50_noise(fp32_result),
                                   confirm=lambda a, b: self.alternating_p50s(built[a], built[b]))
-        self.selected["openvino:int8"] = {"default": best, "candidates": list(OPENVINO_INT8_ROUTES), "rule": rule,
-                                          **self.route_targets(candidates, best)}
+        targets = self.route_targets(candidates, best)
+        default, why = self.portable_default(candidates, best, rule, targets["targets"])
+        self.selected["openvino:int8"] = {"default": default, "candidates": list(OPENVINO_INT8_ROUTES), "rule": why,
+                                          **targets}
+        picks = {v: arch for arch, v in targets["targets"].items() if v is not None and v != default}
         for stage, res in candidates.items():  # a route that failed to build was reported by the cache
             if res.error is None:
                 lat = p50(res)
@@ -322,18 +324,19 @@ class _Export:
                 cosine = f"{p.cosine:.4f}" if p.cosine == p.cosine else "-"  # NaN: outputs of the wrong shape
                 self.say(f"{stage}: cosine {cosine}, top-1 on confident inputs {top1}"
                          + (f", p50 {lat:.2f} ms" if lat else "")
-                         + ("  <- default" if stage == best else ""))
+                         + ("  <- default" if stage == default else "")
+                         + (f"  <- {picks[stage]} CPUs" if stage in picks else ""))
             else:
                 self.say(f"{stage}: failed: {res.error}")
-        if best is None:
+        if default is None:
             self.say("openvino int8: no route works on this machine")
             return
-        self.say(f"openvino int8: default {best} ({rule})")
-        if candidates[best].ok:
-            keep = set(self.selected["openvino:int8"]["targets"].values())
+        self.say(f"openvino int8: default {default} ({why})")
+        if candidates[default].ok:
+            keep = {default, *picks}
             for stage, res in candidates.items():
                 if stage not in keep and not res.ok:
-                    self.remove_loser(built[stage], res, best)
+                    self.remove_loser(built[stage], res, default)
 
     def route_targets(self, candidates: dict[str, ArtifactResult], best: str | None) -> dict:
         """Which route each CPU architecture deploys: this machine's is ``best``; another's is chosen by the same
@@ -347,6 +350,28 @@ class _Export:
             if targets[arch] is not None:
                 self.say(f"openvino int8 for {arch.upper()} CPUs: {targets[arch]} (the route that compiles there)")
         return {"targets": targets, "route_targets": {k: list(v) for k, v in openvino.ROUTE_TARGETS.items()}}
+
+    @staticmethod
+    def portable_default(candidates: dict[str, ArtifactResult], best: str | None, rule: str,
+                         targets: dict[str, str | None]) -> tuple[str | None, str]:
+        """The group's default and why: a route that runs on every CPU architecture (a folder moves: an export made
+        on x86 is deployed on a Jetson or a Pi, where a u8-activation IR does not compile), so ``best`` (this
+        machine's choice) when it is made for every architecture, else a passing route chosen for another
+        architecture that is made for all of them; else ``best`` (no passing route runs everywhere). The route
+        this machine runs stays recorded in ``targets`` under its architecture, and is what it deploys."""
+        archs = set(targets)
+
+        def everywhere(stage: str) -> bool:
+            return set(openvino.ROUTE_TARGETS.get(stage, ())) >= archs
+
+        if best is None or everywhere(best):
+            return best, rule
+        portable = [k for k in OPENVINO_INT8_ROUTES if k in targets.values() and everywhere(k) and candidates[k].ok]
+        if not portable:
+            return best, rule
+        here = next(arch for arch, v in targets.items() if v == best)
+        return portable[0], (f"the passing route made for every CPU architecture: {', '.join(sorted(archs))}; "
+                             f"{here} CPUs (this machine) get {best}: {rule}")
 
     def remove_loser(self, art: Artifact, res: ArtifactResult, best: str) -> None:
         """A losing candidate that fails (parity, or could not load or run here) is not kept posing as a harmless
