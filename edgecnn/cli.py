@@ -633,9 +633,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--device", type=_device, help=DEVICE_HELP)
     p.add_argument("--layers", action="store_true", help="localise int8 error: worst layers by SQNR")
-    p.add_argument("--emulate", metavar="CPU", help="run the ONNX artifacts on ONNX Runtime's ARM kernels under "
-                   "qemu-aarch64 -cpu CPU (cortex-a72: Raspberry Pi 4; cortex-a76: Jetson-class; max,sve=off: "
-                   "Apple-like): what that CPU computes, nothing about its speed")
+    p.add_argument("--emulate", metavar="CPU", help="run the ONNX artifacts on ONNX Runtime's and the IRs on "
+                   "OpenVINO's ARM kernels under qemu-aarch64 -cpu CPU (cortex-a72: Raspberry Pi 4; cortex-a76: "
+                   "Jetson-class; max,sve=off: Apple-like): what that CPU computes, and whether each IR compiles "
+                   "there, nothing about its speed")
     _int8_thresholds(p)
     p.add_argument("--fp32-atol", type=float, help="override fp32 max abs error / max |logit| (default 1e-3)")
     _json_option(p)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import hostinfo
 from .backends.onnxruntime import session  # light: imports onnxruntime only when called
-from .backends.openvino import plugin_precision  # light: reads a compiled model it is given
+from .backends.openvino import plugin_precision, precision_hint  # light: read a core / compiled model
 
 CPU = "Haswell"  # AVX2 + FMA, no VNNI / AVX-512 / AMX
 
@@ -94,13 +94,15 @@ def ort_outputs(models: list[str | Path], x, *, cpu: str = CPU, threads: int = 1
     return outs, {**seen, "qemu_cpu": cpu, "qemu": (version.splitlines() or ["?"])[0]}
 
 
-def _openvino(path: str, x, *, threads: int, hint: str | None) -> tuple[object, dict]:
-    """One model on OpenVINO's CPU plugin, batch 1: its first outputs and what the plugin reported."""
+def _openvino(path: str, x, *, threads: int, hint: str | None, precision: str | None = None) -> tuple[object, dict]:
+    """One model on OpenVINO's CPU plugin, batch 1: its first outputs and what the plugin reported.
+    ``precision`` (an artifact's): the hint edgecnn's runtime sets for it on this CPU, instead of ``hint``."""
     import numpy as np
     import openvino as ov
 
     core = ov.Core()
     config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+    hint = precision_hint(core, precision) if precision else hint
     if hint:
         config["INFERENCE_PRECISION_HINT"] = hint
     try:
@@ -130,7 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-optimize", action="store_true", help="graph optimisations off (float Q/DQ, no int8 kernels)")
     ap.add_argument("--engine", choices=("onnxruntime", "openvino"), default="onnxruntime")
     ap.add_argument("--hint", help="OpenVINO INFERENCE_PRECISION_HINT (default: the plugin's own)")
+    ap.add_argument("--precisions", help="OpenVINO: each run's artifact precision (comma list): the hint "
+                                         "edgecnn's runtime sets for it on this CPU, instead of --hint")
     args = ap.parse_args(argv)
+    precisions = args.precisions.split(",") if args.precisions else [None] * len(args.runs)
+    if len(precisions) != len(args.runs):
+        ap.error(f"--precisions: {len(precisions)} for {len(args.runs)} runs")
     import numpy as np
 
     runs = []
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         path, _, inputs = run.rpartition("=")
         x = np.load(inputs)
         if args.engine == "openvino":
-            out, info = _openvino(path, x, threads=args.threads, hint=args.hint)
+            out, info = _openvino(path, x, threads=args.threads, hint=args.hint, precision=precisions[i])
             runs.append(info)
             if out is None:
                 continue

@@ -231,13 +231,15 @@ def ort_outputs(models: list[str | Path], x, *, cpu: str, threads: int = 1, opti
 
 
 def ov_outputs(models: list[str | Path], x, *, cpu: str, hint: str | None = "f32", threads: int = 1,
-               timeout: float = 900) -> tuple[list, dict]:
+               precisions: list[str] | None = None, timeout: float = 900) -> tuple[list, dict]:
     """As :func:`ort_outputs`, with OpenVINO's CPU plugin (aarch64: ACL / KleidiAI / reference kernels).
     ``hint``: INFERENCE_PRECISION_HINT (f32, f16, bf16); None leaves the plugin its default (f16 on
-    fp16-capable ARM cores). ``seen["runs"][i]``: per model, the inference precision the compiled model
-    reports, and ``exec``: its runtime graph's layers counted by layer type, then by
+    fp16-capable ARM cores). ``precisions``: each model's artifact precision, compiled with the hint edgecnn's
+    runtime would set on that CPU (instead of ``hint``). ``seen["runs"][i]``: per model, the inference
+    precision the compiled model reports, and ``exec``: its runtime graph's layers counted by layer type, then by
     "primitive type / runtime precision" (e.g. ``{"Convolution": {"ref_any_f16/f16": 3, ...}}``).
     A model that fails to compile is recorded there (``error``) and gives ``None`` as its output."""
-    options = ["--engine", "openvino", "--threads", str(threads)] + (["--hint", hint] if hint else [])
+    options = ["--engine", "openvino", "--threads", str(threads)] + (["--hint", hint] if hint else []) \
+        + (["--precisions", ",".join(precisions)] if precisions else [])
     outs, seen = run_worker(_launcher(cpu, timeout), models, x, options=options)
     return outs, _seen(seen, cpu)

@@ -251,8 +251,8 @@ def test_check_emulate_refuses_what_it_cannot_do(export_dir):
 
     with pytest.raises(ConfigError, match="unknown ARM CPU 'cortex-x9'"):
         check_dir(export_dir, emulate="cortex-x9")
-    with pytest.raises(ConfigError, match="ONNX Runtime only, not openvino"):
-        check_dir(export_dir, emulate="cortex-a76", runtimes=("openvino",))
+    with pytest.raises(ConfigError, match="ONNX Runtime and OpenVINO only, not torch"):
+        check_dir(export_dir, emulate="cortex-a76", runtimes=("openvino", "torch"))
 
 
 def test_a_sysroot_this_machine_did_not_build_is_never_used(monkeypatch, tmp_path):

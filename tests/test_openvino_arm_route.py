@@ -118,6 +118,70 @@ def test_on_arm_a_route_made_for_x86_only_is_never_deployed(tmp_path, monkeypatc
     assert common.deployed_artifact(_folder(tmp_path, s8s8_passes=False), "openvino").key == QDQ
 
 
+HAS_OV = runtimes.availability()["openvino"] is None
+
+
+@pytest.fixture(scope="module")
+def x86_export(tmp_path_factory):
+    from edgecnn.pipeline.config import ExportConfig
+    from edgecnn.pipeline.run import run_export
+
+    out = tmp_path_factory.mktemp("armroute") / "sq"
+    run_export(ExportConfig("squeezenet1_1", resolution=64, int8=True, calib_size=8, eval_size=4, out=str(out),
+                            targets=("onnxruntime", "openvino"), progress=False), log=lambda _m: None)
+    return out
+
+
+@pytest.mark.skipif(not HAS_OV, reason="OpenVINO is not installed")
+def test_on_an_arm_machine_check_and_bench_leave_the_x86_routes_out(x86_export, monkeypatch):
+    """Carried to an ARM machine, an x86 export's routes made for x86 only are not run (they do not compile on a
+    Cortex-A72), each named with why; the ARM route is the deployed OpenVINO row and is judged."""
+    from edgecnn.harness import bench, check
+
+    monkeypatch.setattr(check, "target_arch", lambda: "arm")
+    report = check.check_dir(x86_export, runtimes=("openvino",), n_images=4)
+    rows = {r.artifact: r for r in report.results}
+    # random weights: int8 is advisory, so fp32 is the deployed row (a trained export deploys the ARM route:
+    # test_each_architecture_deploys_its_recorded_route, tests/test_proxies.py)
+    assert QDQ not in rows and NNCF not in rows and rows[S8S8].ok and rows["openvino-fp32"].deployed
+    assert report.passed
+    for stage in (QDQ, NNCF):
+        assert f"{stage}@openvino: not run on this machine: a route the export made for other CPU architectures " \
+               "only (exporters/openvino.py ROUTE_TARGETS); an ARM machine never deploys it" in report.skipped
+    monkeypatch.setattr(bench, "target_arch", lambda: "arm")
+    timed = bench.bench_dir(x86_export, runtimes=("openvino",), iterations=2, warmup=0, baselines=())
+    assert {r.artifact for r in timed.results} >= {S8S8} and not {QDQ, NNCF} & {r.artifact for r in timed.results}
+    monkeypatch.setattr(check, "target_arch", lambda: "x86")  # on x86 every route runs
+    assert {QDQ, NNCF, S8S8} <= {r.artifact for r in check.check_dir(x86_export, runtimes=("openvino",),
+                                                                      n_images=4).results}
+
+
+@pytest.mark.skipif(not HAS_OV, reason="OpenVINO is not installed")
+def test_check_emulate_runs_the_irs_an_arm_machine_deploys_on_its_openvino_kernels(x86_export):
+    """check --emulate cortex-a72 on an x86 export: each IR on the A72's OpenVINO kernels (the hint edgecnn's
+    runtime sets there), the deployed OpenVINO row the ARM route, which is the export's default and compiles and
+    runs int8 there; the routes made for x86 only are listed as not run, never a failed compile nor a pass."""
+    from edgecnn import qemu_arm
+    from edgecnn.harness.check import check_dir
+
+    if (reason := qemu_arm.unavailable()) is not None:
+        pytest.skip(reason)
+    out = x86_export
+    report = check_dir(out, emulate="cortex-a72", n_images=4)
+    rows = {(r.artifact, r.runtime): r for r in report.results}
+    assert set(rows) == {("export", "onnxruntime"), ("simplify", "onnxruntime"), ("int8", "onnxruntime"),
+                         ("openvino-fp32", "openvino"), (S8S8, "openvino")}, sorted(rows)
+    arm = rows[(S8S8, "openvino")]  # random weights: advisory int8 (fp32 is the deployed row), and it runs
+    assert arm.error is None and arm.ok and arm.info["emulated_cpu"] == "cortex-a72"
+    assert arm.info["inference_precision"] == "f32" and arm.info["compute_layers"].get("int8", 0) >= 8, arm.info
+    assert Manifest.load(out).selected["openvino:int8"]["default"] == S8S8
+    fp32 = rows[("openvino-fp32", "openvino")]
+    assert fp32.parity.passed and set(fp32.info["compute_layers"]) == {"fp32"}, fp32.info  # the f32 hint held
+    for stage in (QDQ, NNCF):
+        assert any(s.startswith(f"{stage}@openvino: not run on cortex-a72") for s in report.skipped), report.skipped
+    assert report.passed and "OpenVINO" in report.emulated["caveat"] and report.emulated["openvino"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(runtimes.availability()["openvino"] is not None, reason="OpenVINO is not installed")
 def test_the_arm_route_of_an_x86_export_compiles_and_runs_on_an_emulated_cortex_a72(tmp_path):

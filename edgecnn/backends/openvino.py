@@ -33,9 +33,29 @@ def ov() -> Any:
     return openvino
 
 
+def precision_hint(core, precision: str) -> str:
+    """The ``INFERENCE_PRECISION_HINT`` edgecnn compiles an artifact of ``precision`` with on the CPU: OpenVINO's
+    CPU plugin otherwise runs in bf16 wherever the CPU has AVX512-BF16 / AMX (8-bit mantissas, not what an fp32
+    artifact promises) and in f16 on fp16-capable ARM cores; fp16 runs as fp16 only where the CPU computes it
+    natively, else its fp16 weights are widened to f32. Shared by the runtime and the emulated ARM worker."""
+    native_fp16 = "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "f16" if precision == "fp16" and native_fp16 else "f32"
+
+
 # Layers whose arithmetic the precision question is about (the runtime model's ``layerType``).
 COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "GEMM")
-_PRECISIONS = {"u8": "int8", "i8": "int8", "f32": "fp32", "f16": "fp16", "bf16": "bf16"}
+PRECISIONS = {"u8": "int8", "i8": "int8", "f16": "fp16", "bf16": "bf16", "f32": "fp32"}  # OpenVINO's -> ours
+
+
+def node_precision(op) -> str:
+    """The precision a runtime-model node computes in: its data input's (port 0), else its ``runtimePrecision``.
+    Not ``runtimePrecision`` first: it is the widest of data *and weights*, so an fp16 IR run under the f32
+    hint reads "f16" there while its kernel is ``brgconv_avx512_f32`` on f32 activations (measured, OpenVINO
+    2026.4, AMD EPYC). One rule for the plugin's read-back and the execution record."""
+    data = op.get_input_element_type(0).get_type_name() if op.get_input_size() else ""
+    rt = op.get_rt_info()
+    declared = rt["runtimePrecision"].astype(str) if "runtimePrecision" in rt else ""
+    return PRECISIONS.get(data) or PRECISIONS.get(declared.lower()) or declared or "?"
 
 
 def _text(value) -> str:
@@ -59,8 +79,7 @@ def plugin_precision(compiled) -> dict:
         rt = op.get_rt_info()
         if "layerType" not in rt or rt["layerType"].astype(str) not in COMPUTE_LAYERS:
             continue
-        precision = rt["runtimePrecision"].astype(str) if "runtimePrecision" in rt else "?"
-        name = _PRECISIONS.get(precision.lower(), precision)
+        name = node_precision(op)
         layers[name] = layers.get(name, 0) + 1
         if "primitiveType" in rt and rt["primitiveType"].astype(str).startswith("ref"):
             reference += 1

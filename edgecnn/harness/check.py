@@ -10,6 +10,7 @@ from ..artifact import Artifact
 from ..data import Preprocessing, evaluation_batch, imagefolder_classes, labelled_batch, match_classes
 from ..errors import ConfigError, EdgecnnError
 from ..exporters.int8_range import describe_minus128, scan_minus128
+from ..exporters.openvino import target_arch
 from ..fileio import locked
 from ..guard import check_limit, safe_text
 from ..manifest import Manifest
@@ -20,8 +21,8 @@ from ..runtimes.executed import record
 from ..timing import measure
 from . import emulate as emulation
 from . import evalset
-from .common import (RANDOM_INT8_ADVISORY, admit_engine, deployed_artifact, not_judged_reason,  # noqa: F401
-                     nothing_checked, original_model, random_weights, run_batched, runs_for)
+from .common import (RANDOM_INT8_ADVISORY, admit_engine, arch_runs, deployed_artifact,  # noqa: F401
+                     not_judged_reason, nothing_checked, original_model, random_weights, run_batched, runs_for)
 from .layers import localise
 from .worker import ISOLATED, run_artifact
 
@@ -159,11 +160,12 @@ def check_dir(out_dir: str | Path, *, images: str | None = None, runtimes: tuple
     ``trust_source``: call the factory a manifest names (Python code) to rebuild the original.
     The folder is read under a shared lock: an export writing it is waited for (``wait=False``: refused).
     ``emulate``: an ARM CPU for qemu-aarch64 (cortex-a72, cortex-a76, max,sve=off...): the ONNX artifacts run on
-    its ONNX Runtime kernels, judged the same way (:mod:`edgecnn.harness.emulate`; nothing about speed).
+    its ONNX Runtime kernels and the IRs on its OpenVINO kernels, judged the same way, the deployed row being
+    ARM's (:mod:`edgecnn.harness.emulate`; nothing about speed).
     """
     check_device(device)
     if emulate:
-        runtimes = emulation.check_request(emulate, runtimes, device)
+        emulation.check_request(emulate, runtimes, device)
     check_limit("images", n_images, "--num-images")
     for tol in (tolerances or {}).values():
         tol.check()
@@ -178,7 +180,12 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
     manifest = Manifest.load(out_dir)
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     unavailable = availability()
-    planned = [(art, runs_for(art, runtimes, device, unavailable)) for art in manifest.artifacts]
+    # emulated: each artifact on its own format's runtime unless asked, as an ARM machine runs them
+    arch, where = (emulation.ARCH, emulate) if emulate else (target_arch(), "this machine")
+    planned = [(art, runs_for(art, emulation.runtimes_of(art, runtimes) if emulate else runtimes, device,
+                              unavailable)) for art in manifest.artifacts]
+    planned = [(art, arch_runs(art, runs, skipped, arch=arch, where=where))
+               for art, (runs, skipped) in planned]
     for art, (runs, _) in planned:  # before any work: an engine is native code
         if runs:
             admit_engine(manifest, art, trust_source=trust_source)
@@ -213,7 +220,7 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
         for rt_name, rt_device in runs:
             if rt_name not in deployed:
                 try:
-                    deployed[rt_name] = deployed_artifact(manifest, rt_name).key
+                    deployed[rt_name] = deployed_artifact(manifest, rt_name, arch=arch).key
                 except ConfigError:
                     deployed[rt_name] = None
             if emulate:

@@ -13,7 +13,7 @@ from .. import ledger
 from ..artifact import Artifact
 from ..errors import ArtifactError, ConfigError, WeightsError
 from ..exporters.int8 import TENSORRT_STAGE
-from ..exporters.openvino import target_arch
+from ..exporters.openvino import ROUTE_TARGETS, target_arch
 from ..guard import clip, confined, hash_bounded, safe_text
 from ..manifest import Manifest
 from ..models import create_model, get_spec
@@ -238,11 +238,31 @@ def not_judged_reason(art: Artifact, runtime: str) -> str | None:
     return NOT_JUDGED_TENSORRT if art.key == TENSORRT_STAGE and runtime != ENGINE_RUNTIME else None
 
 
-def deployed_artifact(manifest: Manifest, runtime: str) -> Artifact:
+def other_arch_routes(arch: str) -> set[str]:
+    """Stages of the routes edgecnn makes for other CPU architectures only (:data:`ROUTE_TARGETS`; on a Cortex-A72
+    the u8-activation OpenVINO int8 IRs do not compile): never run nor deployed on ``arch``. From edgecnn's own
+    table, not the manifest's ``route_targets``: a label in a folder never takes an artifact out of judgement."""
+    return {stage for stage, archs in ROUTE_TARGETS.items() if arch not in archs}
+
+
+def arch_runs(art: Artifact, runs: list[tuple[str, str]], skipped: list[str], *,
+              arch: str, where: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """:func:`runs_for`'s pairs less OpenVINO running a route the export made for other CPU architectures only
+    (a machine of ``arch`` never deploys it; on a Cortex-A72 the u8-activation IRs do not even compile), left out
+    with why. ``where``: the CPU, for the reason."""
+    if art.key not in other_arch_routes(arch) or all(rt != "openvino" for rt, _ in runs):
+        return runs, skipped
+    return [r for r in runs if r[0] != "openvino"], skipped + [
+        f"{art.key}@openvino: not run on {where}: a route the export made for other CPU architectures only "
+        f"(exporters/openvino.py ROUTE_TARGETS); an {arch.upper()} machine never deploys it"]
+
+
+def deployed_artifact(manifest: Manifest, runtime: str, *, arch: str | None = None) -> Artifact:
     """The one artifact a user deploys on ``runtime`` (what ``predict`` runs, and what ``check`` judges against
     its full tolerance): among the artifacts that runtime runs and that are judged there, a passing int8 that is
     neither advisory nor a losing alternative, else the most derived passing fp32 (simplified over exported),
-    else the last one. ``ConfigError`` when that runtime runs none of them."""
+    else the last one. ``ConfigError`` when that runtime runs none of them. ``arch``: the CPU architecture it is
+    deployed on (``"x86"``, ``"arm"``; default: this machine's)."""
     formats = RUNTIMES.get(runtime).formats
     own = [a for a in manifest.artifacts if a.runtime == runtime] or [a for a in manifest.artifacts
                                                                       if a.format in formats]
@@ -253,13 +273,11 @@ def deployed_artifact(manifest: Manifest, runtime: str) -> Artifact:
     alternatives = manifest.alternatives()
     # The route the export recorded for this machine's architecture (OpenVINO int8: the Cortex-A72 compiles only
     # the s8s8 route), where it differs from the default chosen on the exporting machine.
-    arch = target_arch()
+    arch = arch or target_arch()
     groups = [sel for sel in manifest.selected.values() if isinstance(sel, dict)]
     here = {pick for sel in groups if isinstance(sel.get("targets"), dict)
             for pick in [sel["targets"].get(arch)] if isinstance(pick, str)}
-    # routes recorded as made for other architectures only (on a Cortex-A72 the u8-activation IRs do not compile)
-    unfit = {stage for sel in groups if isinstance(sel.get("route_targets"), dict)
-             for stage, archs in sel["route_targets"].items() if isinstance(archs, list) and arch not in archs}
+    unfit = other_arch_routes(arch)
 
     def deployable(a: Artifact) -> bool:
         r = manifest.results.get(a.key)

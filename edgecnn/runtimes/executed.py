@@ -13,7 +13,8 @@ the runtime compiled (an "int8" file is only a request; the runtime decides when
   ``primitiveType`` and ``originalLayersNames``. The precision counted is the one of the node's data input
   (port 0), which the kernel computes in: ``runtimePrecision`` is the widest of data *and weights*, so an fp16
   IR run under the f32 hint reads "f16" there while its kernel is ``brgconv_avx512_f32`` on f32 activations
-  (measured, OpenVINO 2026.4, AMD EPYC). Free after compile.
+  (measured, OpenVINO 2026.4, AMD EPYC): :func:`edgecnn.backends.openvino.node_precision`, the one rule the
+  plugin's read-back (``info.executed_precision``) uses too. Free after compile.
 - TensorRT: the engine inspector's JSON (``IEngineInspector.get_engine_information(LayerInformationFormat.JSON)``,
   full detail only for an engine built with ``ProfilingVerbosity.DETAILED``): each layer's input format/datatype.
 
@@ -33,6 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..backends.openvino import PRECISIONS as OV_NAMES, node_precision
 from ..errors import backend_message
 
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
@@ -45,7 +47,7 @@ MAC_OPS = INT8_OPS | FLOAT_MAC_OPS
 # when ONNX Runtime leaves them between DQ and Q they run in float (listed, with 0 MACs).
 _TENSOR_TYPES = {1: "fp32", 10: "fp16", 16: "bf16", 2: "int8", 3: "int8", 11: "fp64"}
 _PASS_THROUGH = {"DequantizeLinear", "Cast", "Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze"}
-OV_PRECISIONS = {"u8": "int8", "i8": "int8", "f16": "fp16", "bf16": "bf16", "f32": "fp32"}
+OV_PRECISIONS = OV_NAMES
 OV_MAC_OPS = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData", "GroupConvolutionBackpropData"}
 
 
@@ -308,9 +310,9 @@ def _onnx_name(name: str) -> str:
 
 
 def _ov_ran(op) -> str:
-    """The precision a runtime node computes in: its data input's (port 0), else its runtimePrecision."""
-    data = op.get_input_element_type(0).get_type_name() if op.get_input_size() else ""
-    return OV_PRECISIONS.get(data) or OV_PRECISIONS.get(op.get_rt_info()["runtimePrecision"].astype(str), "fp32")
+    """The precision a runtime node computes in (:func:`edgecnn.backends.openvino.node_precision`)."""
+    ran = node_precision(op)
+    return ran if ran in OV_PRECISIONS.values() else "fp32"
 
 
 def openvino_record(runtime_model, model, *, precision: str, hint: str) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import hostinfo
 from ..artifact import METADATA_KEYS, rt_info_path
-from ..backends.openvino import AMX_HINT, AMX_REORDER, ov, plugin_precision
+from ..backends.openvino import AMX_HINT, AMX_REORDER, ov, plugin_precision, precision_hint
 from ..errors import ArtifactError, ConfigError, backend_message
 from ..timing import Throughput, summarize
 from .base import Runtime
@@ -36,11 +36,7 @@ class OpenVINORuntime(Runtime):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         if device == "CPU":
-            # OpenVINO's CPU plugin otherwise runs in bf16 wherever the CPU has AVX512-BF16 / AMX: 8-bit
-            # mantissas, not what an fp32 (or fp16) artifact promises. fp16 runs as fp16 only where the
-            # CPU computes it natively; else its fp16 weights are widened to f32.
-            native_fp16 = "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-            config["INFERENCE_PRECISION_HINT"] = "f16" if self.precision == "fp16" and native_fp16 else "f32"
+            config["INFERENCE_PRECISION_HINT"] = precision_hint(core, self.precision)
         # A corrupt or truncated file fails here: "could not load". Verified bytes are read from memory.
         from_bytes = self.data and not (Path(self.path).suffix == ".onnx" and _external_data(self.data[0]))
         model = core.read_model(*self.data) if from_bytes else core.read_model(str(self.path))
