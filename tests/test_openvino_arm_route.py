@@ -141,12 +141,15 @@ def test_on_an_arm_machine_check_and_bench_leave_the_x86_routes_out(x86_export, 
     monkeypatch.setattr(check, "target_arch", lambda: "arm")
     report = check.check_dir(x86_export, runtimes=("openvino",), n_images=4)
     rows = {r.artifact: r for r in report.results}
+    assert "int8" not in rows and {"export", "simplify"} <= set(rows)  # the int8 ONNX on OpenVINO: the QDQ route
+    assert any(s.startswith("int8@openvino: not run on this machine: OpenVINO reading this int8 ONNX is the "
+                            f"{QDQ} route") for s in report.skipped), report.skipped
     # random weights: int8 is advisory, so fp32 is the deployed row (a trained export deploys the ARM route:
     # test_each_architecture_deploys_its_recorded_route, tests/test_proxies.py)
     assert QDQ not in rows and NNCF not in rows and rows[S8S8].ok and rows["openvino-fp32"].deployed
     assert report.passed
     for stage in (QDQ, NNCF):
-        assert f"{stage}@openvino: not run on this machine: a route the export made for other CPU architectures " \
+        assert f"{stage}@openvino: not run on this machine: a route edgecnn makes for other CPU architectures " \
                "only (exporters/openvino.py ROUTE_TARGETS); an ARM machine never deploys it" in report.skipped
     monkeypatch.setattr(bench, "target_arch", lambda: "arm")
     timed = bench.bench_dir(x86_export, runtimes=("openvino",), iterations=2, warmup=0, baselines=())

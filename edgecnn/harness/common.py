@@ -13,7 +13,7 @@ from .. import ledger
 from ..artifact import Artifact
 from ..errors import ArtifactError, ConfigError, WeightsError
 from ..exporters.int8 import TENSORRT_STAGE
-from ..exporters.openvino import ROUTE_TARGETS, target_arch
+from ..exporters.openvino import QDQ_ROUTE, ROUTE_TARGETS, target_arch
 from ..guard import clip, confined, hash_bounded, safe_text
 from ..manifest import Manifest
 from ..models import create_model, get_spec
@@ -247,14 +247,20 @@ def other_arch_routes(arch: str) -> set[str]:
 
 def arch_runs(art: Artifact, runs: list[tuple[str, str]], skipped: list[str], *,
               arch: str, where: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """:func:`runs_for`'s pairs less OpenVINO running a route the export made for other CPU architectures only
-    (a machine of ``arch`` never deploys it; on a Cortex-A72 the u8-activation IRs do not even compile), left out
-    with why. ``where``: the CPU, for the reason."""
-    if art.key not in other_arch_routes(arch) or all(rt != "openvino" for rt, _ in runs):
+    """:func:`runs_for`'s pairs less OpenVINO running what edgecnn makes for other CPU architectures only (a machine
+    of ``arch`` never deploys it; on a Cortex-A72 the u8-activation OpenVINO int8 IRs do not even compile): such a
+    route's IR, and an int8 ONNX (OpenVINO reading it is the QDQ route), left out with why. ``where``: the CPU."""
+    if all(rt != "openvino" for rt, _ in runs):
+        return runs, skipped
+    if art.key in other_arch_routes(arch):
+        why = "a route edgecnn makes for other CPU architectures only (exporters/openvino.py ROUTE_TARGETS)"
+    elif art.format == "onnx" and art.precision == "int8" and QDQ_ROUTE in other_arch_routes(arch):
+        why = (f"OpenVINO reading this int8 ONNX is the {QDQ_ROUTE} route, which edgecnn makes for other CPU "
+               "architectures only")
+    else:
         return runs, skipped
     return [r for r in runs if r[0] != "openvino"], skipped + [
-        f"{art.key}@openvino: not run on {where}: a route the export made for other CPU architectures only "
-        f"(exporters/openvino.py ROUTE_TARGETS); an {arch.upper()} machine never deploys it"]
+        f"{art.key}@openvino: not run on {where}: {why}; an {arch.upper()} machine never deploys it"]
 
 
 def deployed_artifact(manifest: Manifest, runtime: str, *, arch: str | None = None) -> Artifact:
