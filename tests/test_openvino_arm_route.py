@@ -138,7 +138,7 @@ def test_on_an_arm_machine_check_and_bench_leave_the_x86_routes_out(x86_export, 
     Cortex-A72), each named with why; the ARM route is the deployed OpenVINO row and is judged."""
     from edgecnn.harness import bench, check
 
-    monkeypatch.setattr(check, "target_arch", lambda: "arm")
+    monkeypatch.setattr(common, "target_arch", lambda: "arm")  # the one place the machine's architecture is read
     report = check.check_dir(x86_export, runtimes=("openvino",), n_images=4)
     rows = {r.artifact: r for r in report.results}
     assert "int8" not in rows and {"export", "simplify"} <= set(rows)  # the int8 ONNX on OpenVINO: the QDQ route
@@ -151,10 +151,9 @@ def test_on_an_arm_machine_check_and_bench_leave_the_x86_routes_out(x86_export, 
     for stage in (QDQ, NNCF):
         assert f"{stage}@openvino: not run on this machine: a route edgecnn makes for other CPU architectures " \
                "only (exporters/openvino.py ROUTE_TARGETS); an ARM machine never deploys it" in report.skipped
-    monkeypatch.setattr(bench, "target_arch", lambda: "arm")
     timed = bench.bench_dir(x86_export, runtimes=("openvino",), iterations=2, warmup=0, baselines=())
     assert {r.artifact for r in timed.results} >= {S8S8} and not {QDQ, NNCF} & {r.artifact for r in timed.results}
-    monkeypatch.setattr(check, "target_arch", lambda: "x86")  # on x86 every route runs
+    monkeypatch.setattr(common, "target_arch", lambda: "x86")  # on x86 every route runs
     assert {QDQ, NNCF, S8S8} <= {r.artifact for r in check.check_dir(x86_export, runtimes=("openvino",),
                                                                       n_images=4).results}
 

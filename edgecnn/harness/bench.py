@@ -28,7 +28,6 @@ from .. import hostinfo
 from ..artifact import Artifact
 from ..data import Preprocessing
 from ..errors import ConfigError, EdgecnnError
-from ..exporters.openvino import target_arch
 from ..fileio import locked
 from ..guard import check_limit, finite
 from ..manifest import Manifest
@@ -38,7 +37,7 @@ from ..runtimes.executed import record
 from ..runtimes.torch import baseline
 from ..timing import BASELINES, MODES, SCENARIO_OF_MODE, SCENARIOS
 from . import machine
-from .common import admit_engine, arch_runs, check_batch, nothing_checked, original_model, runs_for
+from .common import admit_engine, check_batch, nothing_checked, original_model, runs_for
 from .samples import DEFAULT_SIZE, sample_library
 from .scenario import Settings, judge_offline, run_latency
 from .worker import probe
@@ -154,8 +153,7 @@ def _bench(out_dir, *, runtimes, batches, threads, warmup, iterations, duration_
     unavailable = availability()
     jobs = []  # (name, runtime, precision, what to load, device)
     for art in manifest.artifacts:
-        runs, skipped = arch_runs(art, *runs_for(art, runtimes, device, unavailable), arch=target_arch(),
-                                  where="this machine")
+        runs, skipped = runs_for(art, runtimes, device, unavailable)
         if runs:  # before any work: an engine is native code
             admit_engine(manifest, art, trust_source=trust_source)
         report.skipped += skipped

@@ -10,7 +10,6 @@ from ..artifact import Artifact
 from ..data import Preprocessing, evaluation_batch, imagefolder_classes, labelled_batch, match_classes
 from ..errors import ConfigError, EdgecnnError
 from ..exporters.int8_range import describe_minus128, scan_minus128
-from ..exporters.openvino import target_arch
 from ..fileio import locked
 from ..guard import check_limit, safe_text
 from ..manifest import Manifest
@@ -21,7 +20,7 @@ from ..runtimes.executed import record
 from ..timing import measure
 from . import emulate as emulation
 from . import evalset
-from .common import (RANDOM_INT8_ADVISORY, admit_engine, arch_runs, deployed_artifact,  # noqa: F401
+from .common import (RANDOM_INT8_ADVISORY, admit_engine, deployed_artifact,  # noqa: F401
                      not_judged_reason, nothing_checked, original_model, random_weights, run_batched, runs_for)
 from .layers import localise
 from .worker import ISOLATED, run_artifact
@@ -181,11 +180,9 @@ def _check(out_dir, *, images, runtimes, n_images, threads, tolerances, layers, 
     manifest.verify()  # a truncated or swapped file is named here, not reported as a parity failure
     unavailable = availability()
     # emulated: each artifact on its own format's runtime unless asked, as an ARM machine runs them
-    arch, where = (emulation.ARCH, emulate) if emulate else (target_arch(), "this machine")
+    arch, where = (emulation.ARCH, emulate) if emulate else (None, "this machine")  # None: this machine's
     planned = [(art, runs_for(art, emulation.runtimes_of(art, runtimes) if emulate else runtimes, device,
-                              unavailable)) for art in manifest.artifacts]
-    planned = [(art, arch_runs(art, runs, skipped, arch=arch, where=where))
-               for art, (runs, skipped) in planned]
+                              unavailable, arch=arch, where=where)) for art in manifest.artifacts]
     for art, (runs, _) in planned:  # before any work: an engine is native code
         if runs:
             admit_engine(manifest, art, trust_source=trust_source)

@@ -191,15 +191,22 @@ def runtimes_for(art: Artifact, wanted: tuple[str, ...] | None) -> list[str]:
 
 
 def runs_for(art: Artifact, wanted: tuple[str, ...] | None, device: str | None,
-             unavailable: dict[str, str | None]) -> tuple[list[tuple[str, str]], list[str]]:
+             unavailable: dict[str, str | None], *, arch: str | None = None,
+             where: str = "this machine") -> tuple[list[tuple[str, str]], list[str]]:
     """(runtime, device) pairs to run ``art`` on, and the pairs left out with why.
 
     Each runtime runs on ``device`` when one is asked for, else on its own default (:func:`runtimes.device_for`):
-    an engine on CUDA, the rest on the CPU. A runtime that cannot use the asked device is left out, not failed."""
+    an engine on CUDA, the rest on the CPU. A runtime that cannot use the asked device is left out, not failed,
+    and so is OpenVINO running what edgecnn makes for other CPU architectures than ``arch`` (default: this
+    machine's; :func:`foreign_route`). ``where``: the CPU it runs on, for the reason."""
+    arch = arch or target_arch()
     runs, skipped = [], []
     for name in runtimes_for(art, wanted):
         if unavailable.get(name):
             skipped.append(f"{art.key}@{name}: unavailable: {unavailable[name]}")
+            continue
+        if name == "openvino" and (why := foreign_route(art, arch)):
+            skipped.append(f"{art.key}@{name}: not run on {where}: {why}; an {arch.upper()} machine never deploys it")
             continue
         try:
             runs.append((name, device_for(name, device)))
@@ -245,22 +252,16 @@ def other_arch_routes(arch: str) -> set[str]:
     return {stage for stage, archs in ROUTE_TARGETS.items() if arch not in archs}
 
 
-def arch_runs(art: Artifact, runs: list[tuple[str, str]], skipped: list[str], *,
-              arch: str, where: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """:func:`runs_for`'s pairs less OpenVINO running what edgecnn makes for other CPU architectures only (a machine
-    of ``arch`` never deploys it; on a Cortex-A72 the u8-activation OpenVINO int8 IRs do not even compile): such a
-    route's IR, and an int8 ONNX (OpenVINO reading it is the QDQ route), left out with why. ``where``: the CPU."""
-    if all(rt != "openvino" for rt, _ in runs):
-        return runs, skipped
+def foreign_route(art: Artifact, arch: str) -> str | None:
+    """Why OpenVINO does not run ``art`` on a machine of ``arch``, or None: it is what edgecnn makes for other CPU
+    architectures only (a machine of ``arch`` never deploys it; on a Cortex-A72 the u8-activation OpenVINO int8 IRs
+    do not even compile): such a route's IR, or an int8 ONNX (OpenVINO reading it is the QDQ route)."""
     if art.key in other_arch_routes(arch):
-        why = "a route edgecnn makes for other CPU architectures only (exporters/openvino.py ROUTE_TARGETS)"
-    elif art.format == "onnx" and art.precision == "int8" and QDQ_ROUTE in other_arch_routes(arch):
-        why = (f"OpenVINO reading this int8 ONNX is the {QDQ_ROUTE} route, which edgecnn makes for other CPU "
-               "architectures only")
-    else:
-        return runs, skipped
-    return [r for r in runs if r[0] != "openvino"], skipped + [
-        f"{art.key}@openvino: not run on {where}: {why}; an {arch.upper()} machine never deploys it"]
+        return "a route edgecnn makes for other CPU architectures only (exporters/openvino.py ROUTE_TARGETS)"
+    if art.format == "onnx" and art.precision == "int8" and QDQ_ROUTE in other_arch_routes(arch):
+        return (f"OpenVINO reading this int8 ONNX is the {QDQ_ROUTE} route, which edgecnn makes for other CPU "
+                "architectures only")
+    return None
 
 
 def deployed_artifact(manifest: Manifest, runtime: str, *, arch: str | None = None) -> Artifact:

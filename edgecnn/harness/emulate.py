@@ -44,9 +44,9 @@ def check_request(emulate: str, runtimes: tuple[str, ...] | None, device: str | 
         raise ConfigError(f"--emulate {emulate}: {reason}")
 
 
-def runtimes_of(art: Artifact, asked: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    """What runs ``art`` under emulation: the asked runtimes (None: every one that reads it), else its format's
-    own (ONNX on ONNX Runtime, IR on OpenVINO): an int8 ONNX on OpenVINO is the QDQ route, made for x86 only."""
+def runtimes_of(art: Artifact, asked: tuple[str, ...] | None) -> tuple[str, ...]:
+    """What runs ``art`` under emulation: the asked runtimes, else (none asked) its format's own (ONNX on ONNX
+    Runtime, IR on OpenVINO): an int8 ONNX on OpenVINO is the QDQ route, made for x86 only."""
     return asked if asked else tuple(r for r in (OWN.get(art.format),) if r)
 
 

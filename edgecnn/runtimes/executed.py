@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..backends.openvino import PRECISIONS as OV_NAMES, node_precision
+from ..backends.openvino import PRECISIONS as OV_PRECISIONS, node_precision  # OpenVINO type -> ours
 from ..errors import backend_message
 
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
@@ -47,7 +47,6 @@ MAC_OPS = INT8_OPS | FLOAT_MAC_OPS
 # when ONNX Runtime leaves them between DQ and Q they run in float (listed, with 0 MACs).
 _TENSOR_TYPES = {1: "fp32", 10: "fp16", 16: "bf16", 2: "int8", 3: "int8", 11: "fp64"}
 _PASS_THROUGH = {"DequantizeLinear", "Cast", "Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze"}
-OV_PRECISIONS = OV_NAMES
 OV_MAC_OPS = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData", "GroupConvolutionBackpropData"}
 
 
